@@ -1,0 +1,13 @@
+"""nadkit: Neural Architecture Disentanglement (Hu et al., ICCV 2021) for PyTorch networks."""
+
+__version__ = "0.1.0"
+
+from .data import fashion_mnist, load_split, mosaics
+from .disentangle import NAD
+from .errors import NadkitError
+from .networks import build_network, load_network
+from .points import MaskPoint, mask_points, masked
+from .subarch import SubArchitectures
+
+__all__ = ["NAD", "MaskPoint", "NadkitError", "SubArchitectures", "build_network", "fashion_mnist",
+           "load_network", "load_split", "mask_points", "masked", "mosaics"]

@@ -1,0 +1,113 @@
+"""Command line: ``nadkit train | disentangle | evaluate``. Bad input ends in one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .errors import NadkitError
+from .networks import ARCHS
+
+NO_TRACEBACK = (NadkitError, FileNotFoundError, PermissionError, IsADirectoryError)
+
+
+def beta_arg(text: str) -> float | str:
+    if text == "elbow":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'elbow'") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nadkit", description="Neural Architecture Disentanglement (Hu et al., ICCV 2021)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an embedded network on Fashion-MNIST into data/models/")
+    t.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHS)}")
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="folder for ARCH.safetensors and ARCH.json (default data/models)")
+
+    d = sub.add_parser("disentangle", help="learn per-class sub-architectures into --out")
+    d.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHS)}")
+    d.add_argument("--dataset", default="fashion-mnist")
+    d.add_argument("--classes", default="all", help="'all' or comma-separated class ids, e.g. 0,3,5")
+    d.add_argument("--beta", type=beta_arg, default=None, help="a number, or 'elbow' (default: the network card's)")
+    d.add_argument("--lr", type=float, default=0.1)
+    d.add_argument("--steps", type=int, default=None, help="updates per class (default: the network card's)")
+    d.add_argument("--batch-per-class", type=int, default=16)
+    d.add_argument("--class-batch", type=int, default=None, help="classes per forward pass (default: all)")
+    d.add_argument("--objective", default="official", help="official (the authors' code) or paper (Eq. 13)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--weights", default=None, help="a safetensors state dict (default: the shipped network)")
+    d.add_argument("--out", required=True)
+
+    e = sub.add_parser("evaluate", help="per-layer similarity, hit rate, accuracy and misjudgment of a result")
+    e.add_argument("folder")
+    e.add_argument("--mosaics", type=int, default=1000)
+    e.add_argument("--top", type=float, default=0.05, help="fraction of pixels kept in hit-rate maps")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    return p
+
+
+def print_report(r: dict) -> None:
+    """The per-layer table and the summary figures, as plain text."""
+    hits = r["hit_rate"] or [math.nan] * len(r["points"])
+    print(f"{r['arch']}: {len(r['classes'])} classes, hit rate over {r['mosaics']} mosaics (top {r['top']:.0%})")
+    print(f"{'point':<14}{'kept':>8}{'jaccard':>10}{'hit rate':>10}")
+    for name, k, s, h in zip(r["points"], r["kept"], r["similarity"], hits):
+        print(f"{name:<14}{k:>8.3f}{s:>10.3f}{h:>10.3f}")
+    acc = r["accuracy"]
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    print(f"accuracy on own class: network {mean(acc['original']):.3f}, sub-architectures {mean(acc['subarch']):.3f}")
+    m = r["misjudgment"]
+    print(f"misjudgment (similarity x100, dif = mis - oth): mis {100 * m['mis']:.2f}  oth {100 * m['oth']:.2f}  "
+          f"dif {100 * m['dif']:+.2f}  over {len(m['classes'])} classes")
+
+
+def run(args: argparse.Namespace) -> None:
+    from . import pipeline
+
+    if args.command == "train":
+        from .networks import check_arch
+        from .train import train_network
+
+        card = train_network(check_arch(args.arch), epochs=args.epochs, seed=args.seed, out=args.out)
+        print(json.dumps(card, indent=1))
+    elif args.command == "disentangle":
+        sub = pipeline.disentangle(args.arch, args.out, args.dataset, args.classes, args.beta, args.lr, args.steps,
+                                   args.batch_per_class, args.class_batch, args.objective, args.seed, args.device,
+                                   args.weights)
+        kept = sub.kept().mean().item()
+        print(f"{len(sub.classes)} sub-architectures of {args.arch} in {args.out} "
+              f"(beta {sub.config['beta']}, {kept:.1%} of channels kept on average)")
+    elif args.command == "evaluate":
+        report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device)
+        print_report(report)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except NO_TRACEBACK as e:
+        print(f"nadkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nadkit: interrupted; finished classes are saved, re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Data: labelled image sets held in memory, per-class index, class-balanced batches, 2x2 mosaics.
+
+A data set is anything with ``labels``, ``class_names`` and ``load(indices, train)``; the
+embedded default is Fashion-MNIST, zero-padded to 1x32x32. Every random draw comes from a
+generator seeded by ``(seed, class)``, so what one class sees never depends on the others.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from .errors import NadkitError
+
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+FASHION_MNIST_FILES = [
+    "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+]
+DATASETS = ("fashion-mnist",)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ImageData(Protocol):
+    """What NAD needs of a split: labels, class names, and images loaded by index."""
+
+    labels: Tensor
+    class_names: list[str]
+
+    def load(self, indices: Tensor, train: bool = False) -> Tensor: ...
+
+
+@dataclass
+class TensorImages:
+    """A split held in memory as uint8 images [N, C, H, W]; ``load`` normalises on the fly."""
+
+    images: Tensor
+    labels: Tensor
+    class_names: list[str]
+    mean: float
+    std: float
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, indices: Tensor, train: bool = False) -> Tensor:
+        """Float images for ``indices``, normalised (no augmentation: Fashion-MNIST needs none)."""
+        x = self.images[indices].float().div_(255.0)
+        return x.sub_(self.mean).div_(self.std)
+
+
+def fashion_mnist_dirs() -> list[Path]:
+    """Where Fashion-MNIST is looked for, in order."""
+    dirs = [Path(os.environ["NADKIT_DATA"])] if os.environ.get("NADKIT_DATA") else []
+    return dirs + [REPO_ROOT / "data" / "fashion-mnist", Path("/usr/share/datasets/fashion-mnist")]
+
+
+def _raw_folder() -> Path:
+    """A folder holding the four un-gzipped IDX files, as torchvision's FashionMNIST expects."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nadkit"
+    raw = cache / "FashionMNIST" / "raw"
+    if all((raw / f).exists() for f in FASHION_MNIST_FILES):
+        return raw
+    from torchvision.datasets.utils import extract_archive
+
+    for folder in fashion_mnist_dirs():
+        for sub in (folder, folder / "FashionMNIST" / "raw"):
+            if all((sub / f).exists() or (sub / f"{f}.gz").exists() for f in FASHION_MNIST_FILES):
+                raw.mkdir(parents=True, exist_ok=True)
+                for f in FASHION_MNIST_FILES:
+                    if (sub / f).exists():
+                        shutil.copyfile(sub / f, raw / f)
+                    else:
+                        extract_archive(str(sub / f"{f}.gz"), str(raw))
+                return raw
+    looked = ", ".join(str(d) for d in fashion_mnist_dirs())
+    raise NadkitError(
+        f"Fashion-MNIST not found (looked in {looked}); install the Debian package "
+        "dataset-fashion-mnist (`make setup` does) or set NADKIT_DATA to a folder with its IDX files"
+    )
+
+
+def fashion_mnist(split: str = "train") -> TensorImages:
+    """Fashion-MNIST ``split`` ("train" or "test"), zero-padded to 1x32x32, read with torchvision."""
+    from torchvision.datasets import FashionMNIST
+
+    raw = _raw_folder()
+    try:
+        ds = FashionMNIST(str(raw.parent.parent), train=(split == "train"), download=False)
+    except RuntimeError as e:
+        raise NadkitError(f"Fashion-MNIST files in {raw} are unreadable ({e}); delete that folder and retry") from e
+    images = torch.nn.functional.pad(ds.data, (2, 2, 2, 2)).unsqueeze(1).contiguous()
+    return TensorImages(images, ds.targets.long(), list(FASHION_MNIST_CLASSES), mean=0.2860, std=0.3530)
+
+
+def load_split(dataset: str, split: str) -> ImageData:
+    """The ``split`` ("train"/"test") of a named data set."""
+    if dataset == "fashion-mnist":
+        return fashion_mnist(split)
+    raise NadkitError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+
+
+def class_index(labels: Tensor, num_classes: int) -> list[Tensor]:
+    """For each class, the indices of its images (ascending)."""
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels, minlength=num_classes).tolist()
+    return list(torch.split(order, counts))
+
+
+def class_generator(seed: int, cls: int, stream: int = 0) -> torch.Generator:
+    """The random stream of one class: depends on (seed, class, stream) only."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + cls) * 7_919 + stream) % 2**63)
+
+
+class ClassBatches:
+    """Endless class-balanced batches: ``per_class`` images of each class, each class from its own
+    seeded shuffle (without replacement within a pass), returned class-major."""
+
+    def __init__(self, data: ImageData, classes: list[int], per_class: int, seed: int):
+        index = class_index(data.labels, len(data.class_names))
+        self.data, self.classes, self.per_class = data, classes, per_class
+        self.pools = [index[c] for c in classes]
+        for c, pool in zip(classes, self.pools):
+            if len(pool) == 0:
+                raise NadkitError(f"class {c} ({data.class_names[c]}) has no images in this split")
+        self.gens = [class_generator(seed, c, stream=1) for c in classes]
+        self.orders = [torch.empty(0, dtype=torch.long) for _ in classes]
+
+    def _take(self, k: int) -> Tensor:
+        order, pool = self.orders[k], self.pools[k]
+        while len(order) < self.per_class:
+            order = torch.cat([order, pool[torch.randperm(len(pool), generator=self.gens[k])]])
+        self.orders[k] = order[self.per_class:]
+        return order[: self.per_class]
+
+    def next(self, train: bool = True) -> tuple[Tensor, Tensor]:
+        """(images [K*per_class, ...], labels) for one step."""
+        idx = torch.cat([self._take(k) for k in range(len(self.classes))])
+        return self.data.load(idx, train=train), self.data.labels[idx]
+
+
+def mosaics(data: ImageData, n: int, seed: int = 0, classes: list[int] | None = None) -> tuple[Tensor, Tensor]:
+    """``n`` 2x2 mosaics of four images of four distinct random classes (from ``classes``, default all).
+
+    Returns images [n, C, 2H, 2W] and their classes [n, 4] in quadrant order
+    (top-left, top-right, bottom-left, bottom-right).
+    """
+    pool = torch.tensor(classes if classes is not None else range(len(data.class_names)))
+    if len(pool) < 4:
+        raise NadkitError(f"mosaics need at least 4 classes, got {len(pool)}; disentangle at least 4 classes")
+    gen = torch.Generator().manual_seed(seed)
+    chosen = pool[torch.argsort(torch.rand(n, len(pool), generator=gen), dim=1)[:, :4]]
+    index = class_index(data.labels, len(data.class_names))
+    sizes = torch.tensor([len(i) for i in index])
+    pick = (torch.rand(n, 4, generator=gen) * sizes[chosen]).long()
+    flat = torch.stack([index[c][p] for c, p in zip(chosen.flatten().tolist(), pick.flatten().tolist())])
+    tiles = data.load(flat)
+    tiles = tiles.view(n, 4, *tiles.shape[1:])
+    top = torch.cat([tiles[:, 0], tiles[:, 1]], dim=-1)
+    bottom = torch.cat([tiles[:, 2], tiles[:, 3]], dim=-1)
+    return torch.cat([top, bottom], dim=-2), chosen

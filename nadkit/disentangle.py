@@ -1,0 +1,184 @@
+"""The NAD optimizer (Hu et al., ICCV 2021, Algorithm 1), class-batched.
+
+Each job (a class, with its own beta) owns one logit per channel at every mask point. K jobs
+share every forward and backward pass, but every quantity is computed per job: the loss is a
+sum of per-job losses (a job's logits touch only its own images), the gradient is normalised
+per job and per point (Eq. 15), a job skips a step when the original network gets none of its
+images right, and each job draws its initial logits and its images from its own seeded stream.
+So a class's masks do not depend on K or on which classes run beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .data import ClassBatches, ImageData, class_generator
+from .points import MaskPoint, masked, point_widths
+
+OBJECTIVES = ("official", "paper")
+
+
+def initial_logits(widths: Sequence[int], seed: int, cls: int) -> list[Tensor]:
+    """A class's starting logits, N(0, 1) per channel, from the class's own random stream."""
+    gen = class_generator(seed, cls, stream=0)
+    return [torch.randn(w, generator=gen) for w in widths]
+
+
+def nad_loss(objective: str, logits: Tensor, labels: Tensor, acts: list[Tensor], ref_acts: list[Tensor],
+             ref_correct: Tensor, masks: list[Tensor], beta: Tensor, per_job: int) -> tuple[Tensor, Tensor]:
+    """Per-job loss [K] and reconstruction term [K] for one step; images are job-major, ``per_job`` each.
+
+    ``official`` (the authors' code): (CE + sum_p MSE_p over the images the original network
+    gets right) / P + beta * sum_p mean(mask_p^2) / P.  ``paper`` (Eq. 13-14): CE + sum_p
+    mean(beta * (mu_p r_p)^2 + (r_p - mu_p r_p)^2) with r_p the original activations.
+    """
+    k, n_points = len(beta), len(masks)
+    ce = F.cross_entropy(logits, labels, reduction="none").view(k, per_job).mean(1)
+    if objective == "official":
+        weight = ref_correct.view(k, per_job).float()
+        weight = weight / weight.sum(1, keepdim=True).clamp_min(1.0)
+        mse = sum(((a - r) ** 2).flatten(1).mean(1).view(k, per_job).mul(weight).sum(1)
+                  for a, r in zip(acts, ref_acts))
+        rec = (ce + mse) / n_points
+        reg = sum(m.pow(2).mean(1) for m in masks) / n_points
+        return rec + beta * reg, rec
+    local = 0.0
+    for m, r in zip(masks, ref_acts):
+        mu = m.repeat_interleave(per_job, 0)[:, :, None, None]
+        err = (r * (1 - mu)) ** 2
+        local = local + (beta.repeat_interleave(per_job)[:, None, None, None] * (mu * r) ** 2 + err
+                         ).flatten(1).mean(1).view(k, per_job).mean(1)
+    return ce + local, ce
+
+
+@dataclass
+class NADResult:
+    """Continuous masks (sigmoid of the logits) per point, [jobs, channels], and per-job statistics."""
+
+    masks: list[Tensor]
+    skipped_steps: Tensor
+    final_rec: Tensor
+    history: list[Tensor] = field(default_factory=list)
+
+
+class NAD:
+    """Neural Architecture Disentanglement of a frozen ``model`` at ``points``.
+
+    ``NAD(model, points, beta=0.02).fit(data, classes)`` learns one sub-architecture per class.
+    """
+
+    def __init__(self, model: nn.Module, points: Sequence[MaskPoint], beta: float = 0.02, lr: float = 0.1,
+                 steps: int = 100, batch_per_class: int = 16, objective: str = "official", seed: int = 0,
+                 input_shape: Sequence[int] = (1, 32, 32)):
+        self.model, self.points = model.eval().requires_grad_(False), list(points)
+        self.beta, self.lr, self.steps, self.batch_per_class = beta, lr, steps, batch_per_class
+        self.objective, self.seed = objective, seed
+        self.widths = point_widths(model, self.points, input_shape)
+        self.device = next(model.parameters()).device
+
+    def fit(self, data: ImageData, classes: Sequence[int], class_batch: int | None = None,
+            betas: Sequence[float] | None = None, progress: bool = True,
+            on_chunk: Callable[[list[int], NADResult], None] | None = None) -> NADResult:
+        """Learn masks for ``classes`` (jobs), ``class_batch`` jobs per pass (default: all).
+
+        ``betas`` gives each job its own beta (the Elbow sweep runs beta values side by side);
+        ``on_chunk`` is called with each finished chunk, so callers can save it at once.
+        """
+        classes = list(classes)
+        betas = list(betas) if betas is not None else [self.beta] * len(classes)
+        k = class_batch or len(classes)
+        parts: list[NADResult] = []
+        bar = tqdm(total=self.steps * len(classes), desc="NAD", unit="class-step", disable=not progress)
+        for start in range(0, len(classes), k):
+            chunk = classes[start:start + k]
+            result = self._fit_chunk(data, chunk, betas[start:start + k], bar)
+            if on_chunk is not None:
+                on_chunk(chunk, result)
+            parts.append(result)
+        bar.close()
+        return NADResult([torch.cat([p.masks[i] for p in parts]) for i in range(len(self.points))],
+                         torch.cat([p.skipped_steps for p in parts]), torch.cat([p.final_rec for p in parts]))
+
+    def _fit_chunk(self, data: ImageData, classes: list[int], betas: list[float], bar) -> NADResult:
+        dev, n = self.device, self.batch_per_class
+        per_class = [initial_logits(self.widths, self.seed, c) for c in classes]
+        logits = [torch.stack([pc[i] for pc in per_class]).to(dev).requires_grad_()
+                  for i in range(len(self.points))]
+        beta = torch.tensor(betas, dtype=torch.float32, device=dev)
+        batches = ClassBatches(data, classes, n, self.seed)
+        skipped = torch.zeros(len(classes), dtype=torch.long, device=dev)
+        rec = torch.zeros(len(classes), device=dev)
+        for _ in range(self.steps):
+            x, y = batches.next(train=True)
+            rec, active = self._step(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), logits, beta)
+            skipped += ~active
+            bar.update(len(classes))
+        return NADResult([torch.sigmoid(l.detach()).cpu() for l in logits], skipped.cpu(), rec.detach().cpu())
+
+    def _step(self, x: Tensor, y: Tensor, logits: list[Tensor], beta: Tensor) -> tuple[Tensor, Tensor]:
+        """One update of every job's logits (Eq. 15); returns the per-job rec term and who updated."""
+        k, n = len(beta), self.batch_per_class
+        owner = torch.arange(k, device=x.device).repeat_interleave(n)
+        ref_acts: list[Tensor] = []
+        with torch.no_grad(), masked(self.model, self.points, record=ref_acts):
+            ref_correct = self.model(x).argmax(1) == y
+        masks = [torch.sigmoid(l) for l in logits]
+        acts: list[Tensor] = []
+        with masked(self.model, self.points, masks, owner, record=acts):
+            out = self.model(x)
+        loss, rec = nad_loss(self.objective, out, y, acts, ref_acts, ref_correct, masks, beta, n)
+        grads = torch.autograd.grad(loss.sum(), logits)
+        # The authors skip a batch the original network gets wholly wrong (official objective).
+        active = ref_correct.view(k, n).any(1) if self.objective == "official" else torch.ones_like(beta, dtype=torch.bool)
+        with torch.no_grad():
+            for lg, g in zip(logits, grads):
+                lg.sub_(self.lr * F.normalize(g, dim=1) * active[:, None])
+        return rec.detach(), active
+
+
+@torch.no_grad()
+def binary_loss(nad: NAD, data: ImageData, classes: Sequence[int], binary: list[Tensor], per_class: int = 64) -> Tensor:
+    """Per-class reconstruction term (CE + MSE, official form) of binarised masks on a fixed batch."""
+    x, y = ClassBatches(data, list(classes), per_class, seed=nad.seed + 7_777).next(train=False)
+    x, y = x.to(nad.device), y.to(nad.device)
+    ref: list[Tensor] = []
+    with masked(nad.model, nad.points, record=ref):
+        correct = nad.model(x).argmax(1) == y
+    masks = [b.float().to(nad.device) for b in binary]
+    owner = torch.arange(len(classes), device=x.device).repeat_interleave(per_class)
+    acts: list[Tensor] = []
+    with masked(nad.model, nad.points, masks, owner, record=acts):
+        out = nad.model(x)
+    beta = torch.zeros(len(classes), device=x.device)
+    return nad_loss("official", out, y, acts, ref, correct, masks, beta, per_class)[1].cpu()
+
+
+def knee(x: Sequence[float], y: Sequence[float]) -> int:
+    """Index of the knee of an increasing convex curve y(x) (Kneedle: max of normalised x - y)."""
+    xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+    xn = (xt - xt.min()) / (xt.max() - xt.min()).clamp_min(1e-12)
+    yn = (yt - yt.min()) / (yt.max() - yt.min()).clamp_min(1e-12)
+    return int(torch.argmax(xn - yn))
+
+
+ELBOW_BETAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+def elbow_sweep(nad: NAD, data: ImageData, classes: Sequence[int], betas: Sequence[float] = ELBOW_BETAS,
+                progress: bool = True) -> dict:
+    """The Elbow method: fit ``classes`` at every beta (side by side in one class-batched run), and
+    pick the knee of dropped-channel fraction versus the binarised masks' reconstruction loss."""
+    jobs = [(c, b) for b in betas for c in classes]
+    res = nad.fit(data, [c for c, _ in jobs], betas=[b for _, b in jobs], progress=progress)
+    binary = [m > 0.5 for m in res.masks]
+    kept = torch.stack([b.float().mean(1) for b in binary], 1).mean(1).view(len(betas), len(classes)).mean(1)
+    loss = binary_loss(nad, data, [c for c, _ in jobs], binary).view(len(betas), len(classes)).mean(1)
+    best = knee((1 - kept).tolist(), loss.tolist())
+    return {"classes": list(classes), "betas": list(betas), "kept": [round(v, 4) for v in kept.tolist()],
+            "loss": [round(v, 5) for v in loss.tolist()], "beta": betas[best], "steps": nad.steps}

@@ -1,0 +1,147 @@
+"""Metrics of the paper, vectorised over classes: accuracy (Fig. 2), Jaccard similarity and hit
+rate per mask point (Fig. 4), and the misjudgment table (Table 1)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .data import ImageData, mosaics
+from .points import MaskPoint, masked
+
+
+def _rows(classes: Sequence[int], num_classes: int, device) -> Tensor:
+    """Map class id -> row of the mask tensors (-1 for classes without masks)."""
+    rows = torch.full((num_classes,), -1, dtype=torch.long, device=device)
+    rows[torch.tensor(list(classes), device=device)] = torch.arange(len(classes), device=device)
+    return rows
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: ImageData, points: Sequence[MaskPoint] | None = None,
+            binary: Sequence[Tensor] | None = None, classes: Sequence[int] | None = None,
+            mask_class: Tensor | None = None, batch: int = 500, desc: str | None = None) -> Tensor:
+    """Top-1 predictions on every image of ``data``; with ``binary`` masks, image i goes through
+    the sub-architecture of class ``mask_class[i]`` (default: its own label)."""
+    dev = next(model.parameters()).device
+    n = len(data.labels)
+    mask_class = data.labels if mask_class is None else mask_class
+    rows = _rows(classes, len(data.class_names), dev) if binary is not None else None
+    masks = [b.float().to(dev) for b in binary] if binary is not None else None
+    out = []
+    for i in tqdm(range(0, n, batch), desc=desc, disable=desc is None, leave=False):
+        idx = torch.arange(i, min(i + batch, n))
+        x = data.load(idx).to(dev)
+        if masks is None:
+            out.append(model(x).argmax(1))
+            continue
+        with masked(model, points, masks, rows[mask_class[idx].to(dev)]):
+            out.append(model(x).argmax(1))
+    return torch.cat(out).cpu()
+
+
+def class_accuracy(pred: Tensor, labels: Tensor, classes: Sequence[int]) -> Tensor:
+    """Top-1 accuracy of ``pred`` on the images of each class in ``classes``."""
+    return torch.stack([(pred[labels == c] == c).float().mean() for c in classes])
+
+
+def confusion(pred: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Counts [true class, predicted class]."""
+    return torch.bincount(labels * num_classes + pred, minlength=num_classes ** 2).view(num_classes, num_classes)
+
+
+def jaccard_matrix(binary: Tensor) -> Tensor:
+    """Jaccard similarity |A and B| / |A or B| of every pair of rows of a [K, C] boolean tensor
+    (two empty sets count as identical)."""
+    b = binary.float()
+    inter = b @ b.T
+    size = b.sum(1)
+    union = size[:, None] + size[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
+
+
+def mean_pairwise(matrix: Tensor) -> float:
+    """Mean of the off-diagonal entries (all pairs of distinct classes)."""
+    k = matrix.shape[0]
+    return float((matrix.sum() - matrix.diagonal().sum()) / max(k * (k - 1), 1))
+
+
+def similarity(binary: Sequence[Tensor]) -> tuple[list[float], Tensor]:
+    """Per point, the mean pairwise Jaccard of the classes' channel sets; and the class-by-class
+    similarity (mean over points of the per-point Jaccard), as used in Table 1."""
+    mats = [jaccard_matrix(b) for b in binary]
+    return [mean_pairwise(m) for m in mats], torch.stack(mats).mean(0)
+
+
+def _quadrants(size: int, device) -> Tensor:
+    """Quadrant id (0 TL, 1 TR, 2 BL, 3 BR) of every pixel of a size x size mosaic, flattened."""
+    r = torch.arange(size, device=device) >= size // 2
+    return (2 * r[:, None].long() + r[None, :].long()).flatten()
+
+
+@torch.no_grad()
+def hit_rate(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[Tensor], classes: Sequence[int],
+             data: ImageData, n: int = 1000, top: float = 0.05, seed: int = 0, batch: int = 50,
+             progress: bool = True) -> Tensor:
+    """Hit rate of every mosaic, class and point: [n, 4, points].
+
+    For each of a mosaic's four classes, the mosaic goes through that class's sub-architecture;
+    a point's channel-sum map is upsampled bilinearly to the mosaic, its top ``top`` fraction of
+    pixels kept, and the hit is the share of them in the class's quadrant. A flat map (no channel
+    kept) cannot point anywhere and scores chance, 0.25.
+    """
+    dev = next(model.parameters()).device
+    images, quad_classes = mosaics(data, n, seed=seed, classes=classes)
+    rows = _rows(classes, len(data.class_names), dev)
+    masks = [b.float().to(dev) for b in binary]
+    size = images.shape[-1]
+    quad = _quadrants(size, dev)
+    k = max(1, round(top * size * size))
+    target = torch.arange(4, device=dev).repeat(batch)
+    hits = []
+    for i in tqdm(range(0, n, batch), desc="hit rate", disable=not progress, leave=False):
+        x = images[i:i + batch].to(dev).repeat_interleave(4, 0)
+        owner = rows[quad_classes[i:i + batch].to(dev).flatten()]
+        acts: list[Tensor] = []
+        with masked(model, points, masks, owner, record=acts):
+            model(x)
+        per_point = []
+        for a in acts:
+            heat = F.interpolate(a.sum(1, keepdim=True).float(), size=(size, size), mode="bilinear",
+                                 align_corners=False).flatten(1)
+            top_idx = heat.topk(k, dim=1).indices
+            h = (quad[top_idx] == target[: len(x), None]).float().mean(1)
+            flat = heat.amax(1) - heat.amin(1) <= 1e-12 * heat.abs().amax(1).clamp_min(1)
+            per_point.append(torch.where(flat, torch.full_like(h, 0.25), h))
+        hits.append(torch.stack(per_point, 1).view(-1, 4, len(points)))
+    return torch.cat(hits).cpu()
+
+
+def misjudgment(conf: Tensor, sim: Tensor, classes: Sequence[int], min_rate: float = 0.02) -> dict:
+    """Table 1: mean similarity of each class's sub-architecture to the classes its images are
+    wrongly predicted as ("mis": at least ``min_rate`` of its test images) and to all other classes
+    ("oth"). Sign: dif = mis - oth, positive when misjudged classes are more similar.
+
+    ``min_rate`` 0.02 is the weight of one image in ImageNet's 50-image validation classes, so
+    the threshold matches the paper's "any wrong prediction" at ImageNet's granularity.
+    """
+    rows = {c: i for i, c in enumerate(classes)}
+    mis, oth, used = [], [], []
+    for c in classes:
+        rate = conf[c].float() / conf[c].sum().clamp_min(1)
+        wrong = [d for d in classes if d != c and rate[d] >= min_rate]
+        other = [d for d in classes if d != c and d not in wrong]
+        if not wrong or not other:
+            continue
+        mis.append(sim[rows[c], [rows[d] for d in wrong]].mean().item())
+        oth.append(sim[rows[c], [rows[d] for d in other]].mean().item())
+        used.append(c)
+    if not used:
+        return {"mis": float("nan"), "oth": float("nan"), "dif": float("nan"), "classes": [], "min_rate": min_rate}
+    m, o = sum(mis) / len(mis), sum(oth) / len(oth)
+    return {"mis": m, "oth": o, "dif": m - o, "classes": used, "per_class_mis": mis, "per_class_oth": oth,
+            "min_rate": min_rate}

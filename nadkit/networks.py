@@ -1,0 +1,303 @@
+"""The paper's four topologies at a width that trains on a CPU, for 1x32x32 inputs.
+
+Each keeps the connection type that the paper studies: direct (VGG16: 13 convs), plain skip
+(ResNet50: bottlenecks 3-4-6-3), dense skip (DenseNet121: dense blocks 6-12-24-16) and searched
+skip (DARTS: 14 cells of the DARTS-V2 genotype). Weights ship in ``data/models/ARCH.safetensors``
+with a JSON card beside them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .errors import NadkitError
+
+ARCHS = ("vgg16", "resnet50", "densenet121", "darts")
+MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+
+
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+# --- VGG16: direct connections ----------------------------------------------------------------
+VGG16_BLOCKS = ((16, 16), (32, 32), (64, 64, 64), (128, 128, 128), (128, 128, 128))
+
+
+class VGG16(nn.Module):
+    """13 conv-BN-ReLU layers in five blocks, each block ending in a 2x2 max-pool; GAP; linear."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1):
+        super().__init__()
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        cin = in_channels
+        for b, widths in enumerate(VGG16_BLOCKS, 1):
+            for i, w in enumerate(widths, 1):
+                conv, bn, relu = conv_bn_relu(cin, w)
+                layers[f"conv{b}_{i}"], layers[f"bn{b}_{i}"], layers[f"relu{b}_{i}"] = conv, bn, relu
+                cin = w
+            layers[f"pool{b}"] = nn.MaxPool2d(2)
+        self.features = nn.Sequential(layers)
+        self.classifier = nn.Linear(cin, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x).mean((2, 3)))
+
+
+# --- ResNet50: plain skip connections -----------------------------------------------------------
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (x4), added to the (projected) input, then ReLU."""
+
+    def __init__(self, cin: int, mid: int, stride: int):
+        super().__init__()
+        cout = 4 * mid
+        self.conv1, self.bn1 = nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid)
+        self.conv2, self.bn2 = nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid)
+        self.conv3, self.bn3 = nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNet50(nn.Module):
+    """Stem (conv-BN-ReLU-maxpool), four stages of 3-4-6-3 bottlenecks, GAP, linear."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width)
+        self.relu, self.maxpool = nn.ReLU(inplace=True), nn.MaxPool2d(2)
+        cin = width
+        for s, (blocks, stride) in enumerate(zip((3, 4, 6, 3), (1, 2, 2, 2)), 1):
+            mid = width * 2 ** (s - 1)
+            stage = [Bottleneck(cin if i == 0 else 4 * mid, mid, stride if i == 0 else 1) for i in range(blocks)]
+            setattr(self, f"layer{s}", nn.Sequential(*stage))
+            cin = 4 * mid
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+# --- DenseNet121: dense skip connections --------------------------------------------------------
+class DenseLayer(nn.Module):
+    """BN-ReLU-1x1 conv (to 4k) - BN-ReLU-3x3 conv (to k); its output is concatenated to its input."""
+
+    def __init__(self, cin: int, growth: int):
+        super().__init__()
+        self.norm1, self.relu1 = nn.BatchNorm2d(cin), nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(cin, 4 * growth, 1, bias=False)
+        self.norm2, self.relu2 = nn.BatchNorm2d(4 * growth), nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv2(self.relu2(self.norm2(self.conv1(self.relu1(self.norm1(x))))))
+
+
+class DenseBlock(nn.Module):
+    def __init__(self, layers: int, cin: int, growth: int):
+        super().__init__()
+        self.layers = nn.ModuleList(DenseLayer(cin + i * growth, growth) for i in range(layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
+
+
+class Transition(nn.Sequential):
+    def __init__(self, cin: int, cout: int):
+        super().__init__(OrderedDict(norm=nn.BatchNorm2d(cin), relu=nn.ReLU(inplace=True),
+                                     conv=nn.Conv2d(cin, cout, 1, bias=False), pool=nn.AvgPool2d(2)))
+
+
+class DenseNet121(nn.Module):
+    """Stem (conv-BN-ReLU-maxpool), dense blocks 6-12-24-16 with halving transitions, BN, GAP, linear."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, growth: int = 8):
+        super().__init__()
+        c = 2 * growth
+        layers: OrderedDict[str, nn.Module] = OrderedDict(
+            conv0=nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), norm0=nn.BatchNorm2d(c),
+            relu0=nn.ReLU(inplace=True), pool0=nn.MaxPool2d(2))
+        for b, n in enumerate((6, 12, 24, 16), 1):
+            layers[f"denseblock{b}"] = DenseBlock(n, c, growth)
+            c += n * growth
+            if b < 4:
+                layers[f"transition{b}"] = Transition(c, c // 2)
+                c //= 2
+        layers["norm5"] = nn.BatchNorm2d(c)
+        self.features = nn.Sequential(layers)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.relu(self.features(x)).mean((2, 3)))
+
+
+# --- DARTS: automatically searched skip connections (DARTS-V2 genotype) --------------------------
+DARTS_V2_NORMAL = [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
+                   ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)]
+DARTS_V2_REDUCE = [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+                   ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)]
+
+
+def relu_conv(cin: int, cout: int, k: int = 1, stride: int = 1, pad: int = 0, dil: int = 1, groups: int = 1):
+    return [nn.ReLU(inplace=False), nn.Conv2d(cin, cout, k, stride, pad, dil, groups, bias=False)]
+
+
+class DilConv(nn.Sequential):
+    def __init__(self, c: int, stride: int, dil: int = 1):
+        pad = dil
+        super().__init__(*relu_conv(c, c, 3, stride, pad, dil, groups=c), nn.Conv2d(c, c, 1, bias=False),
+                         nn.BatchNorm2d(c))
+
+
+class SepConv(nn.Sequential):
+    """Two depthwise-separable 3x3 convs, as in DARTS."""
+
+    def __init__(self, c: int, stride: int):
+        super().__init__(DilConv(c, stride), DilConv(c, 1))
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset stride-2 1x1 convs (DARTS's reduction of a skip)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.relu = nn.ReLU(inplace=False)
+        self.conv1 = nn.Conv2d(cin, cout // 2, 1, 2, bias=False)
+        self.conv2 = nn.Conv2d(cin, cout - cout // 2, 1, 2, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(x)
+        return self.bn(torch.cat([self.conv1(x), self.conv2(x[:, :, 1:, 1:])], 1))
+
+
+def darts_op(name: str, c: int, stride: int) -> nn.Module:
+    if name == "sep_conv_3x3":
+        return SepConv(c, stride)
+    if name == "dil_conv_3x3":
+        return DilConv(c, stride, dil=2)
+    if name == "max_pool_3x3":
+        return nn.MaxPool2d(3, stride, 1)
+    if name == "skip_connect":
+        return nn.Identity() if stride == 1 else FactorizedReduce(c, c)
+    raise ValueError(name)
+
+
+class Cell(nn.Module):
+    """A DARTS cell: four nodes, each the sum of two ops on earlier states; output = concat of nodes."""
+
+    def __init__(self, genotype, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
+        super().__init__()
+        self.preprocess0 = FactorizedReduce(c_pp, c) if reduction_prev else nn.Sequential(
+            *relu_conv(c_pp, c), nn.BatchNorm2d(c))
+        self.preprocess1 = nn.Sequential(*relu_conv(c_p, c), nn.BatchNorm2d(c))
+        self.inputs = [i for _, i in genotype]
+        self.ops = nn.ModuleList(darts_op(name, c, 2 if reduction and i < 2 else 1) for name, i in genotype)
+
+    def forward(self, s0: Tensor, s1: Tensor) -> Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for n in range(4):
+            a, b = 2 * n, 2 * n + 1
+            states.append(self.ops[a](states[self.inputs[a]]) + self.ops[b](states[self.inputs[b]]))
+        return torch.cat(states[2:], 1)
+
+
+class DARTS(nn.Module):
+    """Two stems and 14 DARTS-V2 cells (reductions at cells 4 and 9), GAP, linear."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, cells: int = 14):
+        super().__init__()
+        c = width
+        self.stem0 = nn.Sequential(nn.Conv2d(in_channels, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c))
+        self.stem1 = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+        c_pp, c_p, reduction_prev = c, c, False
+        self.cells = nn.ModuleList()
+        for i in range(cells):
+            reduction = i in (cells // 3, 2 * cells // 3)
+            c = c * 2 if reduction else c
+            genotype = DARTS_V2_REDUCE if reduction else DARTS_V2_NORMAL
+            self.cells.append(Cell(genotype, c_pp, c_p, c, reduction, reduction_prev))
+            c_pp, c_p, reduction_prev = c_p, 4 * c, reduction
+        self.classifier = nn.Linear(c_p, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s0 = self.stem0(x)
+        s1 = self.stem1(s0)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.classifier(s1.mean((2, 3)))
+
+
+# --- building and loading -----------------------------------------------------------------------
+BUILDERS = {"vgg16": VGG16, "resnet50": ResNet50, "densenet121": DenseNet121, "darts": DARTS}
+
+
+def check_arch(arch: str) -> str:
+    if arch not in BUILDERS:
+        raise NadkitError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
+    return arch
+
+
+def build_network(arch: str, num_classes: int = 10) -> nn.Module:
+    """A freshly initialised embedded network of topology ``arch``."""
+    return BUILDERS[check_arch(arch)](num_classes=num_classes)
+
+
+def model_card(arch: str, dataset: str = "fashion-mnist") -> dict:
+    """The JSON card shipped beside a trained network (accuracy, training, NAD defaults)."""
+    path = MODELS_DIR / f"{arch}.json"
+    if dataset != "fashion-mnist" or not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def load_weights(model: nn.Module, path: Path | str, arch: str) -> nn.Module:
+    """Load a safetensors state dict into ``model``, with one-line errors for every way it can fail."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise NadkitError(f"weights file {path} not found; train it with `nadkit train --arch {arch}` or pass --weights FILE")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise NadkitError(f"weights file {path} is not a readable safetensors file ({e}); re-create it") from e
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        what = (f"{len(missing)} missing (e.g. {missing[:1]})" if missing else "") + \
+               (f" {len(unexpected)} unexpected (e.g. {unexpected[:1]})" if unexpected else "") + \
+               (f" {len(shapes)} of other shape (e.g. {shapes[:1]})" if shapes else "")
+        raise NadkitError(f"weights file {path} does not fit the {arch} network: {what.strip()}; pass weights of a {arch}")
+    model.load_state_dict(state)
+    return model
+
+
+def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path | None = None) -> nn.Module:
+    """The trained network ``arch`` for ``dataset``, frozen and in eval mode."""
+    check_arch(arch)
+    if dataset != "fashion-mnist":
+        raise NadkitError(f"no embedded {arch} for dataset {dataset!r}; pass --weights FILE")
+    model = load_weights(build_network(arch), weights or MODELS_DIR / f"{arch}.safetensors", arch)
+    return model.eval().requires_grad_(False)

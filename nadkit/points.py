@@ -1,0 +1,107 @@
+"""Mask points: the named places in a network whose output channels NAD keeps or drops.
+
+Points are found by module name on the unmodified network and applied with forward hooks, so
+any network works: a point's output is multiplied, per image, by the channel mask of that
+image's class (a batch may mix classes). The lists follow the authors' code (reference notes
+section 1): one point per conv layer for VGG16, the stem and every block for ResNet50, the stem,
+every dense block and transition and the final norm for DenseNet121, two stems and 14 cells for DARTS.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .errors import NadkitError
+
+
+@dataclass(frozen=True)
+class MaskPoint:
+    """``name`` labels the point in files and figures; ``module`` is the dotted path it hooks."""
+
+    name: str
+    module: str
+
+
+def _vgg16() -> list[MaskPoint]:
+    convs = [(b, i) for b, n in enumerate((2, 2, 3, 3, 3), 1) for i in range(1, n + 1)]
+    return [MaskPoint(f"conv{b}_{i}", f"features.relu{b}_{i}") for b, i in convs]
+
+
+def _resnet50() -> list[MaskPoint]:
+    blocks = [f"layer{s}.{i}" for s, n in enumerate((3, 4, 6, 3), 1) for i in range(n)]
+    return [MaskPoint("stem", "maxpool")] + [MaskPoint(b, b) for b in blocks]
+
+
+def _densenet121() -> list[MaskPoint]:
+    names = ["pool0", "denseblock1", "transition1", "denseblock2", "transition2", "denseblock3",
+             "transition3", "denseblock4", "norm5"]
+    labels = ["stem", "block1", "trans1", "block2", "trans2", "block3", "trans3", "block4", "norm5"]
+    # The authors' 8 points: stem, blocks 1-3, transitions 1-3, final features (norm5).
+    return [MaskPoint(lab, f"features.{n}") for lab, n in zip(labels, names) if n != "denseblock4"]
+
+
+def _darts() -> list[MaskPoint]:
+    return [MaskPoint("stem0", "stem0"), MaskPoint("stem1", "stem1")] + \
+           [MaskPoint(f"cell{i}", f"cells.{i}") for i in range(14)]
+
+
+POINTS = {"vgg16": _vgg16, "resnet50": _resnet50, "densenet121": _densenet121, "darts": _darts}
+
+
+def mask_points(arch: str, model: nn.Module | None = None) -> list[MaskPoint]:
+    """The mask points of topology ``arch``; checked against ``model`` when given."""
+    if arch not in POINTS:
+        raise NadkitError(f"no mask points for arch {arch!r}; choose one of: {', '.join(POINTS)}")
+    points = POINTS[arch]()
+    if model is not None:
+        names = dict(model.named_modules())
+        missing = [p.module for p in points if p.module not in names]
+        if missing:
+            raise NadkitError(f"the network has no module {missing[0]!r} for mask points of {arch}; is it a {arch}?")
+    return points
+
+
+@contextmanager
+def masked(model: nn.Module, points: Sequence[MaskPoint], masks: Sequence[Tensor] | None = None,
+           owner: Tensor | None = None, record: list[Tensor] | None = None) -> Iterator[None]:
+    """Within the block, multiply the output of ``points[i]`` by ``masks[i][owner]`` per image.
+
+    ``masks[i]`` is [K, C] (row k is job k's channel mask) and ``owner`` [B] says which row each
+    image of the batch uses (default: row 0 for all). If ``record`` is a list, each point's
+    output (after masking) is appended to it in point order. ``masks=None`` only records.
+    """
+    handles = []
+
+    def hook(i: int):
+        def fn(module: nn.Module, inputs, output: Tensor) -> Tensor | None:
+            if masks is not None:
+                m = masks[i]
+                m = m[owner] if owner is not None else m.expand(output.shape[0], -1)
+                output = output * m[:, :, None, None].to(output.dtype)
+            if record is not None:
+                record.append(output)
+            return output if masks is not None else None
+        return fn
+
+    try:
+        for i, p in enumerate(points):
+            handles.append(model.get_submodule(p.module).register_forward_hook(hook(i)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def point_widths(model: nn.Module, points: Sequence[MaskPoint], input_shape: Sequence[int]) -> list[int]:
+    """Number of channels at each point, from one forward pass of a zero image."""
+    acts: list[Tensor] = []
+    param = next(model.parameters())
+    with masked(model, points, record=acts):
+        model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+    return [a.shape[1] for a in acts]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -45,8 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--objective", default="official", help="official (the authors' code) or paper (Eq. 13)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default="cpu")
-    d.add_argument("--weights", default=None, help="a safetensors state dict (default: the shipped network)")
+    d.add_argument("--weights", default=None,
+                   help="a state dict file (.safetensors, or .pth read with weights_only), 'torchvision' (paper "
+                        "scale, from the torchvision cache) or 'none' (random weights); default: the shipped network")
+    d.add_argument("--image-size", type=int, default=224, help="paper scale: image side after the transforms")
+    d.add_argument("--precision", default="fp32", help="fp32, or bf16 (autocast; for GPUs)")
+    d.add_argument("--workers", type=int, default=0, help="paper scale: image-decoding processes")
     d.add_argument("--out", required=True)
+
+    m = sub.add_parser("merge", help="assemble finished classes in DIR/partial into the result (after torchrun "
+                                     "on machines that did not share a file system)")
+    m.add_argument("folder")
 
     e = sub.add_parser("evaluate", help="per-layer similarity, hit rate, accuracy and misjudgment of a result")
     e.add_argument("folder")
@@ -83,12 +93,14 @@ def run(args: argparse.Namespace) -> None:
         card = train_network(check_arch(args.arch), epochs=args.epochs, seed=args.seed, out=args.out)
         print(json.dumps(card, indent=1))
     elif args.command == "disentangle":
-        sub = pipeline.disentangle(args.arch, args.out, args.dataset, args.classes, args.beta, args.lr, args.steps,
-                                   args.batch_per_class, args.class_batch, args.objective, args.seed, args.device,
-                                   args.weights)
-        kept = sub.kept().mean().item()
-        print(f"{len(sub.classes)} sub-architectures of {args.arch} in {args.out} "
-              f"(beta {sub.config['beta']}, {kept:.1%} of channels kept on average)")
+        fields = {k: v for k, v in vars(args).items() if k not in ("command", "out")}
+        sub = pipeline.disentangle(pipeline.Spec(**fields), args.out)
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"{len(sub.classes)} sub-architectures of {args.arch} in {args.out} "
+                  f"(beta {sub.config['beta']}, {sub.kept().mean().item():.1%} of channels kept on average)")
+    elif args.command == "merge":
+        sub = pipeline.merge(args.folder)
+        print(f"merged {len(sub.classes)} classes into {args.folder}")
     elif args.command == "evaluate":
         report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device)
         print_report(report)

@@ -123,7 +123,8 @@ def class_generator(seed: int, cls: int, stream: int = 0) -> torch.Generator:
 
 class ClassBatches:
     """Endless class-balanced batches: ``per_class`` images of each class, each class from its own
-    seeded shuffle (without replacement within a pass), returned class-major."""
+    seeded shuffle (without replacement within a pass), class-major. Each drawn image also gets an
+    augmentation seed from its class's stream, so random crops do not depend on the other classes."""
 
     def __init__(self, data: ImageData, classes: list[int], per_class: int, seed: int):
         index = class_index(data.labels, len(data.class_names))
@@ -135,17 +136,40 @@ class ClassBatches:
         self.gens = [class_generator(seed, c, stream=1) for c in classes]
         self.orders = [torch.empty(0, dtype=torch.long) for _ in classes]
 
-    def _take(self, k: int) -> Tensor:
+    def _take(self, k: int) -> tuple[Tensor, Tensor]:
         order, pool = self.orders[k], self.pools[k]
         while len(order) < self.per_class:
             order = torch.cat([order, pool[torch.randperm(len(pool), generator=self.gens[k])]])
         self.orders[k] = order[self.per_class:]
-        return order[: self.per_class]
+        return order[: self.per_class], torch.randint(2**62, (self.per_class,), generator=self.gens[k])
+
+    def next_indices(self) -> tuple[Tensor, Tensor]:
+        """(image indices, augmentation seeds) of one step."""
+        idx, seeds = zip(*(self._take(k) for k in range(len(self.classes))))
+        return torch.cat(idx), torch.cat(seeds)
 
     def next(self, train: bool = True) -> tuple[Tensor, Tensor]:
         """(images [K*per_class, ...], labels) for one step."""
-        idx = torch.cat([self._take(k) for k in range(len(self.classes))])
-        return self.data.load(idx, train=train), self.data.labels[idx]
+        idx, seeds = self.next_indices()
+        return load_batch(self.data, idx, seeds, train), self.data.labels[idx]
+
+
+def load_batch(data: ImageData, idx: Tensor, seeds: Tensor | None = None, train: bool = False) -> Tensor:
+    """Load images, passing augmentation seeds to data sets that augment."""
+    return data.load(idx, train, seeds) if getattr(data, "augments", False) else data.load(idx, train)
+
+
+def step_batches(data: ImageData, sampler: ClassBatches, steps: int, train: bool = True, workers: int = 0):
+    """Yield (images, labels, unreadable images skipped per image) for ``steps`` steps; decoding in
+    ``workers`` processes when the data set decodes files (image folders), else in this process."""
+    plan = [sampler.next_indices() for _ in range(steps)]
+    if hasattr(data, "read"):
+        from .imagefolder import prefetch
+
+        yield from prefetch(data, plan, train=train, workers=workers)
+        return
+    for idx, seeds in plan:
+        yield load_batch(data, idx, seeds, train), data.labels[idx], torch.zeros(len(idx), dtype=torch.long)
 
 
 def mosaics(data: ImageData, n: int, seed: int = 0, classes: list[int] | None = None) -> tuple[Tensor, Tensor]:

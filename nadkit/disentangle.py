@@ -10,7 +10,7 @@ So a class's masks do not depend on K or on which classes run beside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data import ClassBatches, ImageData, class_generator
+from .data import ClassBatches, ImageData, class_generator, step_batches
 from .points import MaskPoint, masked, point_widths
 
 OBJECTIVES = ("official", "paper")
@@ -43,7 +43,7 @@ def nad_loss(objective: str, logits: Tensor, labels: Tensor, acts: list[Tensor],
     if objective == "official":
         weight = ref_correct.view(k, per_job).float()
         weight = weight / weight.sum(1, keepdim=True).clamp_min(1.0)
-        mse = sum(((a - r) ** 2).flatten(1).mean(1).view(k, per_job).mul(weight).sum(1)
+        mse = sum((a - r).pow(2).mean((1, 2, 3)).view(k, per_job).mul(weight).sum(1)
                   for a, r in zip(acts, ref_acts))
         rec = (ce + mse) / n_points
         reg = sum(m.pow(2).mean(1) for m in masks) / n_points
@@ -53,7 +53,7 @@ def nad_loss(objective: str, logits: Tensor, labels: Tensor, acts: list[Tensor],
         mu = m.repeat_interleave(per_job, 0)[:, :, None, None]
         err = (r * (1 - mu)) ** 2
         local = local + (beta.repeat_interleave(per_job)[:, None, None, None] * (mu * r) ** 2 + err
-                         ).flatten(1).mean(1).view(k, per_job).mean(1)
+                         ).mean((1, 2, 3)).view(k, per_job).mean(1)
     return ce + local, ce
 
 
@@ -64,7 +64,7 @@ class NADResult:
     masks: list[Tensor]
     skipped_steps: Tensor
     final_rec: Tensor
-    history: list[Tensor] = field(default_factory=list)
+    unreadable: Tensor | None = None  # images skipped as unreadable, per job
 
 
 class NAD:
@@ -75,12 +75,19 @@ class NAD:
 
     def __init__(self, model: nn.Module, points: Sequence[MaskPoint], beta: float = 0.02, lr: float = 0.1,
                  steps: int = 100, batch_per_class: int = 16, objective: str = "official", seed: int = 0,
-                 input_shape: Sequence[int] = (1, 32, 32)):
+                 input_shape: Sequence[int] = (1, 32, 32), workers: int = 0, precision: str = "fp32",
+                 channels_last: bool | None = None):
         self.model, self.points = model.eval().requires_grad_(False), list(points)
         self.beta, self.lr, self.steps, self.batch_per_class = beta, lr, steps, batch_per_class
-        self.objective, self.seed = objective, seed
+        self.objective, self.seed, self.workers = objective, seed, workers
+        self.input_shape = tuple(input_shape)
         self.widths = point_widths(model, self.points, input_shape)
         self.device = next(model.parameters()).device
+        # bf16 autocast if asked; channels_last by default on GPUs (faster convolutions on tensor cores)
+        self.autocast = precision == "bf16"
+        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
 
     def fit(self, data: ImageData, classes: Sequence[int], class_batch: int | None = None,
             betas: Sequence[float] | None = None, progress: bool = True,
@@ -103,7 +110,8 @@ class NAD:
             parts.append(result)
         bar.close()
         return NADResult([torch.cat([p.masks[i] for p in parts]) for i in range(len(self.points))],
-                         torch.cat([p.skipped_steps for p in parts]), torch.cat([p.final_rec for p in parts]))
+                         torch.cat([p.skipped_steps for p in parts]), torch.cat([p.final_rec for p in parts]),
+                         torch.cat([p.unreadable for p in parts]))
 
     def _fit_chunk(self, data: ImageData, classes: list[int], betas: list[float], bar) -> NADResult:
         dev, n = self.device, self.batch_per_class
@@ -111,27 +119,49 @@ class NAD:
         logits = [torch.stack([pc[i] for pc in per_class]).to(dev).requires_grad_()
                   for i in range(len(self.points))]
         beta = torch.tensor(betas, dtype=torch.float32, device=dev)
-        batches = ClassBatches(data, classes, n, self.seed)
+        sampler = ClassBatches(data, classes, n, self.seed)
         skipped = torch.zeros(len(classes), dtype=torch.long, device=dev)
         rec = torch.zeros(len(classes), device=dev)
-        for _ in range(self.steps):
-            x, y = batches.next(train=True)
+        unreadable = torch.zeros(len(classes), dtype=torch.long)
+        for x, y, bad in step_batches(data, sampler, self.steps, train=True, workers=self.workers):
             rec, active = self._step(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), logits, beta)
             skipped += ~active
+            unreadable += bad.view(len(classes), n).sum(1)
             bar.update(len(classes))
-        return NADResult([torch.sigmoid(l.detach()).cpu() for l in logits], skipped.cpu(), rec.detach().cpu())
+        return NADResult([torch.sigmoid(l.detach()).cpu() for l in logits], skipped.cpu(), rec.detach().cpu(),
+                         unreadable=unreadable)
+
+    def _precision(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
+
+    def classes_that_fit(self, budget: float = 0.8) -> int:
+        """How many classes one pass can hold in ``budget`` of the free GPU memory, from the peak
+        memory of a one-class step on random images."""
+        free, _ = torch.cuda.mem_get_info(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        x = torch.randn(self.batch_per_class, *self.input_shape, device=self.device)
+        y = torch.zeros(self.batch_per_class, dtype=torch.long, device=self.device)
+        logits = [torch.zeros(1, w, device=self.device, requires_grad=True) for w in self.widths]
+        self._step(x, y, logits, torch.zeros(1, device=self.device))
+        per_class = torch.cuda.max_memory_allocated(self.device) - base
+        return max(1, int(budget * free // max(per_class, 1)))
 
     def _step(self, x: Tensor, y: Tensor, logits: list[Tensor], beta: Tensor) -> tuple[Tensor, Tensor]:
         """One update of every job's logits (Eq. 15); returns the per-job rec term and who updated."""
         k, n = len(beta), self.batch_per_class
         owner = torch.arange(k, device=x.device).repeat_interleave(n)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         ref_acts: list[Tensor] = []
-        with torch.no_grad(), masked(self.model, self.points, record=ref_acts):
+        with torch.no_grad(), self._precision(), masked(self.model, self.points, record=ref_acts):
             ref_correct = self.model(x).argmax(1) == y
         masks = [torch.sigmoid(l) for l in logits]
         acts: list[Tensor] = []
-        with masked(self.model, self.points, masks, owner, record=acts):
+        with self._precision(), masked(self.model, self.points, masks, owner, record=acts):
             out = self.model(x)
+        if self.autocast:
+            out, acts, ref_acts = out.float(), [a.float() for a in acts], [r.float() for r in ref_acts]
         loss, rec = nad_loss(self.objective, out, y, acts, ref_acts, ref_correct, masks, beta, n)
         grads = torch.autograd.grad(loss.sum(), logits)
         # The authors skip a batch the original network gets wholly wrong (official objective).
@@ -144,19 +174,24 @@ class NAD:
 
 @torch.no_grad()
 def binary_loss(nad: NAD, data: ImageData, classes: Sequence[int], binary: list[Tensor], per_class: int = 64) -> Tensor:
-    """Per-class reconstruction term (CE + MSE, official form) of binarised masks on a fixed batch."""
+    """Per-class loss of binarised masks on a fixed batch: cross-entropy plus the relative
+    reconstruction error ||r~ - r||^2 / ||r||^2 averaged over points. Relative, so that dropping
+    the channels that carry a layer's signal costs the same at every layer (a plain MSE barely
+    notices a collapsed sub-architecture, whose dropped channels are mostly zero after ReLU)."""
     x, y = ClassBatches(data, list(classes), per_class, seed=nad.seed + 7_777).next(train=False)
     x, y = x.to(nad.device), y.to(nad.device)
     ref: list[Tensor] = []
     with masked(nad.model, nad.points, record=ref):
-        correct = nad.model(x).argmax(1) == y
-    masks = [b.float().to(nad.device) for b in binary]
+        nad.model(x)
     owner = torch.arange(len(classes), device=x.device).repeat_interleave(per_class)
     acts: list[Tensor] = []
-    with masked(nad.model, nad.points, masks, owner, record=acts):
+    with masked(nad.model, nad.points, [b.float().to(nad.device) for b in binary], owner, record=acts):
         out = nad.model(x)
-    beta = torch.zeros(len(classes), device=x.device)
-    return nad_loss("official", out, y, acts, ref, correct, masks, beta, per_class)[1].cpu()
+    k = len(classes)
+    ce = F.cross_entropy(out, y, reduction="none").view(k, per_class).mean(1)
+    rel = sum((a - r).pow(2).sum((1, 2, 3)).view(k, per_class).sum(1) / r.pow(2).sum((1, 2, 3)).view(k, per_class).sum(1)
+              for a, r in zip(acts, ref)) / len(acts)
+    return (ce + rel).cpu()
 
 
 def knee(x: Sequence[float], y: Sequence[float]) -> int:

@@ -24,9 +24,13 @@ def _rows(classes: Sequence[int], num_classes: int, device) -> Tensor:
 @torch.no_grad()
 def predict(model: nn.Module, data: ImageData, points: Sequence[MaskPoint] | None = None,
             binary: Sequence[Tensor] | None = None, classes: Sequence[int] | None = None,
-            mask_class: Tensor | None = None, batch: int = 500, desc: str | None = None) -> Tensor:
-    """Top-1 predictions on every image of ``data``; with ``binary`` masks, image i goes through
-    the sub-architecture of class ``mask_class[i]`` (default: its own label)."""
+            mask_class: Tensor | None = None, subset: Tensor | None = None, batch: int = 500,
+            desc: str | None = None) -> Tensor:
+    """Top-1 predictions on every image of ``data`` (or of the boolean ``subset``); with ``binary``
+    masks, image i goes through the sub-architecture of class ``mask_class[i]`` (default: its label)."""
+    if subset is not None:
+        data = SubsetImages(data, torch.nonzero(subset).flatten())
+        mask_class = mask_class[subset] if mask_class is not None else None
     dev = next(model.parameters()).device
     n = len(data.labels)
     mask_class = data.labels if mask_class is None else mask_class
@@ -145,3 +149,62 @@ def misjudgment(conf: Tensor, sim: Tensor, classes: Sequence[int], min_rate: flo
     m, o = sum(mis) / len(mis), sum(oth) / len(oth)
     return {"mis": m, "oth": o, "dif": m - o, "classes": used, "per_class_mis": mis, "per_class_oth": oth,
             "min_rate": min_rate}
+
+
+def random_like(binary: Sequence[Tensor], seed: int = 0) -> list[Tensor]:
+    """Random sub-architectures with the same number of kept channels per class and point:
+    the control that tells what sparsity alone explains."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for b in binary:
+        ranks = torch.argsort(torch.argsort(torch.rand(b.shape, generator=gen), dim=1), dim=1)
+        out.append(ranks < b.sum(1, keepdim=True))
+    return out
+
+
+@torch.no_grad()
+def cross_accuracy(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[Tensor], classes: Sequence[int],
+                   data: ImageData, per_class: int = 100, progress: bool = True) -> Tensor:
+    """[sub-architecture, true class]: the share of that class's images that the sub-architecture
+    of class ``classes[k]`` predicts as its own class. The diagonal is its accuracy; a row that is
+    high everywhere is a sub-architecture that outputs its class whatever the input."""
+    from .data import class_index
+
+    index = class_index(data.labels, len(data.class_names))
+    sample = torch.cat([i[:per_class] for i in index])
+    sub = SubsetImages(data, sample)
+    rows = []
+    for k, c in enumerate(tqdm(classes, desc="cross accuracy", disable=not progress, leave=False)):
+        pred = predict(model, sub, points, binary, classes, mask_class=torch.full_like(sub.labels, c))
+        rows.append(torch.stack([(pred[sub.labels == d] == c).float().mean() for d in range(len(data.class_names))]))
+    return torch.stack(rows)
+
+
+class SubsetImages:
+    """A view of some images of a data set, by index."""
+
+    def __init__(self, data: ImageData, indices: Tensor):
+        self.data, self.indices = data, indices
+        self.labels, self.class_names = data.labels[indices], data.class_names
+
+    def load(self, indices: Tensor, train: bool = False) -> Tensor:
+        return self.data.load(self.indices[indices], train)
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, points: Sequence[MaskPoint], image: Tensor, keep: Sequence[Tensor] | None = None,
+                 top: float = 0.05) -> tuple[Tensor, Tensor]:
+    """Channel-sum map of every point for one image, upsampled bilinearly to the image, and the
+    mask of its top ``top`` pixels: ([points, H, W], [points, H, W] bool). ``keep`` (one boolean
+    [channels] per point) runs the image through a sub-architecture ("Dis."), else the network ("Ori.")."""
+    dev = next(model.parameters()).device
+    acts: list[Tensor] = []
+    masks = [k.float()[None].to(dev) for k in keep] if keep is not None else None
+    with masked(model, points, masks, record=acts):
+        model(image[None].to(dev))
+    size = image.shape[-2:]
+    maps = torch.cat([F.interpolate(a.sum(1, keepdim=True), size=size, mode="bilinear", align_corners=False)[0]
+                      for a in acts]).cpu()
+    k = max(1, round(top * size[0] * size[1]))
+    thresh = maps.flatten(1).topk(k, dim=1).values[:, -1]
+    return maps, maps >= thresh[:, None, None]

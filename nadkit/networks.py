@@ -221,14 +221,22 @@ class Cell(nn.Module):
 
 
 class DARTS(nn.Module):
-    """Two stems and 14 DARTS-V2 cells (reductions at cells 4 and 9), GAP, linear."""
+    """Two stems and 14 DARTS-V2 cells (reductions at cells 4 and 9), GAP, linear. The embedded
+    stems halve 32x32 inputs once; ``imagenet_stems`` are those of DARTS's ImageNet network."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, cells: int = 14):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, cells: int = 14,
+                 imagenet_stems: bool = False):
         super().__init__()
         c = width
-        self.stem0 = nn.Sequential(nn.Conv2d(in_channels, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c))
-        self.stem1 = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
-        c_pp, c_p, reduction_prev = c, c, False
+        if imagenet_stems:  # DARTS's ImageNet network: the stems divide the resolution by 8
+            self.stem0 = nn.Sequential(
+                nn.Conv2d(in_channels, c // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(inplace=True),
+                nn.Conv2d(c // 2, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c))
+        else:
+            self.stem0 = nn.Sequential(nn.Conv2d(in_channels, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c))
+        self.stem1 = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c, c, 3, 2 if imagenet_stems else 1, 1, bias=False),
+                                   nn.BatchNorm2d(c))
+        c_pp, c_p, reduction_prev = c, c, imagenet_stems
         self.cells = nn.ModuleList()
         for i in range(cells):
             reduction = i in (cells // 3, 2 * cells // 3)
@@ -269,18 +277,8 @@ def model_card(arch: str, dataset: str = "fashion-mnist") -> dict:
     return json.loads(path.read_text())
 
 
-def load_weights(model: nn.Module, path: Path | str, arch: str) -> nn.Module:
-    """Load a safetensors state dict into ``model``, with one-line errors for every way it can fail."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.exists():
-        raise NadkitError(f"weights file {path} not found; train it with `nadkit train --arch {arch}` or pass --weights FILE")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise NadkitError(f"weights file {path} is not a readable safetensors file ({e}); re-create it") from e
+def fit_state(model: nn.Module, state: dict, source, arch: str) -> nn.Module:
+    """Load ``state`` into ``model`` after checking names and shapes; one line on any mismatch."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -289,15 +287,41 @@ def load_weights(model: nn.Module, path: Path | str, arch: str) -> nn.Module:
         what = (f"{len(missing)} missing (e.g. {missing[:1]})" if missing else "") + \
                (f" {len(unexpected)} unexpected (e.g. {unexpected[:1]})" if unexpected else "") + \
                (f" {len(shapes)} of other shape (e.g. {shapes[:1]})" if shapes else "")
-        raise NadkitError(f"weights file {path} does not fit the {arch} network: {what.strip()}; pass weights of a {arch}")
+        raise NadkitError(f"weights {source} do not fit the {arch} network: {what.strip()}; pass weights of a {arch}")
     model.load_state_dict(state)
     return model
 
 
-def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path | None = None) -> nn.Module:
-    """The trained network ``arch`` for ``dataset``, frozen and in eval mode."""
+def load_weights(model: nn.Module, path: Path | str, arch: str) -> nn.Module:
+    """Load a state dict file (safetensors, or .pth read with ``weights_only=True``) into ``model``."""
+    from .paper import read_state
+
+    if not Path(path).exists() and Path(path).parent == MODELS_DIR:
+        raise NadkitError(f"weights file {path} not found; train it with `nadkit train --arch {arch}` or pass --weights FILE")
+    return fit_state(model, read_state(path), f"file {path}", arch)
+
+
+def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path | None = None,
+                 num_classes: int = 1000) -> nn.Module:
+    """The network ``arch`` for ``dataset``, frozen and in eval mode.
+
+    Embedded (``fashion-mnist``): the shipped weights unless ``weights`` names a file. Paper scale
+    (``imagefolder:ROOT``): torchvision's network with ``weights`` "torchvision" (default, from the
+    user's cache), a file, or "none" (random).
+    """
     check_arch(arch)
-    if dataset != "fashion-mnist":
-        raise NadkitError(f"no embedded {arch} for dataset {dataset!r}; pass --weights FILE")
-    model = load_weights(build_network(arch), weights or MODELS_DIR / f"{arch}.safetensors", arch)
+    if dataset == "fashion-mnist":
+        model = build_network(arch)
+        if weights != "none":
+            load_weights(model, weights or MODELS_DIR / f"{arch}.safetensors", arch)
+    elif dataset.startswith("imagefolder:"):
+        from .paper import build_paper_network, torchvision_state
+
+        model = build_paper_network(arch, num_classes)
+        if weights in (None, "torchvision"):
+            fit_state(model, torchvision_state(arch), "from torchvision", arch)
+        elif weights != "none":
+            load_weights(model, weights, arch)
+    else:
+        raise NadkitError(f"unknown dataset {dataset!r}; use fashion-mnist or imagefolder:ROOT")
     return model.eval().requires_grad_(False)

@@ -1,10 +1,14 @@
-"""The two jobs, as functions the CLI and the notebooks share: ``disentangle`` a network into a
-results folder (resumable, reused when the configuration is unchanged) and ``evaluate`` one."""
+"""The jobs the CLI and the notebooks share: ``disentangle`` a network into a results folder
+(resumable, shared out among ``torchrun`` processes, reused when the configuration is unchanged),
+``merge`` finished classes into a result, and ``evaluate`` a result."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +22,29 @@ from .networks import check_arch, load_network, model_card
 from .points import mask_points
 from .subarch import PartialRun, SubArchitectures
 
-INPUT_SHAPE = (1, 32, 32)
+
+@dataclass
+class Spec:
+    """Everything that defines a disentanglement run (the CLI's options)."""
+
+    arch: str
+    dataset: str = "fashion-mnist"
+    classes: str | Sequence[int] | None = "all"
+    beta: float | str | None = None       # None: the network card's; "elbow": the Elbow method
+    lr: float = 0.1
+    steps: int | None = None              # None: the network card's
+    batch_per_class: int = 16
+    class_batch: int | None = None        # classes per pass; None: all on CPU, as many as fit on a GPU
+    objective: str = "official"
+    seed: int = 0
+    device: str = "cpu"
+    weights: str | None = None
+    image_size: int = 224                 # paper scale only
+    precision: str = "fp32"               # or "bf16" (autocast, GPUs)
+    workers: int = 0                      # image-decoding processes (paper scale)
+
+    def input_shape(self) -> tuple[int, ...]:
+        return (1, 32, 32) if self.dataset == "fashion-mnist" else (3, self.image_size, self.image_size)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -29,107 +55,210 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def network(arch: str, dataset: str = "fashion-mnist", weights: str | None = None, device: str = "cpu"):
+def network(arch: str, dataset: str = "fashion-mnist", weights: str | None = None, device: str = "cpu",
+            num_classes: int = 1000):
     """The frozen network and its mask points, on ``device``."""
-    model = load_network(arch, dataset, weights).to(resolve_device(device))
+    model = load_network(arch, dataset, weights, num_classes).to(resolve_device(device))
     return model, mask_points(arch, model)
 
 
-def parse_classes(spec: str | Sequence[int] | None, num_classes: int) -> list[int]:
-    """``None``/"all" -> every class; "0,3,5" or a list -> those, checked against the data set."""
+def split(spec: Spec, which: str):
+    """The "train" or "test" split of the spec's data set (validation for image folders)."""
+    if spec.dataset.startswith("imagefolder:"):
+        from .imagefolder import ImageFolderData
+
+        return ImageFolderData(spec.dataset.split(":", 1)[1], "train" if which == "train" else "val", spec.image_size)
+    return load_split(spec.dataset, which)
+
+
+def parse_classes(spec: str | Sequence[int] | None, names: Sequence[str]) -> list[int]:
+    """``None``/"all" -> every class; "0,3,5", class names, or a list -> those, checked."""
     if spec is None or spec == "all":
-        return list(range(num_classes))
-    try:
-        classes = [int(c) for c in spec.split(",")] if isinstance(spec, str) else [int(c) for c in spec]
-    except ValueError:
-        raise NadkitError(f"--classes {spec!r} is not 'all' or a comma-separated list of class ids") from None
-    bad = [c for c in classes if not 0 <= c < num_classes]
+        return list(range(len(names)))
+    items = [c.strip() for c in spec.split(",")] if isinstance(spec, str) else list(spec)
+    classes = []
+    for c in items:
+        if isinstance(c, str) and c in names:
+            classes.append(list(names).index(c))
+            continue
+        try:
+            classes.append(int(c))
+        except ValueError:
+            raise NadkitError(f"class {c!r} is neither a class id nor a class of this data set; "
+                              f"--classes takes 'all' or a comma-separated list of ids or class folder names") from None
+    bad = [c for c in classes if not 0 <= c < len(names)]
     if bad:
-        raise NadkitError(f"class id {bad[0]} is out of range; this data set has classes 0..{num_classes - 1}")
+        raise NadkitError(f"class id {bad[0]} is out of range; this data set has classes 0..{len(names) - 1}")
     if len(set(classes)) != len(classes):
         raise NadkitError(f"--classes {spec!r} lists a class twice")
     return classes
 
 
-def check_settings(beta, lr: float, steps: int, batch_per_class: int, objective: str) -> None:
-    if beta != "elbow" and (not isinstance(beta, (int, float)) or beta < 0):
-        raise NadkitError(f"beta must be a number >= 0 or 'elbow', got {beta!r}")
-    if lr <= 0:
-        raise NadkitError(f"lr must be > 0, got {lr}")
-    if steps < 1 or batch_per_class < 1:
-        raise NadkitError(f"steps and batch-per-class must be >= 1, got {steps} and {batch_per_class}")
-    if objective not in OBJECTIVES:
-        raise NadkitError(f"unknown objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+def check_settings(s: Spec) -> None:
+    if s.beta != "elbow" and (not isinstance(s.beta, (int, float)) or s.beta < 0):
+        raise NadkitError(f"beta must be a number >= 0 or 'elbow', got {s.beta!r}")
+    if s.lr <= 0:
+        raise NadkitError(f"lr must be > 0, got {s.lr}")
+    if s.steps < 1 or s.batch_per_class < 1:
+        raise NadkitError(f"steps and batch-per-class must be >= 1, got {s.steps} and {s.batch_per_class}")
+    if s.class_batch is not None and s.class_batch < 1:
+        raise NadkitError(f"class-batch must be >= 1, got {s.class_batch}")
+    if s.objective not in OBJECTIVES:
+        raise NadkitError(f"unknown objective {s.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+    if s.precision not in ("fp32", "bf16"):
+        raise NadkitError(f"unknown precision {s.precision!r}; use fp32 or bf16")
+
+
+def _prepare(spec: Spec):
+    """Check every setting, then build the network, its points, the training split and the optimizer."""
+    check_arch(spec.arch)
+    defaults = model_card(spec.arch, spec.dataset).get("nad", {})
+    s = Spec(**asdict(spec))
+    s.beta = defaults.get("beta", 0.02) if s.beta is None else s.beta
+    s.steps = defaults.get("steps", 100) if s.steps is None else s.steps
+    check_settings(s)
+    device = resolve_device(s.device)
+    train = split(s, "train")
+    classes = parse_classes(s.classes, train.class_names)
+    model, points = network(s.arch, s.dataset, s.weights, s.device, num_classes=len(train.class_names))
+    config = {"arch": s.arch, "dataset": s.dataset, "weights": str(s.weights) if s.weights else None,
+              "objective": s.objective, "beta": s.beta, "lr": s.lr, "steps": s.steps,
+              "batch_per_class": s.batch_per_class, "seed": s.seed, "device": device.type, "precision": s.precision}
+    if s.dataset != "fashion-mnist":
+        config["image_size"] = s.image_size
+    nad = NAD(model, points, beta=0.0, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
+              objective=s.objective, seed=s.seed, input_shape=s.input_shape(), workers=s.workers,
+              precision=s.precision)
+    return nad, train, classes, config
+
+
+def elbow(spec: Spec, out: str | Path, progress: bool = True) -> dict:
+    """The Elbow sweep of beta on (up to) three of the spec's classes, cached in ``out/elbow.json``."""
+    nad, train, classes, config = _prepare(Spec(**dict(asdict(spec), beta="elbow")))
+    return _elbow(nad, train, classes, Path(out), config, progress)
 
 
 def _elbow(nad: NAD, data, classes: list[int], out: Path, key: dict, progress: bool) -> dict:
-    """The Elbow sweep on (up to) three of ``classes``, cached in ``out/elbow.json``."""
+    few = [classes[i] for i in sorted({round(j * (len(classes) - 1) / 2) for j in range(3)})]
+    key = dict(key, elbow_classes=few)
     path = out / "elbow.json"
     if path.exists():
         cached = json.loads(path.read_text())
         if cached.get("key") == key:
             return cached["sweep"]
-    few = [classes[i] for i in sorted({round(j * (len(classes) - 1) / 2) for j in range(3)})]
     sweep = elbow_sweep(nad, data, few, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": key, "sweep": sweep}, indent=1) + "\n")
     return sweep
 
 
-def disentangle(arch: str, out: str | Path, dataset: str = "fashion-mnist", classes=None,
-                beta: float | str | None = None, lr: float = 0.1, steps: int | None = None,
-                batch_per_class: int = 16, class_batch: int | None = None, objective: str = "official",
-                seed: int = 0, device: str = "cpu", weights: str | None = None,
-                progress: bool = True) -> SubArchitectures:
-    """Learn the sub-architectures of ``classes`` of network ``arch`` into the folder ``out``.
+class Ranks:
+    """This process's place among ``torchrun`` processes (rank 0 of 1 without torchrun). The
+    processes only wait for each other; no tensor crosses between them, so gloo serves CPUs and GPUs."""
 
-    Unset ``beta``/``steps`` come from the network's card. Finished classes are saved one by
-    one; re-running the same command resumes, and returns the saved result when it is complete.
+    def __init__(self):
+        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        self.local = int(os.environ.get("LOCAL_RANK", 0))
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("gloo", timeout=timedelta(days=7))
+
+    def wait(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def disentangle(spec: Spec, out: str | Path, progress: bool = True) -> SubArchitectures:
+    """Learn the sub-architectures of the spec's classes into the folder ``out``.
+
+    Unset beta/steps come from the network's card; ``beta="elbow"`` runs the Elbow sweep first and
+    records it. Each finished class is saved at once; re-running the same command resumes, and
+    returns the saved result when it is complete. Under ``torchrun`` the classes are shared out
+    among the processes and rank 0 writes the one result, the same as one process writes.
     """
-    check_arch(arch)
-    defaults = model_card(arch, dataset).get("nad", {})
-    beta = defaults.get("beta", 0.02) if beta is None else beta
-    steps = defaults.get("steps", 100) if steps is None else steps
-    check_settings(beta, lr, steps, batch_per_class, objective)
-    model, points = network(arch, dataset, weights, device)
-    train = load_split(dataset, "train")
-    classes = parse_classes(classes, len(train.class_names))
+    ranks = Ranks()
+    if ranks.world > 1 and spec.device == "cuda":
+        spec = Spec(**dict(asdict(spec), device=f"cuda:{ranks.local}"))
+    nad, train, classes, config = _prepare(spec)
     out = Path(out)
-    config = {"arch": arch, "dataset": dataset, "weights": str(weights) if weights else None,
-              "objective": objective, "beta": beta, "lr": lr, "steps": steps,
-              "batch_per_class": batch_per_class, "seed": seed, "device": str(device)}
-    nad = NAD(model, points, beta=0.0, lr=lr, steps=steps, batch_per_class=batch_per_class,
-              objective=objective, seed=seed, input_shape=INPUT_SHAPE)
-    if beta == "elbow":
-        config["elbow"] = _elbow(nad, train, classes, out, dict(config), progress)
-        config["beta"] = nad.beta = config["elbow"]["beta"]
+    if config["beta"] == "elbow":
+        config["elbow"] = _elbow(nad, train, classes, out, dict(config), progress and ranks.rank == 0)
+        config["beta"] = config["elbow"]["beta"]
     nad.beta = config["beta"]
     if (out / "meta.json").exists():
         done = SubArchitectures.load(out)
         if done.config == config and done.classes == classes:
             return done
+    if ranks.rank == 0:
+        PartialRun(out, config)  # clears finished classes of another configuration
+    ranks.wait()
     partial = PartialRun(out, config)
-    todo = [c for c in classes if c not in set(partial.done())]
+    finished = set(partial.done())
+    todo = [c for c in classes if c not in finished][ranks.rank::ranks.world]
     start = time.time()
 
     def save_chunk(chunk: list[int], res) -> None:
         for j, c in enumerate(chunk):
             skipped = int(res.skipped_steps[j])
-            partial.save(c, {p.name: m[j] for p, m in zip(points, res.masks)},
-                         {"state": "skipped" if skipped == steps else "done", "skipped_steps": skipped})
+            partial.save(c, {p.name: m[j] for p, m in zip(nad.points, res.masks)},
+                         {"state": "skipped" if skipped == nad.steps else "done", "skipped_steps": skipped,
+                          "unreadable_images": int(res.unreadable[j])})
 
     if todo:
-        nad.fit(train, todo, class_batch=class_batch, progress=progress, on_chunk=save_chunk)
+        k = spec.class_batch or auto_class_batch(nad, len(todo))
+        nad.fit(train, todo, class_batch=k, progress=progress, on_chunk=save_chunk)
+        (out / f"timing-rank{ranks.rank}.json").write_text(
+            json.dumps({"seconds": round(time.time() - start, 1), "classes_run": len(todo), "class_batch": k}) + "\n")
+    ranks.wait()
+    if ranks.rank == 0:
+        merge(out, classes, train.class_names)
+    ranks.wait()
+    return SubArchitectures.load(out)
+
+
+def merge(out: str | Path, classes: Sequence[int] | None = None, class_names: Sequence[str] | None = None) -> SubArchitectures:
+    """Assemble the finished classes in ``out/partial`` into ``masks.safetensors`` + ``meta.json``
+    (``nadkit merge``: for processes that did not share a file system, copy their partial/ here)."""
+    out = Path(out)
+    cfg_path = out / "partial" / "config.json"
+    if not cfg_path.exists():
+        raise NadkitError(f"{out} has no partial/ results to merge; run nadkit disentangle --out {out}")
+    config = json.loads(cfg_path.read_text())
+    partial = PartialRun(out, config)
+    if class_names is None:
+        class_names = split(Spec(config["arch"], config["dataset"], image_size=config.get("image_size", 224)),
+                            "train").class_names
+    classes = list(classes) if classes is not None else partial.done()
+    missing = [c for c in classes if c not in set(partial.done())]
+    if missing:
+        raise NadkitError(f"classes {missing[:5]} are not finished in {out}/partial; run or copy them, then merge")
     loaded = [partial.load(c) for c in classes]
-    masks = {p.name: torch.stack([m[p.name] for m, _ in loaded]) for p in points}
+    names = list(loaded[0][0])
+    masks = {p: torch.stack([m[p] for m, _ in loaded]) for p in names}
     status = {str(c): s for c, (_, s) in zip(classes, loaded)}
-    result = SubArchitectures(masks, classes, [train.class_names[c] for c in classes], config, status)
+    result = SubArchitectures(masks, classes, [class_names[c] for c in classes], config, status)
     result.save(out)
     partial.remove()
-    if todo:
-        (out / "timing.json").write_text(json.dumps({"seconds": round(time.time() - start, 1),
-                                                     "classes_run": len(todo)}) + "\n")
+    timings = sorted(out.glob("timing-rank*.json"))
+    if timings:
+        runs = [json.loads(t.read_text()) for t in timings]
+        (out / "timing.json").write_text(json.dumps({"seconds": max(r["seconds"] for r in runs),
+                                                     "classes_run": sum(r["classes_run"] for r in runs)}) + "\n")
+        for t in timings:
+            t.unlink()
     return result
+
+
+def auto_class_batch(nad: NAD, classes: int) -> int:
+    """Classes per pass: all of them (up to 16) on a CPU; on a GPU as many as fit in 80% of the
+    free memory, measured with a one-class step."""
+    if nad.device.type != "cuda":
+        return min(classes, 16)
+    return max(1, min(classes, nad.classes_that_fit()))
 
 
 def evaluate(folder: str | Path, mosaics: int = 1000, top: float = 0.05, seed: int = 0,
@@ -141,13 +270,16 @@ def evaluate(folder: str | Path, mosaics: int = 1000, top: float = 0.05, seed: i
         raise NadkitError(f"mosaics must be >= 1, got {mosaics}")
     sub = SubArchitectures.load(folder)
     cfg = sub.config
-    model, points = network(cfg["arch"], cfg["dataset"], cfg.get("weights"), device)
-    sub.check(model, points, INPUT_SHAPE)
-    test = load_split(cfg["dataset"], "test")
+    spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=device,
+                image_size=cfg.get("image_size", 224))
+    test = split(spec, "test")
+    model, points = network(cfg["arch"], cfg["dataset"], cfg.get("weights"), device, len(test.class_names))
+    sub.check(model, points, spec.input_shape())
     binary = sub.binary()
     pred = predict(model, test, desc="accuracy (network)" if progress else None)
-    sub_pred = predict(model, test, points, binary, sub.classes, desc="accuracy (sub-architectures)" if progress else None)
     keep = torch.isin(test.labels, torch.tensor(sub.classes))
+    sub_pred = predict(model, test, points, binary, sub.classes, subset=keep,
+                       desc="accuracy (sub-architectures)" if progress else None)
     per_point, sim = similarity(binary)
     hits = hit_rate(model, points, binary, sub.classes, test, mosaics, top, seed, progress=progress) \
         if len(sub.classes) >= 4 else None
@@ -160,7 +292,7 @@ def evaluate(folder: str | Path, mosaics: int = 1000, top: float = 0.05, seed: i
         "hit_rate": hits.mean((0, 1)).tolist() if hits is not None else None,
         "hit_rate_std": hits.mean(1).std(0).tolist() if hits is not None else None,
         "accuracy": {"original": class_accuracy(pred, test.labels, sub.classes).tolist(),
-                     "subarch": class_accuracy(sub_pred[keep], test.labels[keep], sub.classes).tolist()},
+                     "subarch": class_accuracy(sub_pred, test.labels[keep], sub.classes).tolist()},
         "misjudgment": misjudgment(conf, sim, sub.classes),
         "mosaics": mosaics, "top": top,
     }

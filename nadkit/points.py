@@ -50,14 +50,30 @@ def _darts() -> list[MaskPoint]:
            [MaskPoint(f"cell{i}", f"cells.{i}") for i in range(14)]
 
 
+def _torchvision_vgg16() -> list[MaskPoint]:
+    relus = (1, 3, 6, 8, 11, 13, 15, 18, 20, 22, 25, 27, 29)
+    return [MaskPoint(p.name, f"features.{r}") for p, r in zip(_vgg16(), relus)]
+
+
+def _torchvision_densenet121() -> list[MaskPoint]:
+    return [MaskPoint(p.name, p.module) for p in _densenet121()]  # same module names as torchvision
+
+
 POINTS = {"vgg16": _vgg16, "resnet50": _resnet50, "densenet121": _densenet121, "darts": _darts}
+# torchvision's ImageNet networks (paper scale); ResNet50's names are torchvision's already
+TORCHVISION_POINTS = {"vgg16": _torchvision_vgg16, "resnet50": _resnet50, "densenet121": _torchvision_densenet121}
+
+
+def is_torchvision(model: nn.Module | None) -> bool:
+    return model is not None and type(model).__module__.startswith("torchvision.")
 
 
 def mask_points(arch: str, model: nn.Module | None = None) -> list[MaskPoint]:
-    """The mask points of topology ``arch``; checked against ``model`` when given."""
+    """The mask points of topology ``arch`` (of torchvision's network when ``model`` is one);
+    checked against ``model`` when given."""
     if arch not in POINTS:
         raise NadkitError(f"no mask points for arch {arch!r}; choose one of: {', '.join(POINTS)}")
-    points = POINTS[arch]()
+    points = (TORCHVISION_POINTS if is_torchvision(model) else POINTS)[arch]()
     if model is not None:
         names = dict(model.named_modules())
         missing = [p.module for p in points if p.module not in names]

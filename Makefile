@@ -1,0 +1,27 @@
+# The two README commands: `make` (set up, then build the book: every chapter runs) and `make test`.
+VENV := .venv
+BIN := $(VENV)/bin
+JB_FLAGS := -W -n --keep-going
+
+.PHONY: all setup book test bench vgg16 clean
+all: book
+
+setup:
+	bash scripts/setup.sh
+
+book: setup
+	NADKIT_QUIET=1 $(BIN)/jupyter-book build . $(JB_FLAGS)
+	@echo "book: open _build/html/index.html"
+
+test: setup
+	NADKIT_PROFILE=smoke $(BIN)/python -m pytest --nbmake tests book
+
+bench: setup
+	$(BIN)/python benchmarks/nad_throughput.py
+
+vgg16: setup
+	$(BIN)/nadkit disentangle --arch vgg16 --out runs/vgg16
+	$(BIN)/nadkit evaluate runs/vgg16 --json runs/vgg16/evaluation.json
+
+clean:
+	rm -rf runs _build

@@ -1,0 +1,62 @@
+"""Paper-scale networks: torchvision's VGG16, ResNet50 and DenseNet121, and an ImageNet DARTS-V2
+network, with weights from the torchvision cache, a file, or none (random: tests, benchmarks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import NadkitError
+
+TORCHVISION = {"vgg16": "VGG16_Weights", "resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights"}
+
+
+def build_paper_network(arch: str, num_classes: int = 1000) -> nn.Module:
+    """A randomly initialised paper-scale ``arch`` for 3-channel images."""
+    import torchvision.models as tvm
+
+    if arch in TORCHVISION:
+        return getattr(tvm, arch)(weights=None, num_classes=num_classes)
+    if arch == "darts":
+        from .networks import DARTS
+
+        return DARTS(num_classes=num_classes, in_channels=3, width=48, imagenet_stems=True)
+    raise NadkitError(f"unknown arch {arch!r}; choose one of: vgg16, resnet50, densenet121, darts")
+
+
+def torchvision_state(arch: str) -> dict:
+    """The IMAGENET1K_V1 weights of ``arch`` from the user's torchvision cache (never downloaded)."""
+    import torchvision.models as tvm
+
+    if arch not in TORCHVISION:
+        raise NadkitError(f"torchvision has no weights for {arch}; pass --weights FILE (a state dict of nadkit's {arch})")
+    url = getattr(tvm, TORCHVISION[arch]).IMAGENET1K_V1.url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    if not path.exists():
+        raise NadkitError(f"torchvision weights for {arch} not in {path.parent}; on a machine with internet run "
+                          f"`python -c \"import torchvision; torchvision.models.{arch}(weights='IMAGENET1K_V1')\"` "
+                          "and copy the file there (or set TORCH_HOME)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_state(path: Path | str) -> dict:
+    """A state dict from safetensors, or from a .pth/.pt file read with ``weights_only=True``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise NadkitError(f"weights file {path} not found; pass an existing --weights FILE, 'torchvision' or 'none'")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, ValueError, EOFError) as e:
+        raise NadkitError(f"weights file {path} is not a readable state dict ({str(e).splitlines()[0]}); re-create it") from e
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise NadkitError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}

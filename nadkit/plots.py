@@ -1,0 +1,122 @@
+"""Figures of the book (seaborn): each function draws one figure of the paper from computed results."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from torch import Tensor
+
+CHANCE = 0.25
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def layer_axis(ax, points: Sequence[str]) -> None:
+    ax.set_xticks(range(1, len(points) + 1))
+    ax.set_xticklabels(range(1, len(points) + 1))
+    ax.set_xlabel("mask point (layer, input to output)")
+
+
+def elbow(sweeps: dict[str, dict]):
+    """Kept channels and loss of the binarised masks across beta, the chosen knee circled."""
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.4), squeeze=False)
+    for ax, (arch, s) in zip(axes[0], sweeps.items()):
+        kept, loss = np.array(s["kept"]), np.array(s["loss"])
+        ax.plot(100 * kept, loss, "o-", color="C0")
+        for b, x, y in zip(s["betas"], kept, loss):
+            ax.annotate(f"{b:g}", (100 * x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        i = s["betas"].index(s["beta"])
+        ax.plot(100 * kept[i], loss[i], "o", ms=14, mfc="none", mec="C3", mew=2, label=f"knee: beta = {s['beta']:g}")
+        ax.set(title=arch, xlabel="channels kept (%)", ylabel="loss of binarised masks")
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def kept_per_layer(kept: dict[str, Sequence[float]]):
+    """Fraction of channels kept at every mask point, one line per network."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for arch, k in kept.items():
+        ax.plot(range(1, len(k) + 1), 100 * np.array(k), "o-", label=arch, ms=4)
+    ax.set(ylabel="channels kept (%)", ylim=(0, 105), title="Sparsity of the sub-architectures per layer")
+    ax.set_xlabel("mask point (layer, input to output)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_histograms(acc: dict[str, dict[str, Sequence[float]]], labels=("network", "sub-architecture")):
+    """Fig. 2: per-class top-1 accuracy histograms over ten 10%-wide bins, averages in the legend."""
+    keys = list(next(iter(acc.values())))
+    fig, axes = plt.subplots(1, len(acc), figsize=(4 * len(acc), 3.3), squeeze=False, sharey=True)
+    bins = np.linspace(0, 100, 11)
+    for ax, (arch, a) in zip(axes[0], acc.items()):
+        for j, key in enumerate(keys):
+            v = 100 * np.array(a[key])
+            name = labels[j] if j < len(labels) else key
+            ax.hist(v, bins=bins, alpha=0.55, color=f"C{j}", label=f"{name} (mean {v.mean():.1f}%)")
+        ax.set(title=arch, xlabel="top-1 accuracy on own class (%)", xticks=bins[::2])
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0][0].set_ylabel("number of classes")
+    fig.tight_layout()
+    return fig
+
+
+def per_layer_curves(curves: dict[str, dict[str, Sequence[float]]], ylabel: str, title: str,
+                     spread: dict[str, Sequence[float]] | None = None, chance: float | None = None):
+    """One panel per network, one line per series (for example: NAD, random), x = mask point."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False, sharey=True)
+    for ax, (arch, series) in zip(axes[0], curves.items()):
+        for j, (name, v) in enumerate(series.items()):
+            v = np.array(v, dtype=float)
+            x = np.arange(1, len(v) + 1)
+            ax.plot(x, v, "o-", ms=3.5, color=f"C{j}", label=name)
+            if spread is not None and j == 0 and arch in spread:
+                s = np.array(spread[arch])
+                ax.fill_between(x, v - s, v + s, color=f"C{j}", alpha=0.15)
+        if chance is not None:
+            ax.axhline(chance, ls="--", color="grey", label=f"chance ({chance:g})")
+        ax.set(title=arch, xlabel="mask point (layer)")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(matrix, names: Sequence[str], title: str, fmt: str = ".0f", scale: float = 100, ax=None,
+            xlabel: str = "", ylabel: str = "", xnames: Sequence[str] | None = None):
+    """An annotated class-by-class matrix (values x ``scale``)."""
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    sns.heatmap(scale * np.asarray(matrix), annot=True, fmt=fmt, cmap="viridis", square=True, cbar=False, ax=ax,
+                xticklabels=xnames or names, yticklabels=names, annot_kws={"fontsize": 7})
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if own:
+        fig.tight_layout()
+        return fig
+    return ax.figure
+
+
+def feature_maps(image: Tensor, dis: Tensor, ori: Tensor, points: Sequence[str], title: str):
+    """The top pixels of every point's channel-sum map over the image: sub-architecture ("Dis.")
+    above, original network ("Ori.") below."""
+    n = len(points)
+    fig, axes = plt.subplots(2, n, figsize=(1.15 * n, 2.7), squeeze=False)
+    img = image.mean(0).numpy()
+    for row, (maps, name) in enumerate(((dis, "Dis."), (ori, "Ori."))):
+        for j in range(n):
+            ax = axes[row][j]
+            ax.imshow(img, cmap="gray")
+            ax.imshow(np.ma.masked_where(~maps[j].numpy(), maps[j].numpy()), cmap="autumn", alpha=0.75,
+                      vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title(str(j + 1), fontsize=8)
+        axes[row][0].set_ylabel(name)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

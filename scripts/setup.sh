@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Set up nadkit and its book: a virtual environment with torch 2.14.1 / torchvision 0.29.1, the
+# package with its book and test extras, Fashion-MNIST, the book's offline assets (MathJax and the
+# widget manager from the npm registry) and Chromium for the browser test. Idempotent, and quick
+# when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+as_root_with_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
+apt_updated=
+apt_install() {
+    [ -n "$apt_updated" ] || { apt-get update -qq >/dev/null; apt_updated=1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# 1. Python packages
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+want=$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -d' ' -f1)
+if [ "$(cat "$VENV/.nadkit-setup" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing torch, torchvision and nadkit (with its book and test extras) into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[book,test]"
+    echo "$want" > "$VENV/.nadkit-setup"
+fi
+
+# 2. Fashion-MNIST
+has_data() { "$VENV/bin/python" -c "from nadkit.data import fashion_mnist; fashion_mnist('test')" 2>/dev/null; }
+if ! has_data; then
+    if as_root_with_apt; then
+        echo "setup: installing the Debian package dataset-fashion-mnist"
+        apt_install dataset-fashion-mnist
+    else
+        echo "setup: downloading Fashion-MNIST with torchvision into data/fashion-mnist"
+        "$VENV/bin/python" -c "from torchvision.datasets import FashionMNIST; FashionMNIST('data/fashion-mnist', download=True)" \
+            || true
+    fi
+    has_data || { echo "setup: Fashion-MNIST is missing: install dataset-fashion-mnist (as root) or put its four IDX files in data/fashion-mnist/" >&2; exit 1; }
+fi
+
+# 3. The book's offline assets, from the npm registry (pinned in package-lock.json)
+if [ ! -f book_assets/.stamp ] || [ package-lock.json -nt book_assets/.stamp ]; then
+    echo "setup: installing MathJax and the Jupyter widget manager into book_assets/"
+    npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
+    rm -rf book_assets && mkdir -p book_assets/widgets
+    cp -r node_modules/mathjax/es5 book_assets/mathjax
+    cp -r node_modules/@jupyter-widgets/html-manager/dist/. book_assets/widgets/
+    cp node_modules/requirejs/require.js book_assets/widgets/require.js
+    touch book_assets/.stamp
+fi
+
+# 4. A browser for the browser test
+if ! command -v chromium >/dev/null; then
+    if as_root_with_apt; then
+        echo "setup: installing the Debian package chromium"
+        apt_install chromium
+    else
+        echo "setup: no chromium: the browser test will be skipped (install the Debian package chromium)"
+    fi
+fi
+echo "setup: ready ($("$VENV/bin/python" -c 'import torch, nadkit; print("torch", torch.__version__, "nadkit", nadkit.__version__)'))"

@@ -1,0 +1,26 @@
+import pytest
+import torch
+
+from nadkit.data import fashion_mnist
+from nadkit.networks import load_network
+from nadkit.points import mask_points
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def train_data():
+    return fashion_mnist("train")
+
+
+@pytest.fixture(scope="session")
+def test_data():
+    return fashion_mnist("test")
+
+
+@pytest.fixture(scope="session")
+def vgg():
+    model = load_network("vgg16")
+    return model, mask_points("vgg16", model)
+
+

@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nadkit import data as D
+from nadkit.cli import main
+from nadkit.networks import MODELS_DIR
+
+FAST = ["--steps", "3", "--batch-per-class", "4"]
+
+
+def error_of(capsys, argv):
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("nadkit: error:"), err
+    return err
+
+
+def test_end_to_end_on_four_classes(tmp_path):
+    out, report = tmp_path / "run", tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "nadkit"]
+    subprocess.run(cmd + ["disentangle", "--arch", "vgg16", "--classes", "0,2,4,6", "--out", str(out)] + FAST,
+                   check=True, capture_output=True)
+    assert (out / "masks.safetensors").exists() and (out / "meta.json").exists()
+    run = subprocess.run(cmd + ["evaluate", str(out), "--mosaics", "8", "--json", str(report)],
+                         check=True, capture_output=True, text=True)
+    assert "conv5_3" in run.stdout and "misjudgment" in run.stdout
+    r = json.loads(report.read_text())
+    assert {"points", "kept", "similarity", "hit_rate", "accuracy", "misjudgment"} <= set(r)
+    assert len(r["points"]) == len(r["kept"]) == len(r["similarity"]) == len(r["hit_rate"]) == 13
+    assert len(r["accuracy"]["original"]) == len(r["accuracy"]["subarch"]) == 4
+    assert {"mis", "oth", "dif"} <= set(r["misjudgment"])
+
+
+def test_two_classes_and_rerun_reuses_the_result(tmp_path, capsys):
+    argv = ["disentangle", "--arch", "vgg16", "--classes", "1,3", "--out", str(tmp_path)] + FAST
+    assert main(argv) == 0
+    stamp = (tmp_path / "masks.safetensors").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert (tmp_path / "masks.safetensors").stat().st_mtime_ns == stamp
+    assert main(["evaluate", str(tmp_path), "--mosaics", "4"]) == 0  # fewer than 4 classes: no hit rate
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["disentangle", "--arch", "alexnet", "--out", "x"], "unknown arch"),
+    (["disentangle", "--arch", "vgg16", "--dataset", "cifar", "--out", "x"], "unknown dataset"),
+    (["disentangle", "--arch", "vgg16", "--classes", "0,10", "--out", "x"], "out of range"),
+    (["disentangle", "--arch", "vgg16", "--classes", "a,b", "--out", "x"], "neither a class id"),
+    (["disentangle", "--arch", "vgg16", "--beta", "-1", "--out", "x"], "beta must be"),
+    (["disentangle", "--arch", "vgg16", "--lr", "0", "--out", "x"], "lr must be > 0"),
+    (["disentangle", "--arch", "vgg16", "--objective", "mine", "--out", "x"], "unknown objective"),
+    (["disentangle", "--arch", "vgg16", "--device", "cuda:7", "--out", "x"], "CUDA is not available"),
+    (["disentangle", "--arch", "vgg16", "--weights", "missing.safetensors", "--out", "x"], "not found"),
+    (["evaluate", "nowhere"], "no meta.json"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, words):
+    if "cuda:7" in argv and __import__("torch").cuda.is_available():
+        pytest.skip("CUDA is present")
+    assert words in error_of(capsys, argv)
+
+
+def test_corrupt_weights_and_masks_of_another_network(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    assert "not a readable" in error_of(capsys, ["disentangle", "--arch", "vgg16", "--weights", str(bad), "--out", "x"])
+    other = str(MODELS_DIR / "vgg16.safetensors")
+    assert "do not fit" in error_of(capsys, ["disentangle", "--arch", "darts", "--weights", other, "--out", "x"])
+    run = tmp_path / "run"
+    assert main(["disentangle", "--arch", "vgg16", "--classes", "0,1", "--out", str(run)] + FAST) == 0
+    meta = json.loads((run / "meta.json").read_text())
+    meta["config"]["arch"] = "resnet50"  # masks of a vgg16 presented as a resnet50's
+    (run / "meta.json").write_text(json.dumps(meta))
+    assert "other mask points" in error_of(capsys, ["evaluate", str(run)])
+    assert "top fraction" in error_of(capsys, ["evaluate", str(run), "--top", "1.5"])
+
+
+def test_missing_data_set(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(D, "fashion_mnist_dirs", lambda: [tmp_path])
+    assert "dataset-fashion-mnist" in error_of(capsys, ["disentangle", "--arch", "vgg16", "--out", str(tmp_path / "r")])
+
+
+def test_no_traceback_from_the_console_script():
+    run = subprocess.run([sys.executable, "-m", "nadkit", "disentangle", "--arch", "nope", "--out", "x"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "unknown arch" in run.stderr

@@ -1,0 +1,85 @@
+import torch
+import torch.nn.functional as F
+
+from nadkit.disentangle import NAD, initial_logits, knee, nad_loss
+from nadkit.networks import build_network
+from nadkit.points import mask_points, masked
+
+
+def fit(vgg, data, classes, class_batch=None, objective="official", seed=0, steps=6):
+    model, points = vgg
+    nad = NAD(model, points, beta=0.02, steps=steps, batch_per_class=8, objective=objective, seed=seed)
+    return nad.fit(data, classes, class_batch=class_batch, progress=False)
+
+
+def test_class_batched_equals_one_class_at_a_time(vgg, train_data):
+    for objective in ("official", "paper"):
+        together = fit(vgg, train_data, [0, 4, 6, 9], objective=objective)
+        apart = fit(vgg, train_data, [0, 4, 6, 9], class_batch=1, objective=objective)
+        other_company = fit(vgg, train_data, [6, 2], objective=objective)
+        for a, b, c in zip(together.masks, apart.masks, other_company.masks):
+            assert (a - b).abs().max() < 1e-5 and torch.equal(a > 0.5, b > 0.5)
+            assert (a[2] - c[0]).abs().max() < 1e-5  # class 6 does not depend on its neighbours
+
+
+def test_same_seed_same_masks_other_seed_other_masks(vgg, train_data):
+    a, b = fit(vgg, train_data, [1, 2]), fit(vgg, train_data, [1, 2])
+    c = fit(vgg, train_data, [1, 2], seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a.masks, b.masks))
+    assert not all(torch.equal(x, y) for x, y in zip(a.masks, c.masks))
+
+
+def test_official_loss_matches_the_authors_formula_for_one_class(vgg, train_data):
+    model, points = vgg
+    torch.manual_seed(0)
+    x, y = train_data.load(torch.arange(16)), train_data.labels[:16]
+    masks = [torch.sigmoid(l)[None] for l in initial_logits([a.shape[1] for a in _acts(model, points, x)], 0, 0)]
+    ref = _acts(model, points, x)
+    with torch.no_grad():
+        correct = model(x).argmax(1) == y
+        acts = []
+        with masked(model, points, masks, torch.zeros(16, dtype=torch.long), record=acts):
+            out = model(x)
+    loss, rec = nad_loss("official", out, y, acts, ref, correct, masks, torch.tensor([0.5]), 16)
+    # the authors' code, written out: mse over correctly classified images only, divided by P
+    ce = F.cross_entropy(out, y)
+    mse = sum(F.mse_loss(a[correct], r[correct]) for a, r in zip(acts, ref))
+    reg = sum((m ** 2).mean() for m in masks)
+    expected = (ce + mse) / len(points) + 0.5 * reg / len(points)
+    assert torch.allclose(loss[0], expected, rtol=1e-5) and torch.allclose(rec[0], (ce + mse) / len(points), rtol=1e-5)
+
+
+def _acts(model, points, x):
+    acts = []
+    with torch.no_grad(), masked(model, points, record=acts):
+        model(x)
+    return acts
+
+
+def test_update_is_a_normalised_step_per_class_and_point(vgg, train_data):
+    model, points = vgg
+    nad = NAD(model, points, lr=0.1, steps=1, batch_per_class=8)
+    start = [torch.stack(z) for z in zip(*(initial_logits(nad.widths, 0, c) for c in (3, 5)))]
+    res = nad.fit(train_data, [3, 5], progress=False)
+    for s, m in zip(start, res.masks):
+        step = (torch.logit(m.double()) - s.double()).norm(dim=1)
+        assert torch.allclose(step, torch.full_like(step, 0.1), atol=1e-4)
+
+
+def test_a_class_the_network_never_gets_right_is_skipped(train_data):
+    torch.manual_seed(0)
+    model = build_network("vgg16").eval()
+    with torch.no_grad():
+        model.classifier.bias[:] = torch.tensor([0.0] + [-1e4] * 9)  # always predicts class 0
+    points = mask_points("vgg16", model)
+    nad = NAD(model, points, steps=3, batch_per_class=4)
+    res = nad.fit(train_data, [0, 5], progress=False)
+    assert res.skipped_steps.tolist() == [0, 3]
+    start = initial_logits(nad.widths, 0, 5)
+    assert all(torch.allclose(m[1], torch.sigmoid(s)) for m, s in zip(res.masks, start))
+
+
+def test_knee_of_a_convex_curve():
+    removed = [0.0, 0.3, 0.5, 0.6, 0.65, 0.7]
+    loss = [0.0, 0.01, 0.03, 0.2, 0.6, 1.0]
+    assert knee(removed, loss) == 2

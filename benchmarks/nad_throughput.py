@@ -2,8 +2,10 @@
 
 For each network: NAD image-steps per second with all ten classes in one pass and with one class
 at a time (equal work: ten classes, the same steps), and plain batched inference images per
-second at the same batch (160). One NAD step costs about three forward passes (reference
-forward, masked forward, backward to the masks), so NAD / inference has a limit near 0.33.
+second at the same batch (160), both for the network as loaded ("plain", contiguous tensors) and in
+channels_last (which NAD uses, and which is faster here too). One NAD step costs about three forward
+passes (reference forward, masked forward, backward to the masks), so NAD / inference has a limit
+near 0.33.
 
     python benchmarks/nad_throughput.py [--archs vgg16,resnet50] [--steps 20] [--rounds 3]
 """
@@ -34,24 +36,32 @@ def measure(arch: str, data, steps: int, rounds: int, per_class: int = 16) -> di
     classes = list(range(10))
     work = len(classes) * per_class * steps  # image-steps
     x = ClassBatches(data, classes, per_class, seed=0).next()[0]
+    plain = load_network(arch)  # as loaded: contiguous tensors
+    x_cl = x.contiguous(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def inference():
         for _ in range(steps):
-            model(x)
+            plain(x)
+
+    @torch.no_grad()
+    def inference_cl():
+        for _ in range(steps):
+            model(x_cl)  # NAD has put this copy's weights in channels_last
 
     runs = {"batched": lambda: nad.fit(data, classes, progress=False),
             "one_class": lambda: nad.fit(data, classes, class_batch=1, progress=False),
-            "inference": inference}
+            "inference": inference, "inference_cl": inference_cl}
     NAD(model, nad.points, steps=2, batch_per_class=per_class).fit(data, classes, progress=False)  # warm-up
     inference()
+    inference_cl()
     times = {k: [] for k in runs}
     for _ in range(rounds):  # interleaved, so that drifts in machine load hit all three alike
         for k, fn in runs.items():
             times[k].append(seconds(fn))
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"arch": arch, "batched": work / med["batched"], "one_class": work / med["one_class"],
-            "inference": len(x) * steps / med["inference"]}
+            "inference": len(x) * steps / med["inference"], "inference_cl": len(x) * steps / med["inference_cl"]}
 
 
 def main() -> None:
@@ -63,12 +73,15 @@ def main() -> None:
     data = fashion_mnist("train")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps x 10 classes x 16 images, "
           f"median of {args.rounds} interleaved rounds")
-    print(f"{'network':<12}{'batched':>10}{'one class':>11}{'speed-up':>10}{'inference':>11}{'NAD/inf':>9}")
-    print(f"{'':<12}{'img-step/s':>10}{'img-step/s':>11}{'':>10}{'img/s':>11}{'':>9}")
+    print(f"{'network':<12}{'batched':>10}{'one class':>11}{'speed-up':>10}{'inference':>11}{'NAD/inf':>9}"
+          f"{'inference':>11}{'NAD/inf':>9}")
+    print(f"{'':<12}{'img-step/s':>10}{'img-step/s':>11}{'':>10}{'plain':>11}{'plain':>9}"
+          f"{'chan.last':>11}{'ch.last':>9}")
     for arch in args.archs.split(","):
         r = measure(arch, data, args.steps, args.rounds)
         print(f"{arch:<12}{r['batched']:>10.0f}{r['one_class']:>11.0f}{r['batched'] / r['one_class']:>9.2f}x"
-              f"{r['inference']:>11.0f}{r['batched'] / r['inference']:>9.3f}", flush=True)
+              f"{r['inference']:>11.0f}{r['batched'] / r['inference']:>9.3f}"
+              f"{r['inference_cl']:>11.0f}{r['batched'] / r['inference_cl']:>9.3f}", flush=True)
 
 
 if __name__ == "__main__":

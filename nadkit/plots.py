@@ -20,17 +20,20 @@ def layer_axis(ax, points: Sequence[str]) -> None:
 
 
 def elbow(sweeps: dict[str, dict]):
-    """Kept channels and loss of the binarised masks across beta, the chosen knee circled."""
+    """The Elbow sweep: loss of the binarised masks (left axis) and channels kept (right axis)
+    against beta, the chosen knee marked."""
     fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.4), squeeze=False)
     for ax, (arch, s) in zip(axes[0], sweeps.items()):
-        kept, loss = np.array(s["kept"]), np.array(s["loss"])
-        ax.plot(100 * kept, loss, "o-", color="C0")
-        for b, x, y in zip(s["betas"], kept, loss):
-            ax.annotate(f"{b:g}", (100 * x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        i = s["betas"].index(s["beta"])
-        ax.plot(100 * kept[i], loss[i], "o", ms=14, mfc="none", mec="C3", mew=2, label=f"knee: beta = {s['beta']:g}")
-        ax.set(title=arch, xlabel="channels kept (%)", ylabel="loss of binarised masks")
-        ax.legend(loc="upper right", fontsize=8)
+        betas, kept, loss = np.array(s["betas"]), 100 * np.array(s["kept"]), np.array(s["loss"])
+        ax.plot(betas, loss, "o-", color="C0", label="loss")
+        ax.set(xscale="log", title=arch, xlabel="beta", ylabel="loss of binarised masks")
+        ax.axvline(s["beta"], color="C3", ls="--", label=f"knee: beta = {s['beta']:g}")
+        twin = ax.twinx()
+        twin.plot(betas, kept, "s:", color="C2", label="channels kept")
+        twin.set(ylabel="channels kept (%)", ylim=(0, 105))
+        twin.grid(False)
+        lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(lines, [h.get_label() for h in lines], loc="center left", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -40,7 +40,8 @@ def test_paper_networks_have_the_authors_points(arch):
 
 def test_torchvision_names():
     names = [p.module for p in mask_points("vgg16", load_network("vgg16", "imagefolder:/x", weights="none"))]
-    assert names == [f"features.{i}" for i in (1, 3, 6, 8, 11, 13, 15, 18, 20, 22, 25, 27, 29)]
+    # after each ReLU, but a block's last conv after the block's pooling (the authors' choice)
+    assert names == [f"features.{i}" for i in (1, 4, 6, 9, 11, 13, 16, 18, 20, 23, 25, 27)] + ["avgpool"]
 
 
 def test_missing_torchvision_weights_say_how_to_get_them(monkeypatch, tmp_path):

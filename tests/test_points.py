@@ -56,4 +56,4 @@ def test_record_collects_each_point_in_order(vgg):
     with torch.no_grad(), masked(model, points, record=acts):
         model(torch.zeros(2, 1, 32, 32))
     assert [a.shape[1] for a in acts] == point_widths(model, points, (1, 32, 32))
-    assert acts[0].shape[-1] == 32 and acts[-1].shape[-1] == 2
+    assert acts[0].shape[-1] == 32 and acts[1].shape[-1] == 16 and acts[-1].shape[-1] == 1  # conv1_2 after pool1

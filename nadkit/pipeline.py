@@ -193,10 +193,8 @@ def disentangle(spec: Spec, out: str | Path, progress: bool = True) -> SubArchit
         done = SubArchitectures.load(out)
         if done.config == config and done.classes == classes:
             return done
-    if ranks.rank == 0:
-        PartialRun(out, config)  # clears finished classes of another configuration
+    partial = PartialRun(out, config, create=ranks.rank == 0)
     ranks.wait()
-    partial = PartialRun(out, config)
     finished = set(partial.done())
     todo = [c for c in classes if c not in finished][ranks.rank::ranks.world]
     start = time.time()
@@ -228,7 +226,7 @@ def merge(out: str | Path, classes: Sequence[int] | None = None, class_names: Se
     if not cfg_path.exists():
         raise NadkitError(f"{out} has no partial/ results to merge; run nadkit disentangle --out {out}")
     config = json.loads(cfg_path.read_text())
-    partial = PartialRun(out, config)
+    partial = PartialRun(out, config, create=False)
     if class_names is None:
         class_names = split(Spec(config["arch"], config["dataset"], image_size=config.get("image_size", 224)),
                             "train").class_names

@@ -26,7 +26,7 @@ from .points import MaskPoint, point_widths
 
 def _atomic(path: Path, write) -> None:
     """Write ``path`` via a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
     os.replace(tmp, path)
 
@@ -114,9 +114,13 @@ class SubArchitectures:
 class PartialRun:
     """Finished classes of a run in progress, one atomically written file each, keyed by config."""
 
-    def __init__(self, folder: Path | str, config: dict):
+    def __init__(self, folder: Path | str, config: dict, create: bool = True):
+        """``create``: clear finished classes of another configuration and record this one (done by
+        one process only, when several share the folder)."""
         self.dir = Path(folder) / "partial"
         self.config = config
+        if not create:
+            return
         cfg_path = self.dir / "config.json"
         if cfg_path.exists() and json.loads(cfg_path.read_text()) != config:
             shutil.rmtree(self.dir)  # another configuration: its classes cannot be reused
@@ -128,7 +132,7 @@ class PartialRun:
 
     def save(self, cls: int, masks: dict[str, Tensor], status: dict) -> None:
         tensors = {k: v.float().contiguous() for k, v in masks.items()}
-        meta = {"status": json.dumps(status)}
+        meta = {"status": json.dumps(status), "points": json.dumps(list(masks))}  # safetensors sorts keys
         _atomic(self.dir / f"class-{cls}.safetensors", lambda p: save_file(tensors, str(p), metadata=meta))
 
     def load(self, cls: int) -> tuple[dict[str, Tensor], dict]:
@@ -136,7 +140,8 @@ class PartialRun:
 
         path = self.dir / f"class-{cls}.safetensors"
         with safe_open(str(path), "pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["status"])
+            meta = f.metadata()
+            return {k: f.get_tensor(k) for k in json.loads(meta["points"])}, json.loads(meta["status"])
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -46,7 +46,7 @@ def test_masks_of_ones_change_nothing_and_each_image_uses_its_own_row(arch):
             mixed = model(x)
     assert torch.allclose(plain, same, atol=1e-5)
     assert torch.allclose(mixed[[0, 2]], plain[[0, 2]], atol=1e-5)
-    assert not torch.allclose(mixed[[1, 3]], plain[[1, 3]], atol=1e-3)
+    assert (mixed[[1, 3]] - plain[[1, 3]]).abs().max() > 1e-6
     assert all(not h for h in model._forward_hooks.values())  # hooks are removed afterwards
 
 

@@ -13,17 +13,22 @@ CHANCE = 0.25
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def layer_axis(ax, points: Sequence[str]) -> None:
-    ax.set_xticks(range(1, len(points) + 1))
-    ax.set_xticklabels(range(1, len(points) + 1))
-    ax.set_xlabel("mask point (layer, input to output)")
+def panels(n: int, width: float = 5.2, height: float = 3.6, sharey: bool = False):
+    """A figure with ``n`` panels, two per row (one network each), readable at a glance."""
+    cols = min(n, 2)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, sharey=sharey)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
 
 
 def elbow(sweeps: dict[str, dict]):
     """The Elbow sweep: loss of the binarised masks (left axis) and channels kept (right axis)
     against beta, the chosen knee marked."""
-    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.4), squeeze=False)
-    for ax, (arch, s) in zip(axes[0], sweeps.items()):
+    fig, axes = panels(len(sweeps))
+    for ax, (arch, s) in zip(axes, sweeps.items()):
         betas, kept, loss = np.array(s["betas"]), 100 * np.array(s["kept"]), np.array(s["loss"])
         ax.plot(betas, loss, "o-", color="C0", label="loss")
         ax.set(xscale="log", title=arch, xlabel="beta", ylabel="loss of binarised masks")
@@ -53,16 +58,15 @@ def kept_per_layer(kept: dict[str, Sequence[float]]):
 def accuracy_histograms(acc: dict[str, dict[str, Sequence[float]]], labels=("network", "sub-architecture")):
     """Fig. 2: per-class top-1 accuracy histograms over ten 10%-wide bins, averages in the legend."""
     keys = list(next(iter(acc.values())))
-    fig, axes = plt.subplots(1, len(acc), figsize=(4 * len(acc), 3.3), squeeze=False, sharey=True)
+    fig, axes = panels(len(acc), sharey=True)
     bins = np.linspace(0, 100, 11)
-    for ax, (arch, a) in zip(axes[0], acc.items()):
+    for ax, (arch, a) in zip(axes, acc.items()):
         for j, key in enumerate(keys):
             v = 100 * np.array(a[key])
             name = labels[j] if j < len(labels) else key
             ax.hist(v, bins=bins, alpha=0.55, color=f"C{j}", label=f"{name} (mean {v.mean():.1f}%)")
-        ax.set(title=arch, xlabel="top-1 accuracy on own class (%)", xticks=bins[::2])
+        ax.set(title=arch, xlabel="top-1 accuracy on own class (%)", ylabel="number of classes", xticks=bins[::2])
         ax.legend(fontsize=8, loc="upper left")
-    axes[0][0].set_ylabel("number of classes")
     fig.tight_layout()
     return fig
 
@@ -70,8 +74,8 @@ def accuracy_histograms(acc: dict[str, dict[str, Sequence[float]]], labels=("net
 def per_layer_curves(curves: dict[str, dict[str, Sequence[float]]], ylabel: str, title: str,
                      spread: dict[str, Sequence[float]] | None = None, chance: float | None = None):
     """One panel per network, one line per series (for example: NAD, random), x = mask point."""
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False, sharey=True)
-    for ax, (arch, series) in zip(axes[0], curves.items()):
+    fig, axes = panels(len(curves), sharey=True)
+    for ax, (arch, series) in zip(axes, curves.items()):
         for j, (name, v) in enumerate(series.items()):
             v = np.array(v, dtype=float)
             x = np.arange(1, len(v) + 1)
@@ -81,9 +85,8 @@ def per_layer_curves(curves: dict[str, dict[str, Sequence[float]]], ylabel: str,
                 ax.fill_between(x, v - s, v + s, color=f"C{j}", alpha=0.15)
         if chance is not None:
             ax.axhline(chance, ls="--", color="grey", label=f"chance ({chance:g})")
-        ax.set(title=arch, xlabel="mask point (layer)")
+        ax.set(title=arch, xlabel="mask point (layer, input to output)", ylabel=ylabel)
         ax.legend(fontsize=8)
-    axes[0][0].set_ylabel(ylabel)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -62,8 +62,9 @@ def test_every_page_renders_offline_in_a_browser(html):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page()
-        outside = []
+        outside, failed = [], []
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("file:", "data:", "about:", "blob:")) else None)
+        page.on("requestfailed", lambda r: failed.append(r.url))
         for path in pages(html):
             page.goto(path.as_uri(), wait_until="load")
             page.wait_for_timeout(300)
@@ -76,5 +77,6 @@ def test_every_page_renders_offline_in_a_browser(html):
                 assert page.locator(".widget-output img, .jp-OutputArea-output img").count() >= 1
         browser.close()
     assert not outside, f"pages fetched from outside: {outside[:3]}"
+    assert not failed, f"files the pages asked for and did not find: {failed[:3]}"
     equations = (html / "book" / "02_method.html").read_text()
     assert "eq-ib" in equations

@@ -39,7 +39,8 @@ if ! has_data; then
 fi
 
 # 3. The book's offline assets, from the npm registry (pinned in package-lock.json)
-# (the widget manager asks for its icon fonts relative to the page: book_extra/ puts them there)
+# (the widget manager asks for its icon fonts relative to the page, from one of two folders
+# depending on which of its scripts resolves them first: book_extra/ puts them in both)
 if [ ! -f book_assets/.stamp ] || [ package-lock.json -nt book_assets/.stamp ]; then
     echo "setup: installing MathJax and the Jupyter widget manager into book_assets/"
     npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
@@ -47,9 +48,10 @@ if [ ! -f book_assets/.stamp ] || [ package-lock.json -nt book_assets/.stamp ]; 
     cp -r node_modules/mathjax/es5 book_assets/mathjax
     cp -r node_modules/@jupyter-widgets/html-manager/dist/. book_assets/widgets/
     cp node_modules/requirejs/require.js book_assets/widgets/require.js
-    fonts=book_extra/book/@jupyter-widgets/html-manager/dist
-    mkdir -p "$fonts"
-    cp node_modules/@jupyter-widgets/html-manager/dist/*.{woff,woff2,ttf,eot,svg} "$fonts"/
+    for fonts in book_extra/book/@jupyter-widgets book_extra/book/@jupyter-widgets/html-manager/dist; do
+        mkdir -p "$fonts"
+        cp node_modules/@jupyter-widgets/html-manager/dist/*.{woff,woff2,ttf,eot,svg} "$fonts"/
+    done
     touch book_assets/.stamp
 fi
 

@@ -10,6 +10,7 @@ setup:
 	bash scripts/setup.sh
 
 book: setup
+	$(BIN)/python -m nadkit.book
 	NADKIT_QUIET=1 $(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo "book: open _build/html/index.html"
 

@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "scale, from the torchvision cache) or 'none' (random weights); default: the shipped network")
     d.add_argument("--image-size", type=int, default=224, help="paper scale: image side after the transforms")
     d.add_argument("--precision", default="fp32", help="fp32, or bf16 (autocast; for GPUs)")
-    d.add_argument("--workers", type=int, default=0, help="paper scale: image-decoding processes")
+    d.add_argument("--workers", type=int, default=0, help="paper scale: image-reading processes")
+    d.add_argument("--decode", default="workers",
+                   help="paper scale: decode JPEGs in the workers (PIL) or on the device (nvJPEG on a GPU)")
     d.add_argument("--out", required=True)
 
     m = sub.add_parser("merge", help="assemble finished classes in DIR/partial into the result (after torchrun "

@@ -159,14 +159,18 @@ def load_batch(data: ImageData, idx: Tensor, seeds: Tensor | None = None, train:
     return data.load(idx, train, seeds) if getattr(data, "augments", False) else data.load(idx, train)
 
 
-def step_batches(data: ImageData, sampler: ClassBatches, steps: int, train: bool = True, workers: int = 0):
-    """Yield (images, labels, unreadable images skipped per image) for ``steps`` steps; decoding in
-    ``workers`` processes when the data set decodes files (image folders), else in this process."""
+def step_batches(data: ImageData, sampler: ClassBatches, steps: int, train: bool = True, workers: int = 0,
+                 decode_device: torch.device | None = None):
+    """Yield (images, labels, unreadable images skipped per image) for ``steps`` steps. Image
+    folders are decoded in ``workers`` processes, or read there and decoded on ``decode_device``."""
     plan = [sampler.next_indices() for _ in range(steps)]
     if hasattr(data, "read"):
-        from .imagefolder import prefetch
+        from .imagefolder import prefetch, prefetch_raw
 
-        yield from prefetch(data, plan, train=train, workers=workers)
+        if decode_device is not None:
+            yield from prefetch_raw(data, plan, decode_device, train=train, workers=workers)
+        else:
+            yield from prefetch(data, plan, train=train, workers=workers)
         return
     for idx, seeds in plan:
         yield load_batch(data, idx, seeds, train), data.labels[idx], torch.zeros(len(idx), dtype=torch.long)

@@ -91,10 +91,11 @@ class NAD:
     def __init__(self, model: nn.Module, points: Sequence[MaskPoint], beta: float = 0.02, lr: float = 0.1,
                  steps: int = 100, batch_per_class: int = 16, objective: str = "official", seed: int = 0,
                  input_shape: Sequence[int] = (1, 32, 32), workers: int = 0, precision: str = "fp32",
-                 channels_last: bool | None = None):
+                 channels_last: bool | None = None, decode_on_device: bool = False):
         self.model, self.points = model.eval().requires_grad_(False), list(points)
         self.beta, self.lr, self.steps, self.batch_per_class = beta, lr, steps, batch_per_class
         self.objective, self.seed, self.workers = objective, seed, workers
+        self.decode_on_device = decode_on_device  # image folders: JPEG decoding on the device (nvJPEG)
         self.input_shape = tuple(input_shape)
         self.widths = point_widths(model, self.points, input_shape)
         self.device = next(model.parameters()).device
@@ -139,7 +140,8 @@ class NAD:
         skipped = torch.zeros(len(classes), dtype=torch.long, device=dev)
         rec = torch.zeros(len(classes), device=dev)
         unreadable = torch.zeros(len(classes), dtype=torch.long)
-        for x, y, bad in step_batches(data, sampler, self.steps, train=True, workers=self.workers):
+        decode = dev if self.decode_on_device else None
+        for x, y, bad in step_batches(data, sampler, self.steps, train=True, workers=self.workers, decode_device=decode):
             rec, active = self._step(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), logits, beta)
             skipped += ~active
             unreadable += bad.view(len(classes), n).sum(1)

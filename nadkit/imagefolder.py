@@ -106,3 +106,64 @@ def prefetch(data: ImageFolderData, steps: list[tuple[Tensor, Tensor]], train: b
                                          num_workers=workers, pin_memory=pin_memory and torch.cuda.is_available(),
                                          prefetch_factor=4 if workers else None)
     yield from loader
+
+
+class _RawBatches(_Batches):
+    """Like ``_Batches``, but workers only read the files: decoding happens on the device."""
+
+    def __getitem__(self, k: int):
+        from torchvision.io import read_file
+
+        idx, seeds = self.steps[k]
+        return [read_file(self.data.files[int(i)]) for i in idx], idx, seeds
+
+
+def decode_on(device: torch.device, data: ImageFolderData, raw: list[Tensor], idx: Tensor, seeds: Tensor,
+              train: bool) -> tuple[Tensor, Tensor]:
+    """Decode a batch of JPEG files with nvJPEG (``torchvision.io.decode_jpeg`` on the GPU; on the
+    CPU it runs libjpeg) and apply the authors' transforms there, with each image's crop drawn from
+    its seed exactly as the PIL path draws it. A file that does not decode (not a JPEG, or corrupt)
+    goes through the PIL path, which replaces and counts unreadable images."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.transforms import RandomResizedCrop
+    from torchvision.transforms.v2 import functional as TF
+
+    size = data.image_size
+    try:
+        images = decode_jpeg(raw, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        images = [None] * len(raw)
+    mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+    out, skipped = [], []
+    for j, (img, i, seed) in enumerate(zip(images, idx.tolist(), seeds.tolist())):
+        if img is None:
+            try:
+                img = decode_jpeg(raw[j], mode=ImageReadMode.RGB, device=device)
+            except RuntimeError:
+                x, n = data.read(i, train, seed)
+                out.append(x.to(device))
+                skipped.append(n)
+                continue
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if train:
+                top, left, h, w = RandomResizedCrop.get_params(img, [0.08, 1.25], [3 / 4, 4 / 3])
+                img = TF.resized_crop(img, top, left, h, w, [size, size], antialias=True)
+                if torch.rand(1) < 0.5:
+                    img = TF.horizontal_flip(img)
+            else:
+                img = TF.center_crop(TF.resize(img, [round(size * 256 / 224)], antialias=True), [size, size])
+        out.append((img.float() / 255 - mean) / std)
+        skipped.append(0)
+    return torch.stack(out), torch.tensor(skipped)
+
+
+def prefetch_raw(data: ImageFolderData, steps: list[tuple[Tensor, Tensor]], device: torch.device,
+                 train: bool = True, workers: int = 8):
+    """Yield (images on ``device``, labels, unreadable per image): workers read, the device decodes."""
+    loader = torch.utils.data.DataLoader(_RawBatches(data, steps, train), batch_size=None, shuffle=False,
+                                         num_workers=workers, prefetch_factor=4 if workers else None)
+    for raw, idx, seeds in loader:
+        x, skipped = decode_on(device, data, raw, idx, seeds, train)
+        yield x, data.labels[idx], skipped

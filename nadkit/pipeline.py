@@ -41,7 +41,8 @@ class Spec:
     weights: str | None = None
     image_size: int = 224                 # paper scale only
     precision: str = "fp32"               # or "bf16" (autocast, GPUs)
-    workers: int = 0                      # image-decoding processes (paper scale)
+    workers: int = 0                      # image-reading (and decoding) processes (paper scale)
+    decode: str = "workers"               # paper scale: "workers" (PIL) or "device" (nvJPEG on the GPU)
 
     def input_shape(self) -> tuple[int, ...]:
         return (1, 32, 32) if self.dataset == "fashion-mnist" else (3, self.image_size, self.image_size)
@@ -105,6 +106,8 @@ def check_settings(s: Spec) -> None:
         raise NadkitError(f"class-batch must be >= 1, got {s.class_batch}")
     if s.objective not in OBJECTIVES:
         raise NadkitError(f"unknown objective {s.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+    if s.decode not in ("workers", "device"):
+        raise NadkitError(f"unknown decode {s.decode!r}; use workers or device")
     if s.precision not in ("fp32", "bf16"):
         raise NadkitError(f"unknown precision {s.precision!r}; use fp32 or bf16")
 
@@ -125,10 +128,10 @@ def _prepare(spec: Spec):
               "objective": s.objective, "beta": s.beta, "lr": s.lr, "steps": s.steps,
               "batch_per_class": s.batch_per_class, "seed": s.seed, "device": device.type, "precision": s.precision}
     if s.dataset != "fashion-mnist":
-        config["image_size"] = s.image_size
+        config["image_size"], config["decode"] = s.image_size, s.decode  # decoders differ in the last bits
     nad = NAD(model, points, beta=0.0, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
               objective=s.objective, seed=s.seed, input_shape=s.input_shape(), workers=s.workers,
-              precision=s.precision)
+              precision=s.precision, decode_on_device=s.decode == "device")
     return nad, train, classes, config
 
 

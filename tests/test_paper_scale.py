@@ -105,6 +105,11 @@ def test_disentangle_and_evaluate_an_image_folder(folder, tmp_path):
     assert sub.status["1"]["unreadable_images"] >= 1 and sub.status["0"]["unreadable_images"] == 0
     ev = subprocess.run(NADKIT + ["evaluate", str(out), "--mosaics", "4"], capture_output=True, text=True)
     assert ev.returncode == 0 and "layer4.2" in ev.stdout, ev.stderr[-2000:]
+    on_device = subprocess.run(NADKIT + ["disentangle", "--arch", "resnet50", "--classes", "n01,n02", "--steps", "2",
+                                         "--batch-per-class", "4", "--decode", "device", "--out", str(tmp_path / "dev")]
+                               + common, capture_output=True, text=True)  # PNGs: read by workers, PIL fallback
+    assert on_device.returncode == 0, on_device.stderr[-2000:]
+    assert SubArchitectures.load(tmp_path / "dev").config["decode"] == "device"
     missing = subprocess.run(NADKIT + ["disentangle", "--arch", "resnet50", "--classes", "n09", "--out", str(out)] + common,
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "'n09' is neither" in missing.stderr
@@ -152,3 +157,33 @@ def test_cuda_asked_for_but_absent(capsys):
         pytest.skip("CUDA is present")
     run = subprocess.run(NADKIT + ["disentangle", "--device", "cuda", "--out", "x"] + FAST, capture_output=True, text=True)
     assert run.returncode == 2 and "CUDA is not available" in run.stderr
+
+
+def test_decoding_on_the_device_matches_the_pil_path(tmp_path):
+    """JPEGs decoded by torchvision.io (nvJPEG on a GPU; libjpeg here) with the transforms applied on
+    the device: the same crops as the PIL path (same seeds), nearly the same pixels; a corrupt
+    file falls back to the PIL path, which replaces and counts it."""
+    from nadkit.imagefolder import decode_on
+
+    gen = torch.Generator().manual_seed(1)
+    for c in ("a", "b"):
+        (tmp_path / "train" / c).mkdir(parents=True)
+        for i in range(3):
+            smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 8, generator=gen), size=(60, 80), mode="bilinear")
+            Image.fromarray((smooth[0].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "train" / c / f"{i}.jpg", quality=95)
+    (tmp_path / "train" / "b" / "9.jpg").write_bytes(b"\xff\xd8 corrupt")
+    data = ImageFolderData(tmp_path, "train", image_size=32)
+    from torchvision.io import read_file
+
+    idx, seeds = torch.tensor([0, 1, 4]), torch.tensor([11, 12, 13])
+    raw = [read_file(data.files[i]) for i in idx]
+    for train in (True, False):
+        x, skipped = decode_on(torch.device("cpu"), data, raw, idx, seeds, train)
+        ref = data.load(idx, train, seeds)
+        assert x.shape == ref.shape == (3, 3, 32, 32) and skipped.tolist() == [0, 0, 0]
+        assert (x - ref).abs().mean() < 0.05  # same crop; decoders and resamplers differ in the last bits
+    bad = data.files.index(str(tmp_path / "train" / "b" / "9.jpg"))
+    with pytest.warns(UserWarning, match="unreadable"):
+        x, skipped = decode_on(torch.device("cpu"), data, [read_file(data.files[bad])], torch.tensor([bad]),
+                               torch.tensor([3]), True)
+    assert skipped.tolist() == [1] and x.shape == (1, 3, 32, 32)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .data import ImageData, mosaics
+from .errors import NadkitError
 from .points import MaskPoint, masked
 
 
@@ -35,6 +36,8 @@ def predict(model: nn.Module, data: ImageData, points: Sequence[MaskPoint] | Non
     n = len(data.labels)
     mask_class = data.labels if mask_class is None else mask_class
     rows = _rows(classes, len(data.class_names), dev) if binary is not None else None
+    if rows is not None and (rows[mask_class.to(dev)] < 0).any():
+        raise NadkitError("some images would go through classes without sub-architectures; pass subset= or mask_class=")
     masks = [b.float().to(dev) for b in binary] if binary is not None else None
     out = []
     for i in tqdm(range(0, n, batch), desc=desc, disable=desc is None, leave=False):

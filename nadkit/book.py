@@ -29,6 +29,9 @@ def profile() -> str:
     return os.environ.get("NADKIT_PROFILE", "full")
 
 
+network_of = pipeline.network_of  # the chapters' name for it
+
+
 def progress() -> bool:
     """Progress bars, except while the book is built (``NADKIT_QUIET=1``): static pages need none."""
     return os.environ.get("NADKIT_QUIET") != "1"
@@ -133,11 +136,7 @@ def controls(source: str, s: Settings, progress: bool = True) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     sub = SubArchitectures.load(out)
-    cfg = sub.config
-    spec = pipeline.Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=s.device,
-                         image_size=cfg.get("image_size", 224))
-    test = pipeline.split(spec, "test")
-    model, points = pipeline.network(cfg["arch"], cfg["dataset"], cfg.get("weights"), s.device, len(test.class_names))
+    model, points, test = pipeline.network_of(sub, s.device)
     rand = random_like(sub.binary(), seed=s.seed)
     keep = torch.isin(test.labels, torch.tensor(sub.classes))
     pred = predict(model, test, points, rand, sub.classes, subset=keep,
@@ -164,16 +163,6 @@ def label(source: str) -> str:
     cfg = json.loads(meta.read_text())["config"]
     data = cfg["dataset"].split(":", 1)[-1].rstrip("/").split("/")[-1]
     return cfg["arch"] if cfg["dataset"] == "fashion-mnist" else f"{cfg['arch']} ({data})"
-
-
-def network_of(sub: SubArchitectures, device: str = "cpu"):
-    """(model, mask points, test split) of the network and data a result was computed on."""
-    cfg = sub.config
-    spec = pipeline.Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=device,
-                         image_size=cfg.get("image_size", 224))
-    test = pipeline.split(spec, "test")
-    model, points = pipeline.network(cfg["arch"], cfg["dataset"], cfg.get("weights"), device, len(test.class_names))
-    return model, points, test
 
 
 def precompute(s: Settings | None = None) -> None:

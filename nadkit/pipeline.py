@@ -262,6 +262,18 @@ def auto_class_batch(nad: NAD, classes: int) -> int:
     return max(1, min(classes, nad.classes_that_fit()))
 
 
+def network_of(sub: SubArchitectures, device: str = "cpu"):
+    """(model, mask points, test split) of the network and data a result was computed on, with
+    the masks checked against the network."""
+    cfg = sub.config
+    spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=device,
+                image_size=cfg.get("image_size", 224))
+    test = split(spec, "test")
+    model, points = network(cfg["arch"], cfg["dataset"], cfg.get("weights"), device, len(test.class_names))
+    sub.check(model, points, spec.input_shape())
+    return model, points, test
+
+
 def evaluate(folder: str | Path, mosaics: int = 1000, top: float = 0.05, seed: int = 0,
              device: str = "cpu", progress: bool = True) -> dict:
     """Every per-layer figure of the paper for the sub-architectures in ``folder``."""
@@ -270,12 +282,8 @@ def evaluate(folder: str | Path, mosaics: int = 1000, top: float = 0.05, seed: i
     if mosaics < 1:
         raise NadkitError(f"mosaics must be >= 1, got {mosaics}")
     sub = SubArchitectures.load(folder)
+    model, points, test = network_of(sub, device)
     cfg = sub.config
-    spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=device,
-                image_size=cfg.get("image_size", 224))
-    test = split(spec, "test")
-    model, points = network(cfg["arch"], cfg["dataset"], cfg.get("weights"), device, len(test.class_names))
-    sub.check(model, points, spec.input_shape())
     binary = sub.binary()
     pred = predict(model, test, desc="accuracy (network)" if progress else None)
     keep = torch.isin(test.labels, torch.tensor(sub.classes))

@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 from torch import Tensor
@@ -160,19 +160,29 @@ def load_batch(data: ImageData, idx: Tensor, seeds: Tensor | None = None, train:
 
 
 def step_batches(data: ImageData, sampler: ClassBatches, steps: int, train: bool = True, workers: int = 0,
-                 decode_device: torch.device | None = None):
-    """Yield (images, labels, unreadable images skipped per image) for ``steps`` steps. Image
-    folders are decoded in ``workers`` processes, or read there and decoded on ``decode_device``."""
-    plan = [sampler.next_indices() for _ in range(steps)]
+                 decode_device: torch.device | None = None, rows: Callable[[], Tensor] | None = None):
+    """Yield (images, labels, unreadable images skipped per image) for up to ``steps`` steps.
+
+    ``rows()``, asked before each step, says which images of the step (class-major) are wanted:
+    classes that have converged leave the batch. Every class still draws its images each step,
+    so what a class sees never depends on when the others stop. Image folders are read ahead (all
+    classes) in ``workers`` processes, or read there and decoded on ``decode_device``.
+    """
     if hasattr(data, "read"):
         from .imagefolder import prefetch, prefetch_raw
 
-        if decode_device is not None:
-            yield from prefetch_raw(data, plan, decode_device, train=train, workers=workers)
-        else:
-            yield from prefetch(data, plan, train=train, workers=workers)
+        plan = [sampler.next_indices() for _ in range(steps)]
+        batches = prefetch_raw(data, plan, decode_device, train=train, workers=workers) if decode_device is not None \
+            else prefetch(data, plan, train=train, workers=workers)
+        for x, y, bad in batches:
+            keep = rows() if rows is not None else None
+            yield (x, y, bad) if keep is None else (x[keep.to(x.device)], y[keep.to(y.device)], bad[keep])
         return
-    for idx, seeds in plan:
+    for _ in range(steps):
+        idx, seeds = sampler.next_indices()
+        if rows is not None:
+            keep = rows()
+            idx, seeds = idx[keep], seeds[keep]
         yield load_batch(data, idx, seeds, train), data.labels[idx], torch.zeros(len(idx), dtype=torch.long)
 
 

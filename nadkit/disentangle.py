@@ -74,27 +74,76 @@ def nad_loss(objective: str, logits: Tensor, labels: Tensor, acts: list[Tensor],
 
 @dataclass
 class NADResult:
-    """Continuous masks (sigmoid of the logits) per point, [jobs, channels], and per-job statistics."""
+    """Continuous masks (sigmoid of the logits) per point, [jobs, channels], and per-job statistics.
+
+    ``flips`` [jobs, steps, points] counts the channels whose binarised mask changed at each step
+    (zero after a job stopped); ``snapshots`` holds, per point, the binarised masks every
+    ``snapshot_every`` steps, [jobs, snapshots, channels] (frozen after a job stopped).
+    """
 
     masks: list[Tensor]
     skipped_steps: Tensor
     final_rec: Tensor
     unreadable: Tensor | None = None  # images skipped as unreadable, per job
+    steps: Tensor | None = None       # steps each job took
+    converged: Tensor | None = None   # whether each job stopped because its masks stopped changing
+    flips: Tensor | None = None
+    snapshots: list[Tensor] | None = None
+
+    def job(self, j: int) -> "NADResult":
+        """The result of job ``j`` alone (one row of everything)."""
+        pick = lambda t: None if t is None else t[j:j + 1]  # noqa: E731
+        return NADResult([m[j:j + 1] for m in self.masks], pick(self.skipped_steps), pick(self.final_rec),
+                         pick(self.unreadable), pick(self.steps), pick(self.converged), pick(self.flips),
+                         None if self.snapshots is None else [s[j:j + 1] for s in self.snapshots])
+
+
+def concat(parts: Sequence[NADResult]) -> NADResult:
+    """Stack the jobs of several results (padding the step axis of ``flips``)."""
+    cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+    longest = max(p.flips.shape[1] for p in parts)
+    flips = torch.cat([F.pad(p.flips, (0, 0, 0, longest - p.flips.shape[1])) for p in parts])
+    snaps = None
+    if parts[0].snapshots is not None:
+        n = max(p.snapshots[0].shape[1] for p in parts)
+        grow = lambda s: torch.cat([s, s[:, -1:].expand(-1, n - s.shape[1], -1)], 1)  # noqa: E731
+        snaps = [torch.cat([grow(p.snapshots[i]) for p in parts]) for i in range(len(parts[0].snapshots))]
+    return NADResult([torch.cat([p.masks[i] for p in parts]) for i in range(len(parts[0].masks))],
+                     cat("skipped_steps"), cat("final_rec"), cat("unreadable"), cat("steps"), cat("converged"),
+                     flips, snaps)
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """When a class's masks have stopped changing: over the last ``window`` steps, at every point,
+    at most ``tol`` of the channels (rounded down) changed their binarised state even once.
+    Checked every ``window`` steps; ``max_steps`` is the guard."""
+
+    max_steps: int = 2000
+    window: int = 100
+    tol: float = 0.01
+
+    def allowed(self, widths: Sequence[int]) -> Tensor:
+        return torch.tensor([int(self.tol * w) for w in widths])
 
 
 class NAD:
     """Neural Architecture Disentanglement of a frozen ``model`` at ``points``.
 
     ``NAD(model, points, beta=0.02).fit(data, classes)`` learns one sub-architecture per class.
+    ``steps="auto"`` (the default) runs each class until its binarised masks stop changing
+    (``convergence``), as Algorithm 1's "until convergence"; an int runs exactly that many steps.
     """
 
     def __init__(self, model: nn.Module, points: Sequence[MaskPoint], beta: float = 0.02, lr: float = 0.1,
-                 steps: int = 100, batch_per_class: int = 16, objective: str = "official", seed: int = 0,
+                 steps: int | str = "auto", batch_per_class: int = 16, objective: str = "official", seed: int = 0,
                  input_shape: Sequence[int] = (1, 32, 32), workers: int = 0, precision: str = "fp32",
-                 channels_last: bool | None = None, decode_on_device: bool = False):
+                 channels_last: bool | None = None, decode_on_device: bool = False,
+                 convergence: Convergence = Convergence(), snapshot_every: int | None = None):
         self.model, self.points = model.eval().requires_grad_(False), list(points)
         self.beta, self.lr, self.steps, self.batch_per_class = beta, lr, steps, batch_per_class
         self.objective, self.seed, self.workers = objective, seed, workers
+        self.convergence, self.snapshot_every = convergence, snapshot_every
         self.decode_on_device = decode_on_device  # image folders: JPEG decoding on the device (nvJPEG)
         self.input_shape = tuple(input_shape)
         self.widths = point_widths(model, self.points, input_shape)
@@ -105,6 +154,10 @@ class NAD:
         self.channels_last = len(self.input_shape) == 3 if channels_last is None else channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+
+    @property
+    def max_steps(self) -> int:
+        return self.convergence.max_steps if self.steps == "auto" else int(self.steps)
 
     def fit(self, data: ImageData, classes: Sequence[int], class_batch: int | None = None,
             betas: Sequence[float] | None = None, progress: bool = True,
@@ -118,7 +171,7 @@ class NAD:
         betas = list(betas) if betas is not None else [self.beta] * len(classes)
         k = class_batch or len(classes)
         parts: list[NADResult] = []
-        bar = tqdm(total=self.steps * len(classes), desc="NAD", unit="class-step", disable=not progress)
+        bar = tqdm(total=self.max_steps * len(classes), desc="NAD", unit="class-step", disable=not progress)
         for start in range(0, len(classes), k):
             chunk = classes[start:start + k]
             result = self._fit_chunk(data, chunk, betas[start:start + k], bar)
@@ -126,28 +179,59 @@ class NAD:
                 on_chunk(chunk, result)
             parts.append(result)
         bar.close()
-        return NADResult([torch.cat([p.masks[i] for p in parts]) for i in range(len(self.points))],
-                         torch.cat([p.skipped_steps for p in parts]), torch.cat([p.final_rec for p in parts]),
-                         torch.cat([p.unreadable for p in parts]))
+        return concat(parts)
 
     def _fit_chunk(self, data: ImageData, classes: list[int], betas: list[float], bar) -> NADResult:
-        dev, n = self.device, self.batch_per_class
+        dev, n, k, conv = self.device, self.batch_per_class, len(classes), self.convergence
         per_class = [initial_logits(self.widths, self.seed, c) for c in classes]
-        logits = [torch.stack([pc[i] for pc in per_class]).to(dev).requires_grad_()
-                  for i in range(len(self.points))]
+        logits = [torch.stack([pc[i] for pc in per_class]).to(dev) for i in range(len(self.points))]
         beta = torch.tensor(betas, dtype=torch.float32, device=dev)
+        running = torch.ones(k, dtype=torch.bool)
+        converged = torch.zeros(k, dtype=torch.bool)
+        taken = torch.zeros(k, dtype=torch.long)
+        skipped = torch.zeros(k, dtype=torch.long)
+        rec = torch.zeros(k)
+        unreadable = torch.zeros(k, dtype=torch.long)
+        state = [lg > 0 for lg in logits]               # binarised masks: sigmoid > 0.5
+        moved = [torch.zeros_like(b) for b in state]     # flipped at least once in this window
+        flips = torch.zeros(k, self.max_steps, len(self.points), dtype=torch.int16)
+        snaps: list[list[Tensor]] = [[] for _ in self.points]
+        allowed = conv.allowed(self.widths).to(dev)
         sampler = ClassBatches(data, classes, n, self.seed)
-        skipped = torch.zeros(len(classes), dtype=torch.long, device=dev)
-        rec = torch.zeros(len(classes), device=dev)
-        unreadable = torch.zeros(len(classes), dtype=torch.long)
         decode = dev if self.decode_on_device else None
-        for x, y, bad in step_batches(data, sampler, self.steps, train=True, workers=self.workers, decode_device=decode):
-            rec, active = self._step(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), logits, beta)
-            skipped += ~active
-            unreadable += bad.view(len(classes), n).sum(1)
-            bar.update(len(classes))
-        return NADResult([torch.sigmoid(l.detach()).cpu() for l in logits], skipped.cpu(), rec.detach().cpu(),
-                         unreadable=unreadable)
+        batches = step_batches(data, sampler, self.max_steps, train=True, workers=self.workers,
+                               decode_device=decode, rows=lambda: running.repeat_interleave(n))
+        for t, (x, y, bad) in enumerate(batches):
+            jobs = running.nonzero().flatten()
+            r, active = self._step(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), logits,
+                                   beta, jobs.to(dev))
+            rec[jobs], taken[jobs] = r.cpu(), taken[jobs] + 1
+            skipped[jobs] += (~active).cpu()
+            unreadable[jobs] += bad.view(len(jobs), n).sum(1)
+            for i, lg in enumerate(logits):
+                now = lg > 0
+                changed = now != state[i]
+                flips[:, t, i] = changed.sum(1).cpu().to(torch.int16)
+                moved[i] |= changed
+                state[i] = now
+                if self.snapshot_every and (t + 1) % self.snapshot_every == 0:
+                    snaps[i].append(now.cpu())
+            bar.update(len(jobs))
+            if (t + 1) % conv.window == 0:
+                still = torch.stack([m.sum(1) for m in moved], 1) <= allowed  # [k, points]
+                done = still.all(1).cpu() & running
+                if self.steps == "auto":
+                    converged |= done
+                    running &= ~done
+                    bar.update(int(done.sum()) * (self.max_steps - t - 1))
+                else:
+                    converged = done
+                moved = [torch.zeros_like(b) for b in state]
+            if not running.any():
+                break
+        snapshots = [torch.stack(s, 1) for s in snaps] if self.snapshot_every and snaps[0] else None
+        return NADResult([torch.sigmoid(lg).cpu() for lg in logits], skipped, rec, unreadable, taken, converged,
+                         flips[:, :taken.max()], snapshots)
 
     def _precision(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
@@ -160,34 +244,48 @@ class NAD:
         base = torch.cuda.memory_allocated(self.device)
         x = torch.randn(self.batch_per_class, *self.input_shape, device=self.device)
         y = torch.zeros(self.batch_per_class, dtype=torch.long, device=self.device)
-        logits = [torch.zeros(1, w, device=self.device, requires_grad=True) for w in self.widths]
-        self._step(x, y, logits, torch.zeros(1, device=self.device))
+        logits = [torch.zeros(1, w, device=self.device) for w in self.widths]
+        self._step(x, y, logits, torch.zeros(1, device=self.device), torch.zeros(1, dtype=torch.long,
+                                                                                  device=self.device))
         per_class = torch.cuda.max_memory_allocated(self.device) - base
         return max(1, int(budget * free // max(per_class, 1)))
 
-    def _step(self, x: Tensor, y: Tensor, logits: list[Tensor], beta: Tensor) -> tuple[Tensor, Tensor]:
-        """One update of every job's logits (Eq. 15); returns the per-job rec term and who updated."""
-        k, n = len(beta), self.batch_per_class
-        owner = torch.arange(k, device=x.device).repeat_interleave(n)
+    def _step(self, x: Tensor, y: Tensor, logits: list[Tensor], beta: Tensor, jobs: Tensor) -> tuple[Tensor, Tensor]:
+        """One update (Eq. 15) of the logits of ``jobs`` (rows of ``logits`` and ``beta``), whose
+        images ``x`` are, job-major; returns their rec term and which of them updated."""
+        k, n = len(jobs), self.batch_per_class
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         ref_acts: list[Tensor] = []
         with torch.no_grad(), self._precision(), masked(self.model, self.points, record=ref_acts):
             ref_correct = self.model(x).argmax(1) == y
-        masks = [torch.sigmoid(l) for l in logits]
+        # The authors skip a batch the original network gets wholly wrong (official objective): such
+        # jobs leave this step's masked pass altogether.
+        active = ref_correct.view(k, n).any(1) if self.objective == "official" else torch.ones(k, dtype=torch.bool,
+                                                                                               device=x.device)
+        rec = torch.zeros(k, device=x.device)
+        if not active.any():
+            return rec, active
+        if not active.all():
+            keep = active.repeat_interleave(n)
+            x, y, ref_correct = x[keep], y[keep], ref_correct[keep]
+            ref_acts = [r[keep] for r in ref_acts]
+        rows = jobs[active]
+        owner = torch.arange(len(rows), device=x.device).repeat_interleave(n)
+        leaves = [lg[rows].requires_grad_() for lg in logits]
+        masks = [torch.sigmoid(lf) for lf in leaves]
         acts: list[Tensor] = []
         with self._precision(), masked(self.model, self.points, masks, owner, record=acts):
             out = self.model(x)
         if self.autocast:
             out, acts, ref_acts = out.float(), [a.float() for a in acts], [r.float() for r in ref_acts]
-        loss, rec = nad_loss(self.objective, out, y, acts, ref_acts, ref_correct, masks, beta, n)
-        grads = torch.autograd.grad(loss.sum(), logits)
-        # The authors skip a batch the original network gets wholly wrong (official objective).
-        active = ref_correct.view(k, n).any(1) if self.objective == "official" else torch.ones_like(beta, dtype=torch.bool)
+        loss, r = nad_loss(self.objective, out, y, acts, ref_acts, ref_correct, masks, beta[rows], n)
+        grads = torch.autograd.grad(loss.sum(), leaves)
         with torch.no_grad():
             for lg, g in zip(logits, grads):
-                lg.sub_(self.lr * F.normalize(g, dim=1) * active[:, None])
-        return rec.detach(), active
+                lg[rows] -= self.lr * F.normalize(g, dim=1)
+        rec[active] = r.detach()
+        return rec, active
 
 
 @torch.no_grad()

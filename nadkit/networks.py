@@ -8,6 +8,7 @@ with a JSON card beside them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -267,6 +268,17 @@ def check_arch(arch: str) -> str:
 def build_network(arch: str, num_classes: int = 10) -> nn.Module:
     """A freshly initialised embedded network of topology ``arch``."""
     return BUILDERS[check_arch(arch)](num_classes=num_classes)
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 of a network's state (names, dtypes, shapes and values, in order): which network
+    masks were learned on, whatever file or seed its weights came from."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def model_card(arch: str, dataset: str = "fashion-mnist") -> dict:

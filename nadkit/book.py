@@ -1,8 +1,11 @@
-"""What the book's chapters share: the profile (full or smoke), and results cached on disk keyed
-by their configuration, so that every chapter and every rebuild reuses what another computed.
+"""What the book's chapters share: the profile (full or smoke), and results cached on disk keyed by
+their configuration (which includes the weights' hash), so that every chapter and every rebuild
+reuses what another computed.
 
-A chapter works on *sources*: embedded network names (computed here, once) or folders written by
-``nadkit disentangle`` elsewhere (for example on ImageNet), given with the ``results`` parameter.
+A chapter works on *sources*: embedded network names (computed here, once per seed) or folders
+written by ``nadkit disentangle`` elsewhere (for example on ImageNet), given with ``results``.
+Results this book shows in its full profile ship in ``data/results/`` (``make reproduce``
+recomputes them); a configuration without a shipped result is computed under ``runs/book/``.
 """
 
 from __future__ import annotations
@@ -11,17 +14,22 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 from . import pipeline
 from .data import REPO_ROOT
+from .disentangle import ELBOW_BETAS
 from .metrics import class_accuracy, cross_accuracy, hit_rate, predict, random_like
-from .networks import ARCHS, model_card
-from .subarch import SubArchitectures
+from .networks import ARCHS, load_network, model_card, weights_sha256
+from .subarch import SubArchitectures, load_history
 
 SMOKE = {"classes": 4, "steps": 4, "mosaics": 16, "elbow_steps": 3}
+SHIPPED = REPO_ROOT / "data" / "results"
+SNAPSHOT_EVERY = 100  # the convergence study's grain (full profile)
+ELBOW_CLASSES = 4     # classes in the Elbow sweep, spread over the data set's
 
 
 def profile() -> str:
@@ -45,30 +53,40 @@ def _key(config: dict) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def _ints(text) -> list[int]:
+    return [int(v) for v in str(text).split(",")] if not isinstance(text, (list, tuple)) else list(text)
+
+
+@lru_cache(maxsize=None)
+def network_hash(arch: str, weights: str | None = None) -> str:
+    """SHA-256 of the embedded network's weights (part of every cache key)."""
+    return weights_sha256(load_network(arch, weights=weights))
+
+
 @dataclass
 class Settings:
     """A chapter's parameters, with the smoke profile applied."""
 
     archs: list[str] = field(default_factory=lambda: list(ARCHS))
     classes: str = "all"
-    steps: int | None = None
+    steps: int | str | None = None
     beta: float | str | None = None
-    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
     device: str = "cpu"
     mosaics: int = 1000
     top: float = 0.05
     results: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, archs="all", classes="all", steps=None, beta=None, seed=0, device="cpu", mosaics=1000,
+    def of(cls, archs="all", classes="all", steps=None, beta=None, seeds="0,1", device="cpu", mosaics=1000,
            top=0.05, results=None) -> "Settings":
         archs = list(ARCHS) if archs == "all" else [a.strip() for a in archs.split(",")] if isinstance(archs, str) \
             else list(archs)
         folders = [r.strip() for r in results.split(",")] if results else []
-        s = cls(archs, classes, steps, beta, seed, device, mosaics, top, folders)
+        s = cls(archs, classes, steps, beta, _ints(seeds), device, mosaics, top, folders)
         if profile() == "smoke":
             s.classes = ",".join(str(c) for c in range(SMOKE["classes"])) if classes == "all" else classes
-            s.steps = min(steps or SMOKE["steps"], SMOKE["steps"])
+            s.steps = min(steps, SMOKE["steps"]) if isinstance(steps, int) else SMOKE["steps"]
             s.mosaics = min(mosaics, SMOKE["mosaics"])
         return s
 
@@ -77,67 +95,112 @@ class Settings:
         """What the chapter shows: the given result folders, else the embedded networks."""
         return self.results or self.archs
 
-    def run_config(self, arch: str) -> dict:
+    def run_config(self, arch: str, seed: int | None = None, weights: str | None = None) -> dict:
+        """The configuration of one run (its cache key): network, weights, classes, settings, seed."""
         card = model_card(arch).get("nad", {})
-        return {"arch": arch, "classes": self.classes, "steps": self.steps or card.get("steps", 100),
-                "beta": card.get("beta", 0.02) if self.beta is None else self.beta, "seed": self.seed,
-                "device": self.device}
+        cfg = {"arch": arch, "classes": self.classes, "steps": self.steps or card.get("steps", "auto"),
+               "beta": card.get("beta", 0.02) if self.beta is None else self.beta,
+               "seed": self.seeds[0] if seed is None else seed, "device": self.device,
+               "weights_sha256": network_hash(arch, weights)}
+        if weights is not None:
+            cfg["weights"] = weights
+        if cfg["steps"] == "auto":
+            cfg["max_steps"] = card.get("max_steps", 2000)
+            cfg["snapshot_every"] = SNAPSHOT_EVERY
+        return cfg
 
 
 def _spec(cfg: dict) -> pipeline.Spec:
-    return pipeline.Spec(cfg["arch"], classes=cfg["classes"], beta=cfg["beta"], steps=cfg["steps"], seed=cfg["seed"],
-                         device=cfg["device"])
+    return pipeline.Spec(cfg["arch"], classes=cfg["classes"], beta=cfg["beta"], steps=cfg["steps"],
+                         max_steps=cfg.get("max_steps"), seed=cfg["seed"], device=cfg["device"],
+                         weights=cfg.get("weights"), snapshot_every=cfg.get("snapshot_every"))
 
 
 def run_dir(config: dict) -> Path:
-    return results_root() / f"{config['arch']}-{_key(config)}"
+    """The folder of a run: shipped in ``data/results/`` when there, else under ``runs/book/``."""
+    name = f"{config['arch']}-{_key(config)}"
+    return SHIPPED / name if (SHIPPED / name / "meta.json").exists() else results_root() / name
 
 
-def folder(source: str, s: Settings, progress: bool = True) -> Path:
-    """The results folder of ``source``: the folder itself, or the embedded network's run
-    (computed on first use)."""
+def _cache(out: Path, name: str) -> Path:
+    """Where a cached file of the run in ``out`` lives: beside it, unless the run is a shipped one
+    that lacks it (then under ``runs/book/``: the shipped folders are only read)."""
+    if (out / name).exists() or not out.is_relative_to(SHIPPED):
+        return out / name
+    (results_root() / out.name).mkdir(parents=True, exist_ok=True)
+    return results_root() / out.name / name
+
+
+def folder(source: str, s: Settings, seed: int | None = None, weights: str | None = None,
+           progress: bool = True) -> Path:
+    """The results folder of ``source``: the folder itself, or the embedded network's run at
+    ``seed`` (default: the first), computed on first use."""
     if Path(source, "meta.json").exists():
         return Path(source)
-    cfg = s.run_config(source)
+    cfg = s.run_config(source, seed, weights)
     out = run_dir(cfg)
-    pipeline.disentangle(_spec(cfg), out, progress=progress)
+    if not (out / "meta.json").exists():
+        pipeline.disentangle(_spec(cfg), out, progress=progress)
     return out
 
 
-def disentangled(source: str, s: Settings, progress: bool = True) -> SubArchitectures:
-    """The sub-architectures of ``source`` under ``s``, computed once and then read from disk."""
-    return SubArchitectures.load(folder(source, s, progress))
+def folders(source: str, s: Settings, progress: bool = True) -> list[Path]:
+    """One folder per seed for an embedded network; the folder itself for a result folder."""
+    if Path(source, "meta.json").exists():
+        return [Path(source)]
+    return [folder(source, s, seed, progress=progress) for seed in s.seeds]
 
 
-def evaluated(source: str, s: Settings, progress: bool = True) -> dict:
-    """``nadkit evaluate`` of ``source``, cached in its folder as JSON."""
-    out = folder(source, s, progress)
-    path = out / f"evaluation-{_key({'mosaics': s.mosaics, 'top': s.top, 'seed': s.seed})}.json"
+def disentangled(source: str, s: Settings, progress: bool = True, seed: int | None = None) -> SubArchitectures:
+    """The sub-architectures of ``source`` under ``s`` (first seed unless given)."""
+    return SubArchitectures.load(folder(source, s, seed, progress=progress))
+
+
+def seeds_of(source: str, s: Settings, progress: bool = True) -> list[SubArchitectures]:
+    """The sub-architectures of ``source`` for every seed."""
+    return [SubArchitectures.load(f) for f in folders(source, s, progress)]
+
+
+def history(source: str, s: Settings, seed: int | None = None) -> dict | None:
+    """The optimisation history (flips per step, snapshots) of a run, if it kept one."""
+    return load_history(folder(source, s, seed, progress=False))
+
+
+def _evaluated(out: Path, s: Settings, protocol: str, progress: bool) -> dict:
+    mosaics = s.mosaics if protocol == "paper" else min(s.mosaics, 100)
+    top = s.top if protocol == "paper" else 0.10
+    path = _cache(out, f"evaluation-{_key({'mosaics': mosaics, 'top': top, 'seed': 0, 'protocol': protocol})}.json")
     if not path.exists():
-        report = pipeline.evaluate(out, s.mosaics, s.top, s.seed, s.device, progress=progress)
+        report = pipeline.evaluate(out, mosaics, top, 0, s.device, progress=progress, hit_protocol=protocol)
         path.write_text(json.dumps(report) + "\n")
     return json.loads(path.read_text())
 
 
+def evaluated(source: str, s: Settings, progress: bool = True, protocol: str = "paper") -> list[dict]:
+    """``nadkit evaluate`` of every seed's run of ``source``, cached beside it as JSON (the same
+    mosaics for every seed, so seeds differ only in their masks)."""
+    return [_evaluated(f, s, protocol, progress) for f in folders(source, s, progress)]
+
+
 def elbow(arch: str, s: Settings, progress: bool = True) -> dict:
-    """The Elbow sweep of embedded ``arch`` (the beta of the network's card is its knee), cached."""
-    cfg = dict(s.run_config(arch), beta="elbow")
+    """The Elbow sweep of embedded ``arch`` on converged masks (the card's beta is its knee), cached."""
+    cfg = dict(s.run_config(arch), beta="elbow", seed=0)
+    cfg.pop("snapshot_every", None)
     if profile() == "smoke":
         cfg["steps"] = SMOKE["elbow_steps"]
-    return pipeline.elbow(_spec(cfg), run_dir(cfg), progress=progress)
+        cfg.pop("max_steps", None)
+    return pipeline.elbow(_spec(cfg), run_dir(cfg), progress=progress, betas=ELBOW_BETAS,
+                          n_classes=ELBOW_CLASSES)
 
 
-def controls(source: str, s: Settings, progress: bool = True) -> dict:
-    """The controls the paper lacks, cached: random sub-architectures with the same per-layer
-    sparsity (accuracy and hit rate), and each sub-architecture's predictions on other classes."""
-    out = folder(source, s, progress)
+def _controls(out: Path, s: Settings, progress: bool) -> dict:
     random_mosaics = max(1, s.mosaics // 4)  # a baseline: 250 of the 1,000 mosaics pin it to about 0.01
-    path = out / f"controls-{_key({'mosaics': random_mosaics, 'top': s.top, 'seed': s.seed})}.json"
+    path = _cache(out, f"controls-{_key({'mosaics': random_mosaics, 'top': s.top, 'seed': 0})}.json")
     if path.exists():
         return json.loads(path.read_text())
     sub = SubArchitectures.load(out)
     model, points, test = pipeline.network_of(sub, s.device)
-    rand = random_like(sub.binary(), seed=s.seed)
+    rand = random_like(sub.binary(), seed=sub.config["seed"])
     keep = torch.isin(test.labels, torch.tensor(sub.classes))
     pred = predict(model, test, points, rand, sub.classes, subset=keep,
                    desc="random sub-architectures" if progress else None)
@@ -148,11 +211,36 @@ def controls(source: str, s: Settings, progress: bool = True) -> dict:
         "class_names": test.class_names,
     }
     if len(sub.classes) >= 4:
-        hits = hit_rate(model, points, rand, sub.classes, test, random_mosaics, s.top, s.seed, progress=progress)
+        hits = hit_rate(model, points, rand, sub.classes, test, random_mosaics, s.top, 0, progress=progress)
         result["random_hit_rate"] = hits.mean((0, 1)).tolist()
+        result["random_hit_rate_per_mosaic"] = hits.mean(1).tolist()
         result["random_mosaics"] = random_mosaics
     path.write_text(json.dumps(result) + "\n")
     return result
+
+
+def controls(source: str, s: Settings, progress: bool = True) -> list[dict]:
+    """The controls the paper lacks, per seed, cached: random sub-architectures with the same
+    per-layer sparsity (accuracy and hit rate), and each sub-architecture's predictions on other
+    classes."""
+    return [_controls(f, s, progress) for f in folders(source, s, progress)]
+
+
+# --- sanity checks ----------------------------------------------------------------------------
+def sanity_weights(arch: str) -> list[str]:
+    """The randomised networks of the sanity checks: the untrained one, and for vgg16 the cascade
+    from the classifier down (``randomized:1`` ... ``randomized:5``)."""
+    from .sanity import CASCADES
+
+    cascade = [f"randomized:{k}" for k in range(1, len(CASCADES[arch][1]))] if arch in CASCADES else []
+    return cascade + ["none"]
+
+
+def sanity(arch: str, weights: str, s: Settings, progress: bool = True) -> tuple[SubArchitectures, dict, dict]:
+    """NAD with the same settings on a randomised network (first seed): its sub-architectures, the
+    evaluation and the controls."""
+    out = folder(arch, s, s.seeds[0], weights, progress)
+    return SubArchitectures.load(out), _evaluated(out, s, "paper", progress), _controls(out, s, progress)
 
 
 def label(source: str) -> str:
@@ -165,7 +253,7 @@ def label(source: str) -> str:
     return cfg["arch"] if cfg["dataset"] == "fashion-mnist" else f"{cfg['arch']} ({data})"
 
 
-def precompute(s: Settings | None = None) -> None:
+def precompute(s: Settings | None = None, sanity_checks: bool = True) -> None:
     """Compute, with progress bars, everything the chapters read at their default parameters, so
     that building the book shows its progress and the notebooks only load and plot."""
     from tqdm.auto import tqdm
@@ -173,9 +261,80 @@ def precompute(s: Settings | None = None) -> None:
     s = s or Settings.of()
     for arch in tqdm(s.archs, desc=f"book results ({profile()} profile)", unit="network"):
         elbow(arch, s)
-        evaluated(arch, s)
+        for protocol in ("paper", "authors"):
+            evaluated(arch, s, protocol=protocol)
         controls(arch, s)
+        if sanity_checks:
+            for w in sanity_weights(arch):
+                sanity(arch, w, s)
 
 
 if __name__ == "__main__":
     precompute()
+
+
+# --- the convergence study ---------------------------------------------------------------------
+def convergence_study(arch: str, s: Settings, smooth: int = 50) -> dict:
+    """What the runs of every seed say about convergence, per point: the share of channels that
+    flip per step (mean over classes, averaged over ``smooth`` steps), the same-class agreement of
+    two seeds' binarised masks every ``SNAPSHOT_EVERY`` steps (mean Jaccard over classes and seed
+    pairs; a class that stopped keeps its final masks), and the final agreement."""
+    from .stats import same_class_agreement
+
+    subs = seeds_of(arch, s, progress=False)
+    hists = [load_history(f) for f in folders(arch, s, progress=False)]
+    widths = torch.tensor([m.shape[1] for m in subs[0].masks.values()], dtype=torch.float32)
+    flips = hists[0]["flips"].float() / widths  # [classes, steps, points]
+    steps = flips.shape[1] // smooth * smooth
+    smoothed = flips[:, :steps].mean(0).view(-1, smooth, len(widths)).mean(1)  # [windows, points]
+    agreement = None
+    if len(subs) > 1 and all(h is not None and f"snap.{subs[0].points[0]}" in h for h in hists):
+        n = min(h[f"snap.{subs[0].points[0]}"].shape[1] for h in hists)
+        agreement = [[float(same_class_agreement([[h[f"snap.{p}"][:, t].bool()] for h in hists])[:, 0].mean())
+                      for t in range(n)] for p in subs[0].points]
+    final = same_class_agreement([sub.binary() for sub in subs]).mean(0) if len(subs) > 1 else None
+    taken = [[st.get("steps") for st in sub.status.values()] for sub in subs]
+    states = [[st.get("state") for st in sub.status.values()] for sub in subs]
+    return {"points": subs[0].points, "flip_steps": [smooth * (i + 0.5) for i in range(len(smoothed))],
+            "flips": smoothed.T.tolist(), "snapshot_steps": [SNAPSHOT_EVERY * (t + 1) for t in range(
+                len(agreement[0]) if agreement else 0)], "agreement": agreement,
+            "final_agreement": final.tolist() if final is not None else None, "steps": taken, "states": states,
+            "max_steps": subs[0].config.get("convergence", {}).get("max_steps")}
+
+
+def findings(sub: SubArchitectures, report: dict, control: dict) -> dict[str, dict]:
+    """The book's findings for one run, each with its test: similarity falls from the first point
+    to the last; the hit rate beats random sub-architectures of the same sparsity at some point;
+    sub-architectures beat random ones on their own class; misjudged classes are more similar."""
+    import numpy as np
+
+    from .stats import difference_interval, mean_interval, misjudgment_test, similarity_drop
+
+    out = {}
+    drop = similarity_drop(sub.binary())
+    out["similarity falls with depth"] = {"estimate": drop.estimate, "holds": drop.holds and drop.estimate > 0,
+                                          "evidence": f"drop {drop.estimate:+.3f}, 95% CI {drop.interval(digits=3)}"}
+    if report.get("hit_rate_per_mosaic") and control.get("random_hit_rate_per_mosaic"):
+        nad, rnd = np.array(report["hit_rate_per_mosaic"]), np.array(control["random_hit_rate_per_mosaic"])
+        tests = [difference_interval(nad[:, p], rnd[:, p]) for p in range(nad.shape[1])]
+        best = int(np.argmax([t.estimate for t in tests]))
+        above = [i + 1 for i, t in enumerate(tests) if t.low > 0]
+        out["hit rate above random"] = {"estimate": tests[best].estimate, "holds": bool(above),
+                                        "evidence": f"at {len(above)} of {len(tests)} points; best point {best + 1}: "
+                                                    f"{tests[best].estimate:+.3f} {tests[best].interval(digits=3)}"}
+    acc = mean_interval(np.array(report["accuracy"]["subarch"]) - np.array(control["random_accuracy"]))
+    out["sub-architectures beat random ones"] = {
+        "estimate": acc.estimate, "holds": acc.holds and acc.estimate > 0,
+        "evidence": f"{100 * acc.estimate:+.1f} points, 95% CI {acc.interval(100, 1)}"}
+    mis = misjudgment_test(torch.tensor(report["similarity_matrix"]), torch.tensor(report["confusion"]),
+                           report["classes"], report["misjudgment"]["min_rate"])
+    out["misjudged classes are more similar"] = {
+        "estimate": mis["dif"], "holds": bool(mis["p"] < 0.05),
+        "evidence": f"Dif {100 * mis['dif']:+.2f}, p = {mis['p']:.3f}" if mis["classes"] else "no Mis. set"}
+    return out
+
+
+def skipped_share(sub: SubArchitectures) -> float:
+    """Share of the class-steps that the authors' rule skipped (no image right)."""
+    st = list(sub.status.values())
+    return sum(s.get("skipped_steps", 0) for s in st) / max(sum(s.get("steps", 0) for s in st), 1)

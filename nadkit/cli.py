@@ -24,6 +24,15 @@ def beta_arg(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'elbow'") from None
 
 
+def steps_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or an integer") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nadkit", description="Neural Architecture Disentanglement (Hu et al., ICCV 2021)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -40,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--classes", default="all", help="'all' or comma-separated class ids, e.g. 0,3,5")
     d.add_argument("--beta", type=beta_arg, default=None, help="a number, or 'elbow' (default: the network card's)")
     d.add_argument("--lr", type=float, default=0.1)
-    d.add_argument("--steps", type=int, default=None, help="updates per class (default: the network card's)")
+    d.add_argument("--steps", type=steps_arg, default=None,
+                   help="'auto' (until the binarised masks stop changing) or a number of updates per class "
+                        "(default: the network card's, auto)")
+    d.add_argument("--max-steps", type=int, default=None,
+                   help="the guard of --steps auto (default: the card's; paper scale: 21 passes over a class)")
     d.add_argument("--batch-per-class", type=int, default=16)
     d.add_argument("--class-batch", type=int, default=None, help="classes per forward pass (default: all)")
     d.add_argument("--objective", default="official", help="official (the authors' code) or paper (Eq. 13)")
@@ -62,8 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="per-layer similarity, hit rate, accuracy and misjudgment of a result")
     e.add_argument("folder")
-    e.add_argument("--mosaics", type=int, default=1000)
-    e.add_argument("--top", type=float, default=0.05, help="fraction of pixels kept in hit-rate maps")
+    e.add_argument("--hit-protocol", default="paper", choices=("paper", "authors"),
+                   help="paper: 1,000 mosaics at twice the input size, top 5%%; authors: their cam_2x2.py, 100 "
+                        "mosaics resized to the input, 8-bit map resized bicubically, top 10%%")
+    e.add_argument("--mosaics", type=int, default=None, help="default: the protocol's (1000 or 100)")
+    e.add_argument("--top", type=float, default=None, help="fraction of pixels kept in hit-rate maps "
+                                                           "(default: the protocol's, 0.05 or 0.10)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -73,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 def print_report(r: dict) -> None:
     """The per-layer table and the summary figures, as plain text."""
     hits = r["hit_rate"] or [math.nan] * len(r["points"])
-    print(f"{r['arch']}: {len(r['classes'])} classes, hit rate over {r['mosaics']} mosaics (top {r['top']:.0%})")
+    print(f"{r['arch']}: {len(r['classes'])} classes, hit rate over {r['mosaics']} mosaics (top {r['top']:.0%}, "
+          f"{r['hit_protocol']} protocol)")
     print(f"{'point':<14}{'kept':>8}{'jaccard':>10}{'hit rate':>10}")
     for name, k, s, h in zip(r["points"], r["kept"], r["similarity"], hits):
         print(f"{name:<14}{k:>8.3f}{s:>10.3f}{h:>10.3f}")
@@ -104,7 +122,8 @@ def run(args: argparse.Namespace) -> None:
         sub = pipeline.merge(args.folder)
         print(f"merged {len(sub.classes)} classes into {args.folder}")
     elif args.command == "evaluate":
-        report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device)
+        report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device,
+                                   hit_protocol=args.hit_protocol)
         print_report(report)
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=1) + "\n")

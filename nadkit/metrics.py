@@ -90,19 +90,44 @@ def _quadrants(size: int, device) -> Tensor:
     return (2 * r[:, None].long() + r[None, :].long()).flatten()
 
 
+HIT_PROTOCOLS = {
+    # the paper (Sec. 4.2.2): 1,000 mosaics at twice the input size, top 5% of the bilinear map
+    "paper": {"mosaics": 1000, "top": 0.05},
+    # the authors' released cam_2x2.py: 100 mosaics resized to the input size, the channel-sum map
+    # min-max scaled to 8 bits and resized bicubically, top 10%
+    "authors": {"mosaics": 100, "top": 0.10},
+}
+
+
+def _heat(a: Tensor, size: int, protocol: str) -> Tensor:
+    """A point's channel-sum map, resized to ``size`` x ``size`` as the protocol does, flattened."""
+    heat = a.sum(1, keepdim=True).float()
+    if protocol == "authors":
+        lo, hi = heat.amin((2, 3), keepdim=True), heat.amax((2, 3), keepdim=True)
+        heat = torch.floor(255 * (heat - lo) / (hi - lo).clamp_min(1e-12))
+        return F.interpolate(heat, size=(size, size), mode="bicubic", align_corners=False).flatten(1)
+    return F.interpolate(heat, size=(size, size), mode="bilinear", align_corners=False).flatten(1)
+
+
 @torch.no_grad()
 def hit_rate(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[Tensor], classes: Sequence[int],
              data: ImageData, n: int = 1000, top: float = 0.05, seed: int = 0, batch: int = 50,
-             progress: bool = True) -> Tensor:
+             progress: bool = True, protocol: str = "paper") -> Tensor:
     """Hit rate of every mosaic, class and point: [n, 4, points].
 
     For each of a mosaic's four classes, the mosaic goes through that class's sub-architecture;
-    a point's channel-sum map is upsampled bilinearly to the mosaic, its top ``top`` fraction of
-    pixels kept, and the hit is the share of them in the class's quadrant. A flat map (no channel
-    kept) cannot point anywhere and scores chance, 0.25.
+    a point's channel-sum map is resized to the mosaic, its top ``top`` fraction of pixels kept,
+    and the hit is the share of them in the class's quadrant. A flat map (no channel kept) cannot
+    point anywhere and scores chance, 0.25. ``protocol`` "paper" feeds the mosaic at twice the
+    input size; "authors" resizes it to the input size first (``HIT_PROTOCOLS``).
     """
+    if protocol not in HIT_PROTOCOLS:
+        raise NadkitError(f"unknown hit-rate protocol {protocol!r}; choose one of: {', '.join(HIT_PROTOCOLS)}")
     dev = next(model.parameters()).device
     images, quad_classes = mosaics(data, n, seed=seed, classes=classes)
+    if protocol == "authors":
+        side = images.shape[-1] // 2
+        images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
     rows = _rows(classes, len(data.class_names), dev)
     masks = [b.float().to(dev) for b in binary]
     size = images.shape[-1]
@@ -118,8 +143,7 @@ def hit_rate(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[Ten
             model(x)
         per_point = []
         for a in acts:
-            heat = F.interpolate(a.sum(1, keepdim=True).float(), size=(size, size), mode="bilinear",
-                                 align_corners=False).flatten(1)
+            heat = _heat(a, size, protocol)
             top_idx = heat.topk(k, dim=1).indices
             h = (quad[top_idx] == target[: len(x), None]).float().mean(1)
             flat = heat.amax(1) - heat.amin(1) <= 1e-12 * heat.abs().amax(1).clamp_min(1)

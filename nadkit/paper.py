@@ -13,6 +13,19 @@ from .errors import NadkitError
 TORCHVISION = {"vgg16": "VGG16_Weights", "resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights"}
 
 
+# The authors' beta per network (ImageNet, Places365) and their 21 passes over each class's images.
+AUTHORS_BETA = {"vgg16": (4.5, 5.0), "resnet50": (0.02, 0.02), "densenet121": (0.02, 0.02), "darts": (0.45, 0.20)}
+AUTHORS_PASSES = 21
+
+
+def authors_defaults(arch: str, dataset: str) -> dict:
+    """NAD's defaults at paper scale, as in the authors' code; Places365 when the data set's path
+    names it."""
+    places = "places365" in dataset.lower()
+    beta = AUTHORS_BETA.get(arch, (0.02, 0.02))[1 if places else 0]
+    return {"beta": beta, "steps": "auto", "passes": AUTHORS_PASSES, "lr": 0.1, "batch_per_class": 16}
+
+
 def build_paper_network(arch: str, num_classes: int = 1000) -> nn.Module:
     """A randomly initialised paper-scale ``arch`` for 3-channel images."""
     import torchvision.models as tvm
@@ -20,7 +33,7 @@ def build_paper_network(arch: str, num_classes: int = 1000) -> nn.Module:
     if arch in TORCHVISION:
         return getattr(tvm, arch)(weights=None, num_classes=num_classes)
     if arch == "darts":
-        from .networks import DARTS
+        from .darts import DARTS
 
         return DARTS(num_classes=num_classes, in_channels=3, width=48, imagenet_stems=True)
     raise NadkitError(f"unknown arch {arch!r}; choose one of: vgg16, resnet50, densenet121, darts")

@@ -15,12 +15,12 @@ from typing import Sequence
 import torch
 
 from .data import load_split
-from .disentangle import NAD, OBJECTIVES, elbow_sweep
+from .disentangle import ELBOW_BETAS, NAD, OBJECTIVES, Convergence, elbow_sweep
 from .errors import NadkitError
-from .metrics import class_accuracy, confusion, hit_rate, misjudgment, predict, similarity
-from .networks import check_arch, load_network, model_card
+from .metrics import HIT_PROTOCOLS, class_accuracy, confusion, hit_rate, misjudgment, predict, similarity
+from .networks import check_arch, load_network, model_card, weights_sha256
 from .points import mask_points
-from .subarch import PartialRun, SubArchitectures
+from .subarch import PartialRun, SubArchitectures, save_history
 
 
 @dataclass
@@ -32,7 +32,8 @@ class Spec:
     classes: str | Sequence[int] | None = "all"
     beta: float | str | None = None       # None: the network card's; "elbow": the Elbow method
     lr: float = 0.1
-    steps: int | None = None              # None: the network card's
+    steps: int | str | None = None        # "auto": until converged; None: the card's (auto)
+    max_steps: int | None = None          # the guard of "auto"; None: the card's (paper scale: 21 passes)
     batch_per_class: int = 16
     class_batch: int | None = None        # classes per pass; None: all on CPU, as many as fit on a GPU
     objective: str = "official"
@@ -43,6 +44,7 @@ class Spec:
     precision: str = "fp32"               # or "bf16" (autocast, GPUs)
     workers: int = 0                      # image-reading (and decoding) processes (paper scale)
     decode: str = "workers"               # paper scale: "workers" (PIL) or "device" (nvJPEG on the GPU)
+    snapshot_every: int | None = None     # keep the binarised masks every this many steps (history)
 
     def input_shape(self) -> tuple[int, ...]:
         return (1, 32, 32) if self.dataset == "fashion-mnist" else (3, self.image_size, self.image_size)
@@ -100,8 +102,12 @@ def check_settings(s: Spec) -> None:
         raise NadkitError(f"beta must be a number >= 0 or 'elbow', got {s.beta!r}")
     if s.lr <= 0:
         raise NadkitError(f"lr must be > 0, got {s.lr}")
-    if s.steps < 1 or s.batch_per_class < 1:
-        raise NadkitError(f"steps and batch-per-class must be >= 1, got {s.steps} and {s.batch_per_class}")
+    if s.steps != "auto" and (not isinstance(s.steps, int) or s.steps < 1):
+        raise NadkitError(f"steps must be 'auto' or an integer >= 1, got {s.steps!r}")
+    if s.max_steps is not None and s.max_steps < 1:
+        raise NadkitError(f"max-steps must be >= 1, got {s.max_steps}")
+    if s.batch_per_class < 1:
+        raise NadkitError(f"batch-per-class must be >= 1, got {s.batch_per_class}")
     if s.class_batch is not None and s.class_batch < 1:
         raise NadkitError(f"class-batch must be >= 1, got {s.class_batch}")
     if s.objective not in OBJECTIVES:
@@ -115,41 +121,76 @@ def check_settings(s: Spec) -> None:
 def _prepare(spec: Spec):
     """Check every setting, then build the network, its points, the training split and the optimizer."""
     check_arch(spec.arch)
-    defaults = model_card(spec.arch, spec.dataset).get("nad", {})
+    defaults = nad_defaults(spec.arch, spec.dataset)
     s = Spec(**asdict(spec))
     s.beta = defaults.get("beta", 0.02) if s.beta is None else s.beta
-    s.steps = defaults.get("steps", 100) if s.steps is None else s.steps
+    s.steps = defaults.get("steps", "auto") if s.steps is None else s.steps
     check_settings(s)
     device = resolve_device(s.device)
     train = split(s, "train")
     classes = parse_classes(s.classes, train.class_names)
+    if s.max_steps is None:
+        s.max_steps = defaults.get("max_steps") or passes_in_steps(train, classes, defaults.get("passes", 21),
+                                                                    s.batch_per_class)
     model, points = network(s.arch, s.dataset, s.weights, s.device, num_classes=len(train.class_names))
     config = {"arch": s.arch, "dataset": s.dataset, "weights": str(s.weights) if s.weights else None,
-              "objective": s.objective, "beta": s.beta, "lr": s.lr, "steps": s.steps,
-              "batch_per_class": s.batch_per_class, "seed": s.seed, "device": device.type, "precision": s.precision}
+              "weights_sha256": weights_sha256(model),
+              "objective": s.objective, "beta": s.beta, "lr": s.lr, "steps": s.steps, "batch_per_class":
+              s.batch_per_class, "seed": s.seed, "device": device.type, "precision": s.precision}
+    convergence = Convergence(max_steps=s.max_steps if s.steps == "auto" else s.steps)
+    if s.steps == "auto":
+        config["convergence"] = asdict(convergence)
+    if s.snapshot_every:
+        config["snapshot_every"] = s.snapshot_every
     if s.dataset != "fashion-mnist":
         config["image_size"], config["decode"] = s.image_size, s.decode  # decoders differ in the last bits
     nad = NAD(model, points, beta=0.0, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
               objective=s.objective, seed=s.seed, input_shape=s.input_shape(), workers=s.workers,
-              precision=s.precision, decode_on_device=s.decode == "device")
+              precision=s.precision, decode_on_device=s.decode == "device", convergence=convergence,
+              snapshot_every=s.snapshot_every)
     return nad, train, classes, config
 
 
-def elbow(spec: Spec, out: str | Path, progress: bool = True) -> dict:
-    """The Elbow sweep of beta on two of the spec's classes (first and last), cached in ``out/elbow.json``."""
+def nad_defaults(arch: str, dataset: str) -> dict:
+    """NAD's defaults: the embedded network's card, or the authors' settings at paper scale."""
+    if dataset == "fashion-mnist":
+        return model_card(arch, dataset).get("nad", {})
+    from .paper import authors_defaults
+
+    return authors_defaults(arch, dataset)
+
+
+def passes_in_steps(data, classes: Sequence[int], passes: int, batch_per_class: int) -> int:
+    """Steps for ``passes`` passes over the largest of ``classes`` (the authors: 21 passes)."""
+    sizes = torch.bincount(data.labels, minlength=len(data.class_names))[list(classes)]
+    return max(1, -(-passes * int(sizes.max()) // batch_per_class))
+
+
+def elbow(spec: Spec, out: str | Path, progress: bool = True, betas: Sequence[float] = ELBOW_BETAS,
+          n_classes: int = 4) -> dict:
+    """The Elbow sweep of beta on ``n_classes`` of the spec's classes (spread evenly over them),
+    cached in ``out/elbow.json``."""
     nad, train, classes, config = _prepare(Spec(**dict(asdict(spec), beta="elbow")))
-    return _elbow(nad, train, classes, Path(out), config, progress)
+    return _elbow(nad, train, classes, Path(out), config, progress, betas, n_classes)
 
 
-def _elbow(nad: NAD, data, classes: list[int], out: Path, key: dict, progress: bool) -> dict:
-    few = sorted({classes[0], classes[-1]})
-    key = dict(key, elbow_classes=few)
+def elbow_classes(classes: Sequence[int], n: int) -> list[int]:
+    """``n`` of ``classes``, spread evenly from the first to the last."""
+    if len(classes) <= n:
+        return list(classes)
+    return sorted({classes[round(i * (len(classes) - 1) / (n - 1))] for i in range(n)})
+
+
+def _elbow(nad: NAD, data, classes: list[int], out: Path, key: dict, progress: bool,
+           betas: Sequence[float] = ELBOW_BETAS, n_classes: int = 4) -> dict:
+    few = elbow_classes(classes, n_classes)
+    key = dict(key, elbow_classes=few, elbow_betas=list(betas))
     path = out / "elbow.json"
     if path.exists():
         cached = json.loads(path.read_text())
         if cached.get("key") == key:
             return cached["sweep"]
-    sweep = elbow_sweep(nad, data, few, progress=progress)
+    sweep = elbow_sweep(nad, data, few, betas=betas, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": key, "sweep": sweep}, indent=1) + "\n")
     return sweep
@@ -204,10 +245,12 @@ def disentangle(spec: Spec, out: str | Path, progress: bool = True) -> SubArchit
 
     def save_chunk(chunk: list[int], res) -> None:
         for j, c in enumerate(chunk):
-            skipped = int(res.skipped_steps[j])
+            skipped, steps = int(res.skipped_steps[j]), int(res.steps[j])
+            state = "skipped" if skipped == steps else "converged" if res.converged[j] else \
+                "max_steps" if nad.steps == "auto" else "done"
             partial.save(c, {p.name: m[j] for p, m in zip(nad.points, res.masks)},
-                         {"state": "skipped" if skipped == nad.steps else "done", "skipped_steps": skipped,
-                          "unreadable_images": int(res.unreadable[j])})
+                         {"state": state, "steps": steps, "skipped_steps": skipped,
+                          "unreadable_images": int(res.unreadable[j])}, history=history_tensors(res.job(j), nad.points))
 
     if todo:
         k = spec.class_batch or auto_class_batch(nad, len(todo))
@@ -219,6 +262,14 @@ def disentangle(spec: Spec, out: str | Path, progress: bool = True) -> SubArchit
         merge(out, classes, train.class_names)
     ranks.wait()
     return SubArchitectures.load(out)
+
+
+def history_tensors(res, points) -> dict[str, torch.Tensor]:
+    """One class's optimisation history (a one-job ``NADResult``) as tensors for its partial file."""
+    out = {"flips": res.flips[0]}
+    for p, snaps in zip(points, res.snapshots or []):
+        out[f"snap.{p.name}"] = snaps[0].to(torch.uint8)
+    return out
 
 
 def merge(out: str | Path, classes: Sequence[int] | None = None, class_names: Sequence[str] | None = None) -> SubArchitectures:
@@ -242,6 +293,7 @@ def merge(out: str | Path, classes: Sequence[int] | None = None, class_names: Se
     masks = {p: torch.stack([m[p] for m, _ in loaded]) for p in names}
     status = {str(c): s for c, (_, s) in zip(classes, loaded)}
     result = SubArchitectures(masks, classes, [class_names[c] for c in classes], config, status)
+    save_history(out, [partial.load_history(c) for c in classes], names)
     result.save(out)
     partial.remove()
     timings = sorted(out.glob("timing-rank*.json"))
@@ -274,9 +326,14 @@ def network_of(sub: SubArchitectures, device: str = "cpu"):
     return model, points, test
 
 
-def evaluate(folder: str | Path, mosaics: int = 1000, top: float = 0.05, seed: int = 0,
-             device: str = "cpu", progress: bool = True) -> dict:
-    """Every per-layer figure of the paper for the sub-architectures in ``folder``."""
+def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None = None, seed: int = 0,
+             device: str = "cpu", progress: bool = True, hit_protocol: str = "paper") -> dict:
+    """Every per-layer figure of the paper for the sub-architectures in ``folder``. ``mosaics`` and
+    ``top`` default to the hit-rate protocol's ("paper": 1,000 and 5%; "authors": 100 and 10%)."""
+    if hit_protocol not in HIT_PROTOCOLS:
+        raise NadkitError(f"unknown hit-rate protocol {hit_protocol!r}; choose one of: {', '.join(HIT_PROTOCOLS)}")
+    mosaics = HIT_PROTOCOLS[hit_protocol]["mosaics"] if mosaics is None else mosaics
+    top = HIT_PROTOCOLS[hit_protocol]["top"] if top is None else top
     if not 0 < top <= 1:
         raise NadkitError(f"top fraction must be in (0, 1], got {top}")
     if mosaics < 1:
@@ -290,18 +347,20 @@ def evaluate(folder: str | Path, mosaics: int = 1000, top: float = 0.05, seed: i
     sub_pred = predict(model, test, points, binary, sub.classes, subset=keep,
                        desc="accuracy (sub-architectures)" if progress else None)
     per_point, sim = similarity(binary)
-    hits = hit_rate(model, points, binary, sub.classes, test, mosaics, top, seed, progress=progress) \
-        if len(sub.classes) >= 4 else None
+    hits = hit_rate(model, points, binary, sub.classes, test, mosaics, top, seed, progress=progress,
+                    protocol=hit_protocol) if len(sub.classes) >= 4 else None
     conf = confusion(pred, test.labels, len(test.class_names))
     return {
-        "arch": cfg["arch"], "points": sub.points, "classes": sub.classes, "class_names": sub.class_names,
-        "kept": sub.kept().mean(0).tolist(),
+        "arch": cfg["arch"], "seed": cfg.get("seed"), "points": sub.points, "classes": sub.classes,
+        "class_names": sub.class_names, "kept": sub.kept().mean(0).tolist(),
         "similarity": per_point,
         "similarity_matrix": sim.tolist(),
         "hit_rate": hits.mean((0, 1)).tolist() if hits is not None else None,
         "hit_rate_std": hits.mean(1).std(0).tolist() if hits is not None else None,
+        "hit_rate_per_mosaic": hits.mean(1).tolist() if hits is not None else None,
         "accuracy": {"original": class_accuracy(pred, test.labels, sub.classes).tolist(),
                      "subarch": class_accuracy(sub_pred, test.labels[keep], sub.classes).tolist()},
+        "confusion": conf.tolist(),
         "misjudgment": misjudgment(conf, sim, sub.classes),
-        "mosaics": mosaics, "top": top,
+        "mosaics": mosaics, "top": top, "hit_protocol": hit_protocol,
     }

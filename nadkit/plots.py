@@ -55,8 +55,16 @@ def kept_per_layer(kept: dict[str, Sequence[float]]):
     return fig
 
 
+def closed_right_counts(values_pct: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """Counts in the bins [0, 10], (10, 20], ..., (90, 100], closed on the right as in the paper's
+    Fig. 2 (numpy's histogram closes them on the left)."""
+    idx = np.clip(np.searchsorted(bins, values_pct, side="left") - 1, 0, len(bins) - 2)
+    return np.bincount(idx, minlength=len(bins) - 1)
+
+
 def accuracy_histograms(acc: dict[str, dict[str, Sequence[float]]], labels=("network", "sub-architecture")):
-    """Fig. 2: per-class top-1 accuracy histograms over ten 10%-wide bins, averages in the legend."""
+    """Fig. 2: per-class top-1 accuracy histograms over ten 10%-wide bins closed on the right
+    ([0, 10], (10, 20], ...), averages in the legend."""
     keys = list(next(iter(acc.values())))
     fig, axes = panels(len(acc), sharey=True)
     bins = np.linspace(0, 100, 11)
@@ -64,16 +72,42 @@ def accuracy_histograms(acc: dict[str, dict[str, Sequence[float]]], labels=("net
         for j, key in enumerate(keys):
             v = 100 * np.array(a[key])
             name = labels[j] if j < len(labels) else key
-            ax.hist(v, bins=bins, alpha=0.55, color=f"C{j}", label=f"{name} (mean {v.mean():.1f}%)")
+            ax.bar(bins[:-1], closed_right_counts(v, bins), width=10, align="edge", alpha=0.55, color=f"C{j}",
+                   label=f"{name} (mean {v.mean():.1f}%)")
         ax.set(title=arch, xlabel="top-1 accuracy on own class (%)", ylabel="number of classes", xticks=bins[::2])
         ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
 
+def convergence(studies: dict[str, dict]):
+    """The convergence study: per network, the share of a point's channels that flip per step
+    (left) and the same-class agreement of two seeds against steps (right); one line per point,
+    dark = early, light = deep."""
+    fig, axes = plt.subplots(len(studies), 2, figsize=(10.4, 3.2 * len(studies)), squeeze=False)
+    for (left, right), (arch, st) in zip(axes, studies.items()):
+        colors = plt.cm.viridis(np.linspace(0, 0.9, len(st["points"])))
+        for p, color in enumerate(colors):
+            left.plot(st["flip_steps"], np.maximum(st["flips"][p], 1e-5), color=color, lw=1)
+            if st["agreement"]:
+                right.plot(st["snapshot_steps"], st["agreement"][p], color=color, lw=1,
+                           label=st["points"][p] if p in (0, len(colors) - 1) else None)
+        left.set(yscale="log", title=f"{arch}: channels flipping per step", xlabel="step",
+                 ylabel="share of a point's channels")
+        right.axhline(0.95, ls="--", color="grey", lw=1)
+        right.set(title=f"{arch}: seed agreement", xlabel="step", ylabel="same class, two seeds (Jaccard)",
+                  ylim=(0, 1.02))
+        right.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def per_layer_curves(curves: dict[str, dict[str, Sequence[float]]], ylabel: str, title: str,
-                     spread: dict[str, Sequence[float]] | None = None, chance: float | None = None):
-    """One panel per network, one line per series (for example: NAD, random), x = mask point."""
+                     spread: dict[str, Sequence[float]] | None = None, chance: float | None = None,
+                     bands: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]] | None = None):
+    """One panel per network, one line per series (for example: NAD, random), x = mask point.
+    ``spread`` draws +-1 sd around the first series; ``bands[arch][series]`` = (low, high) draws
+    a band around that series (for example the range over seeds)."""
     fig, axes = panels(len(curves), sharey=True)
     for ax, (arch, series) in zip(axes, curves.items()):
         for j, (name, v) in enumerate(series.items()):
@@ -83,6 +117,9 @@ def per_layer_curves(curves: dict[str, dict[str, Sequence[float]]], ylabel: str,
             if spread is not None and j == 0 and arch in spread:
                 s = np.array(spread[arch])
                 ax.fill_between(x, v - s, v + s, color=f"C{j}", alpha=0.15)
+            if bands is not None and name in bands.get(arch, {}):
+                lo, hi = bands[arch][name]
+                ax.fill_between(x, lo, hi, color=f"C{j}", alpha=0.2)
         if chance is not None:
             ax.axhline(chance, ls="--", color="grey", label=f"chance ({chance:g})")
         ax.set(title=arch, xlabel="mask point (layer, input to output)", ylabel=ylabel)
@@ -124,5 +161,23 @@ def feature_maps(image: Tensor, dis: Tensor, ori: Tensor, points: Sequence[str],
                 ax.set_title(str(j + 1), fontsize=8)
         axes[row][0].set_ylabel(name)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def cascade(similarity: dict[str, Sequence[float]], hits: dict[str, Sequence[float] | None]):
+    """Cascading randomisation: similarity (left) and hit rate (right) per point, one line per
+    stage, from the trained network (dark) to the untrained one (light)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    colors = plt.cm.magma(np.linspace(0, 0.85, len(similarity)))
+    for color, (stage, sim) in zip(colors, similarity.items()):
+        x = np.arange(1, len(sim) + 1)
+        left.plot(x, sim, "o-", ms=3, color=color, label=stage)
+        if hits.get(stage) is not None:
+            right.plot(x, hits[stage], "o-", ms=3, color=color, label=stage)
+    right.axhline(CHANCE, ls="--", color="grey")
+    left.set(title="similarity between classes", xlabel="mask point", ylabel="Jaccard", ylim=(0, 1.02))
+    right.set(title="hit rate", xlabel="mask point", ylabel="hit rate")
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig

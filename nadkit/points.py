@@ -21,10 +21,13 @@ from .errors import NadkitError
 
 @dataclass(frozen=True)
 class MaskPoint:
-    """``name`` labels the point in files and figures; ``module`` is the dotted path it hooks."""
+    """``name`` labels the point in files and figures; ``module`` is the dotted path it hooks;
+    ``relu``: the network applies a ReLU to that output functionally (no module to hook), so the
+    hook applies it first and records and masks the post-ReLU tensor, as the authors' model does."""
 
     name: str
     module: str
+    relu: bool = False
 
 
 VGG_BLOCKS = (2, 2, 3, 3, 3)
@@ -43,11 +46,13 @@ def _resnet50() -> list[MaskPoint]:
 
 
 def _densenet121() -> list[MaskPoint]:
-    names = ["pool0", "denseblock1", "transition1", "denseblock2", "transition2", "denseblock3",
-             "transition3", "denseblock4", "norm5"]
-    labels = ["stem", "block1", "trans1", "block2", "trans2", "block3", "trans3", "block4", "norm5"]
-    # The authors' 8 points: stem, blocks 1-3, transitions 1-3, final features (norm5).
-    return [MaskPoint(lab, f"features.{n}") for lab, n in zip(labels, names) if n != "denseblock4"]
+    names = ["pool0", "denseblock1", "transition1", "denseblock2", "transition2", "denseblock3", "transition3"]
+    labels = ["stem", "block1", "trans1", "block2", "trans2", "block3", "trans3"]
+    # The authors' 8 points: stem, blocks 1-3, transitions 1-3, and the final features after norm5
+    # and its ReLU (norm5 -> relu5 -> mask5 in their model; here and in torchvision the ReLU is
+    # functional, in forward).
+    return [MaskPoint(lab, f"features.{n}") for lab, n in zip(labels, names)] + \
+        [MaskPoint("relu5", "features.norm5", relu=True)]
 
 
 def _darts() -> list[MaskPoint]:
@@ -63,7 +68,7 @@ def _torchvision_vgg16() -> list[MaskPoint]:
 
 
 def _torchvision_densenet121() -> list[MaskPoint]:
-    return [MaskPoint(p.name, p.module) for p in _densenet121()]  # same module names as torchvision
+    return _densenet121()  # the same module names as torchvision's
 
 
 POINTS = {"vgg16": _vgg16, "resnet50": _resnet50, "densenet121": _densenet121, "darts": _darts}
@@ -101,14 +106,18 @@ def masked(model: nn.Module, points: Sequence[MaskPoint], masks: Sequence[Tensor
     handles = []
 
     def hook(i: int):
+        relu = points[i].relu
+
         def fn(module: nn.Module, inputs, output: Tensor) -> Tensor | None:
+            if relu:
+                output = torch.relu(output)
             if masks is not None:
                 m = masks[i]
                 m = m[owner] if owner is not None else m.expand(output.shape[0], -1)
                 output = output * m[:, :, None, None].to(output.dtype)
             if record is not None:
                 record.append(output)
-            return output if masks is not None else None
+            return output if masks is not None or relu else None
         return fn
 
     try:

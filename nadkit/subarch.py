@@ -111,6 +111,33 @@ class SubArchitectures:
         return cls({p: tensors[p] for p in points}, classes, meta["class_names"], meta["config"], meta["status"])
 
 
+HISTORY = "history."  # key prefix of a class's optimisation history in its partial file
+
+
+def save_history(folder: Path | str, history: list[dict[str, Tensor]], points: Sequence[str]) -> None:
+    """``history.safetensors``: per class, the channels flipped at each step, ``flips`` [classes,
+    steps, points] (zero-padded after a class stopped), and the binarised masks every few steps,
+    ``snap.POINT`` [classes, snapshots, channels] (the last repeated after a class stopped)."""
+    if not history or "flips" not in history[0]:
+        return
+    steps = max(h["flips"].shape[0] for h in history)
+    out = {"flips": torch.stack([torch.nn.functional.pad(h["flips"], (0, 0, 0, steps - h["flips"].shape[0]))
+                                 for h in history])}
+    for p in points:
+        snaps = [h.get(f"snap.{p}") for h in history]
+        if snaps[0] is not None:
+            n = max(s.shape[0] for s in snaps)
+            out[f"snap.{p}"] = torch.stack([torch.cat([s, s[-1:].expand(n - s.shape[0], -1)]) for s in snaps])
+    _atomic(Path(folder) / "history.safetensors",
+            lambda path: save_file(out, str(path), metadata={"points": json.dumps(list(points))}))
+
+
+def load_history(folder: Path | str) -> dict[str, Tensor] | None:
+    """The history saved by ``save_history``, or None when the run kept none."""
+    path = Path(folder) / "history.safetensors"
+    return load_file(str(path)) if path.exists() else None
+
+
 class PartialRun:
     """Finished classes of a run in progress, one atomically written file each, keyed by config."""
 
@@ -130,8 +157,9 @@ class PartialRun:
     def done(self) -> list[int]:
         return sorted(int(p.stem.split("-")[1]) for p in self.dir.glob("class-*.safetensors"))
 
-    def save(self, cls: int, masks: dict[str, Tensor], status: dict) -> None:
+    def save(self, cls: int, masks: dict[str, Tensor], status: dict, history: dict[str, Tensor] | None = None) -> None:
         tensors = {k: v.float().contiguous() for k, v in masks.items()}
+        tensors.update({f"{HISTORY}{k}": v.contiguous() for k, v in (history or {}).items()})
         meta = {"status": json.dumps(status), "points": json.dumps(list(masks))}  # safetensors sorts keys
         _atomic(self.dir / f"class-{cls}.safetensors", lambda p: save_file(tensors, str(p), metadata=meta))
 
@@ -142,6 +170,13 @@ class PartialRun:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata()
             return {k: f.get_tensor(k) for k in json.loads(meta["points"])}, json.loads(meta["status"])
+
+    def load_history(self, cls: int) -> dict[str, Tensor]:
+        """The optimisation history saved with class ``cls`` (empty if none was kept)."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.dir / f"class-{cls}.safetensors"), "pt") as f:
+            return {k[len(HISTORY):]: f.get_tensor(k) for k in f.keys() if k.startswith(HISTORY)}
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

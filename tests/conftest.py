@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -5,7 +7,7 @@ from nadkit.data import fashion_mnist
 from nadkit.networks import load_network
 from nadkit.points import mask_points
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("NADKIT_TEST_THREADS", 2)))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
 import torch
 import torch.nn.functional as F
 
-from nadkit.disentangle import NAD, initial_logits, knee, nad_loss
-from nadkit.networks import build_network
+import pytest
+
+from nadkit.disentangle import NAD, Convergence, initial_logits, knee, nad_loss
+from nadkit.networks import build_network, load_network
 from nadkit.points import mask_points, masked
 
 
@@ -20,6 +22,40 @@ def test_class_batched_equals_one_class_at_a_time(vgg, train_data):
         for a, b, c in zip(together.masks, apart.masks, other_company.masks):
             assert (a - b).abs().max() < 1e-5 and torch.equal(a > 0.5, b > 0.5)
             assert (a[2] - c[0]).abs().max() < 1e-5  # class 6 does not depend on its neighbours
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "resnet50", "densenet121", "darts"])
+def test_every_network_class_batched_equals_one_class_at_a_time(arch, train_data):
+    """Uneven chunks (3 + 1), per-class betas, and enough steps that masks have flipped."""
+    model = load_network(arch)
+    nad = NAD(model, mask_points(arch, model), steps=12, batch_per_class=4, lr=0.5)
+    classes, betas = [1, 4, 7, 8], [0.01, 1.0, 0.1, 3.0]
+    together = nad.fit(train_data, classes, class_batch=3, betas=betas, progress=False)
+    apart = nad.fit(train_data, classes, class_batch=1, betas=betas, progress=False)
+    assert together.flips.sum() > 0, "no mask flipped: the test would prove nothing"
+    start = [torch.stack(z) > 0 for z in zip(*(initial_logits(nad.widths, 0, c) for c in classes))]
+    assert any(not torch.equal(s, m > 0.5) for s, m in zip(start, together.masks))
+    for a, b in zip(together.masks, apart.masks):
+        assert (a - b).abs().max() < 1e-5 and torch.equal(a > 0.5, b > 0.5)
+
+
+def test_until_convergence_classes_stop_on_their_own(vgg, train_data):
+    """With steps="auto" a class leaves the batch when its masks stop changing; when it stops,
+    and its masks, do not depend on the classes beside it."""
+    model, points = vgg
+    nad = NAD(model, points, beta=0.3, lr=0.5, batch_per_class=4,
+              convergence=Convergence(max_steps=60, window=5, tol=0.05))
+    together = nad.fit(train_data, [0, 5, 9], progress=False)
+    apart = nad.fit(train_data, [0, 5, 9], class_batch=1, progress=False)
+    assert together.steps.tolist() == apart.steps.tolist()
+    assert together.converged.any() and together.steps.min() < 60  # some class stopped early
+    assert torch.equal(together.steps % 5 == 0, torch.ones(3, dtype=torch.bool)) or together.steps.max() == 60
+    for a, b in zip(together.masks, apart.masks):
+        assert (a - b).abs().max() < 1e-5 and torch.equal(a > 0.5, b > 0.5)
+    # a converged class's last window saw at most tol of each point's channels flip
+    for j in torch.nonzero(together.converged).flatten().tolist():
+        last = together.flips[j, together.steps[j] - 5:together.steps[j]]
+        assert (last.sum(0) <= torch.tensor([int(0.05 * w) for w in nad.widths])).all()
 
 
 def test_same_seed_same_masks_other_seed_other_masks(vgg, train_data):

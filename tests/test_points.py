@@ -21,7 +21,7 @@ def test_named_points_follow_the_reference():
     assert [p.name for p in mask_points("vgg16")][:3] == ["conv1_1", "conv1_2", "conv2_1"]
     assert [p.module for p in mask_points("resnet50")][:2] == ["maxpool", "layer1.0"]
     assert [p.name for p in mask_points("densenet121")] == [
-        "stem", "block1", "trans1", "block2", "trans2", "block3", "trans3", "norm5"]
+        "stem", "block1", "trans1", "block2", "trans2", "block3", "trans3", "relu5"]
     assert [p.name for p in mask_points("darts")][:3] == ["stem0", "stem1", "cell0"]
     with pytest.raises(NadkitError, match="is it a vgg16"):
         mask_points("vgg16", build_network("resnet50"))
@@ -57,3 +57,25 @@ def test_record_collects_each_point_in_order(vgg):
         model(torch.zeros(2, 1, 32, 32))
     assert [a.shape[1] for a in acts] == point_widths(model, points, (1, 32, 32))
     assert acts[0].shape[-1] == 32 and acts[1].shape[-1] == 16 and acts[-1].shape[-1] == 1  # conv1_2 after pool1
+
+
+@pytest.mark.parametrize("torchvision", [False, True])
+def test_densenet_final_point_sees_the_post_relu_features(torchvision):
+    """The authors mask DenseNet121's final features after norm5 and its ReLU; the ReLU is
+    functional in forward, so the hook applies it: recorded values are >= 0, and masking with
+    ones leaves the network's output unchanged."""
+    torch.manual_seed(0)
+    if torchvision:
+        from nadkit.paper import build_paper_network
+        model, x = build_paper_network("densenet121", 10).eval(), torch.randn(2, 3, 64, 64)
+    else:
+        model, x = build_network("densenet121").eval(), torch.randn(2, 1, 32, 32)
+    points = mask_points("densenet121", model)
+    acts = []
+    with torch.no_grad():
+        plain = model(x)
+        with masked(model, points, [torch.ones(1, a) for a in point_widths(model, points, x.shape[1:])],
+                    record=acts):
+            same = model(x)
+    assert points[-1].relu and acts[-1].min() >= 0 and (acts[-1] == 0).any()
+    assert torch.allclose(plain, same, atol=1e-5)

@@ -1,0 +1,59 @@
+"""Sanity checks (Adebayo et al., NeurIPS 2018): the same NAD on networks whose weights carry no
+knowledge. A finding that survives them comes from the method, not from the network.
+
+``--weights none`` is the untrained network; ``--weights randomized:K`` is the shipped network with
+its top ``K`` blocks re-initialised (cascading randomisation, from the classifier down).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from .errors import NadkitError
+
+RANDOM_SEED = 0  # the random weights are drawn from this seed: the same untrained network every time
+
+
+def untrained(build) -> nn.Module:
+    """``build()`` with its random initialisation drawn from ``RANDOM_SEED``, leaving the global
+    random state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        return build()
+
+
+def vgg16_block(key: str) -> int:
+    """Blocks of the embedded VGG16 from the top: 0 the classifier, 1 conv block 5, ..., 5 block 1."""
+    if key.startswith("classifier"):
+        return 0
+    m = re.match(r"features\.(?:conv|bn)(\d)_", key)
+    if m is None:
+        raise ValueError(key)
+    return 6 - int(m.group(1))
+
+
+CASCADES = {"vgg16": (vgg16_block, ("classifier", "block5", "block4", "block3", "block2", "block1"))}
+
+
+def cascade_names(arch: str) -> tuple[str, ...]:
+    """The blocks that ``randomized:1``, ``randomized:2``, ... re-initialise, from the top."""
+    if arch not in CASCADES:
+        raise NadkitError(f"cascading randomisation is defined for {', '.join(CASCADES)}, not {arch}; "
+                          "use --weights none for an untrained network")
+    return CASCADES[arch][1]
+
+
+def randomize_top(model: nn.Module, fresh: nn.Module, arch: str, blocks: int) -> nn.Module:
+    """``model`` with the parameters and statistics of its top ``blocks`` blocks taken from the
+    untrained ``fresh`` network of the same topology."""
+    names = cascade_names(arch)
+    if not 1 <= blocks <= len(names):
+        raise NadkitError(f"randomized:{blocks}: {arch} has blocks 1..{len(names)} to re-initialise "
+                          f"({', '.join(names)} from the top)")
+    block_of = CASCADES[arch][0]
+    state, new = model.state_dict(), fresh.state_dict()
+    model.load_state_dict({k: new[k] if block_of(k) < blocks else v for k, v in state.items()})
+    return model

@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: all setup book test bench vgg16 clean
+.PHONY: all setup book test bench vgg16 reproduce clean
 all: book
 
 setup:
@@ -16,6 +16,10 @@ book: setup
 
 test: setup
 	NADKIT_PROFILE=smoke $(BIN)/python -m pytest --nbmake tests book
+
+# recompute every result the book ships in data/results/, from scratch (hours on two cores)
+reproduce: setup
+	$(BIN)/python -m nadkit.book reproduce
 
 bench: setup
 	$(BIN)/python benchmarks/nad_throughput.py

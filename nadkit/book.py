@@ -253,24 +253,71 @@ def label(source: str) -> str:
     return cfg["arch"] if cfg["dataset"] == "fashion-mnist" else f"{cfg['arch']} ({data})"
 
 
-def precompute(s: Settings | None = None, sanity_checks: bool = True) -> None:
+def precompute(s: Settings | None = None, archs: list[str] | None = None) -> list[Path]:
     """Compute, with progress bars, everything the chapters read at their default parameters, so
-    that building the book shows its progress and the notebooks only load and plot."""
+    that building the book shows its progress and the notebooks only load and plot. Returns the
+    run folders used."""
     from tqdm.auto import tqdm
 
     s = s or Settings.of()
-    for arch in tqdm(s.archs, desc=f"book results ({profile()} profile)", unit="network"):
+    used = []
+    for arch in tqdm(archs or s.archs, desc=f"book results ({profile()} profile)", unit="network"):
         elbow(arch, s)
+        used.append(run_dir(dict(s.run_config(arch), beta="elbow", seed=0)))
         for protocol in ("paper", "authors"):
             evaluated(arch, s, protocol=protocol)
         controls(arch, s)
-        if sanity_checks:
-            for w in sanity_weights(arch):
-                sanity(arch, w, s)
+        used += folders(arch, s)
+        for w in sanity_weights(arch):
+            sanity(arch, w, s)
+            used.append(folder(arch, s, s.seeds[0], w))
+    return used
+
+
+def ship(used: list[Path]) -> None:
+    """Copy the run folders the full book uses into ``data/results/`` (masks, meta, history and
+    the cached evaluations), replacing what was there."""
+    import shutil
+
+    if profile() != "full":
+        raise SystemExit("only the full profile's results ship")
+    keep = {f.name for f in used}
+    archs = {f.name.rsplit("-", 1)[0] for f in used}
+    SHIPPED.mkdir(parents=True, exist_ok=True)
+    for old in SHIPPED.iterdir():  # stale runs of the networks shipped now
+        if old.name not in keep and old.name.rsplit("-", 1)[0] in archs:
+            shutil.rmtree(old)
+    for f in used:
+        if f.parent.resolve() != SHIPPED.resolve():
+            shutil.rmtree(SHIPPED / f.name, ignore_errors=True)
+            shutil.copytree(f, SHIPPED / f.name, ignore=shutil.ignore_patterns("partial", "*.tmp"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m nadkit.book [precompute|reproduce|ship] [ARCH ...]``: compute what the book
+    reads (reusing shipped results); recompute every shipped result from scratch and ship it; or
+    ship what was computed."""
+    import sys
+    import time
+
+    args = sys.argv[1:] if argv is None else argv
+    command, archs = (args[0], args[1:]) if args else ("precompute", [])
+    if command == "reproduce":
+        global SHIPPED
+        target, SHIPPED = SHIPPED, Path("/nonexistent")  # read nothing shipped: compute everything
+        start = time.time()
+        used = precompute(archs=archs or None)
+        SHIPPED = target
+        print(f"reproduced in {time.time() - start:.0f} s")
+        ship(used)
+    elif command == "ship":
+        ship(precompute(archs=archs or None))
+    else:
+        precompute(archs=archs or None)
 
 
 if __name__ == "__main__":
-    precompute()
+    main()
 
 
 # --- the convergence study ---------------------------------------------------------------------

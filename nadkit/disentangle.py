@@ -115,16 +115,24 @@ def concat(parts: Sequence[NADResult]) -> NADResult:
 
 @dataclass(frozen=True)
 class Convergence:
-    """When a class's masks have stopped changing: over the last ``window`` steps, at every point,
-    at most ``tol`` of the channels (rounded down) changed their binarised state even once.
-    Checked every ``window`` steps; ``max_steps`` is the guard."""
+    """When a class's masks have stopped changing: every ``window`` steps, the binarised masks are
+    compared with those of the last check; the class has converged when, at every point, at most
+    ``tol`` of the channels (rounded down, at least one) differ, at ``patience`` checks in a row.
+    ``max_steps`` is the guard.
+
+    Net change, not every flip: Eq. 15 moves each point by a fixed step forever, so a channel
+    whose gate sits at the threshold flips back and forth every step at any stage; counting it
+    would never stop. Measured on the embedded VGG16 (beta 0.3): after 400 steps 0-3% of a
+    point's channels differ from 100 steps before and two seeds agree at 0.96-1.00 (at 200 steps:
+    up to 19% and 0.50), while 20-100% of the channels flip at least once per 100 steps."""
 
     max_steps: int = 2000
     window: int = 100
-    tol: float = 0.01
+    tol: float = 0.05
+    patience: int = 2
 
     def allowed(self, widths: Sequence[int]) -> Tensor:
-        return torch.tensor([int(self.tol * w) for w in widths])
+        return torch.tensor([max(1, int(self.tol * w)) for w in widths])
 
 
 class NAD:
@@ -200,7 +208,8 @@ class NAD:
         rec = torch.zeros(k)
         unreadable = torch.zeros(k, dtype=torch.long)
         state = [lg > 0 for lg in logits]               # binarised masks: sigmoid > 0.5
-        moved = [torch.zeros_like(b) for b in state]     # flipped at least once in this window
+        anchor = list(state)                            # the binarised masks at the last check
+        calm = torch.zeros(k, dtype=torch.long)          # checks passed in a row
         flips = torch.zeros(k, self.max_steps, len(self.points), dtype=torch.int16)
         snaps: list[list[Tensor]] = [[] for _ in self.points]
         allowed = conv.allowed(self.widths).to(dev)
@@ -217,23 +226,22 @@ class NAD:
             unreadable[jobs] += bad.view(len(jobs), n).sum(1)
             for i, lg in enumerate(logits):
                 now = lg > 0
-                changed = now != state[i]
-                flips[:, t, i] = changed.sum(1).cpu().to(torch.int16)
-                moved[i] |= changed
+                flips[:, t, i] = (now != state[i]).sum(1).cpu().to(torch.int16)
                 state[i] = now
                 if self.snapshot_every and (t + 1) % self.snapshot_every == 0:
                     snaps[i].append(now.cpu())
             bar.update(len(jobs))
             if (t + 1) % conv.window == 0:
-                still = torch.stack([m.sum(1) for m in moved], 1) <= allowed  # [k, points]
-                done = still.all(1).cpu() & running
+                changed = torch.stack([(a != b).sum(1) for a, b in zip(state, anchor)], 1)  # [k, points]
+                calm = torch.where((changed <= allowed).all(1).cpu(), calm + 1, 0)
+                done = (calm >= conv.patience) & running
                 if self.steps == "auto":
                     converged |= done
                     running &= ~done
                     bar.update(int(done.sum()) * (self.max_steps - t - 1))
                 else:
                     converged = done
-                moved = [torch.zeros_like(b) for b in state]
+                anchor = list(state)
             if not running.any():
                 break
         snapshots = [torch.stack(s, 1) for s in snaps] if self.snapshot_every and snaps[0] else None

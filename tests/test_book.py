@@ -26,6 +26,15 @@ def test_notebooks_are_committed_without_outputs_and_take_parameters():
         assert any("parameters" in c["metadata"].get("tags", []) for c in code), f"{path.name} has no parameters cell"
 
 
+def test_notebook_code_fits_the_page():
+    """The rendered book shows no horizontal scroll bars: code lines of at most 88 characters."""
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text())
+        long = [line for c in nb["cells"] if c["cell_type"] == "code"
+                for line in "".join(c["source"]).splitlines() if len(line) > 88]
+        assert not long, f"{path.name}: {long[0]!r}"
+
+
 def test_every_chapter_is_in_the_table_of_contents():
     toc = (ROOT / "_toc.yml").read_text()
     assert all(f"book/{p.stem}" in toc for p in NOTEBOOKS)

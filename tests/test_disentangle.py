@@ -44,18 +44,26 @@ def test_until_convergence_classes_stop_on_their_own(vgg, train_data):
     and its masks, do not depend on the classes beside it."""
     model, points = vgg
     nad = NAD(model, points, beta=0.3, lr=0.5, batch_per_class=4,
-              convergence=Convergence(max_steps=60, window=5, tol=0.05))
+              convergence=Convergence(max_steps=80, window=5, tol=0.1))
     together = nad.fit(train_data, [0, 5, 9], progress=False)
     apart = nad.fit(train_data, [0, 5, 9], class_batch=1, progress=False)
     assert together.steps.tolist() == apart.steps.tolist()
-    assert together.converged.any() and together.steps.min() < 60  # some class stopped early
-    assert torch.equal(together.steps % 5 == 0, torch.ones(3, dtype=torch.bool)) or together.steps.max() == 60
+    assert together.converged.any() and together.steps.min() < 80  # some class stopped early
+    assert (together.steps % 5 == 0).all()
+    # tens of steps amplify the last bits in which convolutions of other batch sizes differ
     for a, b in zip(together.masks, apart.masks):
-        assert (a - b).abs().max() < 1e-5 and torch.equal(a > 0.5, b > 0.5)
-    # a converged class's last window saw at most tol of each point's channels flip
-    for j in torch.nonzero(together.converged).flatten().tolist():
-        last = together.flips[j, together.steps[j] - 5:together.steps[j]]
-        assert (last.sum(0) <= torch.tensor([int(0.05 * w) for w in nad.widths])).all()
+        assert (a - b).abs().max() < 1e-2 and torch.equal(a > 0.5, b > 0.5)
+    # a converged class's masks changed at most tol of each point's channels over its last window
+    history = NAD(model, points, beta=0.3, lr=0.5, batch_per_class=4, steps=80, snapshot_every=5)
+    snaps = history.fit(train_data, [0, 5, 9], progress=False).snapshots
+    allowed = torch.tensor([max(1, int(0.1 * w)) for w in nad.widths])
+    for j in range(3):
+        t = int(together.steps[j]) // 5 - 1
+        calm = [bool((torch.tensor([(s[j, u] != s[j, u - 1]).sum() for s in snaps]) <= allowed).all())
+                for u in (t - 1, t)]
+        assert all(calm) == bool(together.converged[j])
+        masks = [s[j, t] for s in snaps]  # a fixed-steps run passes through the same masks
+        assert all(torch.equal(m, f[j] > 0.5) for m, f in zip(masks, together.masks))
 
 
 def test_same_seed_same_masks_other_seed_other_masks(vgg, train_data):

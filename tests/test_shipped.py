@@ -1,0 +1,42 @@
+"""The results the book ships in data/results/ are what the code computes: one of them (vgg16,
+seed 0) is recomputed from scratch here and compared with the shipped file."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from nadkit import book
+from nadkit.subarch import SubArchitectures
+
+
+def shipped_vgg16():
+    os.environ.pop("NADKIT_PROFILE", None)
+    try:
+        s = book.Settings.of(archs="vgg16")
+        return s.run_config("vgg16", 0), book.run_dir(s.run_config("vgg16", 0))
+    finally:
+        os.environ["NADKIT_PROFILE"] = "smoke"
+
+
+def test_shipped_folders_say_how_they_were_made():
+    runs = [p for p in book.SHIPPED.glob("*/meta.json")]
+    assert runs, "no shipped results in data/results/"
+    for meta in runs:
+        m = json.loads(meta.read_text())
+        assert m["config"]["weights_sha256"] and m["nadkit"]
+        assert all("steps" in st for st in m["status"].values())
+
+
+@pytest.mark.skipif(not os.environ.get("CI") and not os.environ.get("NADKIT_RECOMPUTE"),
+                    reason="minutes of CPU: runs in CI (CI=true) or with NADKIT_RECOMPUTE=1")
+def test_a_shipped_result_is_recomputed_exactly(tmp_path):
+    config, folder = shipped_vgg16()
+    assert folder.is_relative_to(book.SHIPPED), "the book's vgg16 run is not shipped"
+    shipped = SubArchitectures.load(folder)
+    again = book.pipeline.disentangle(book._spec(config), tmp_path / "again", progress=False)
+    assert again.config == shipped.config and again.status == shipped.status
+    for point in shipped.points:
+        assert torch.equal(again.masks[point] > 0.5, shipped.masks[point] > 0.5), point
+        assert (again.masks[point] - shipped.masks[point]).abs().max() < 1e-4, point

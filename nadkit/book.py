@@ -293,10 +293,31 @@ def ship(used: list[Path]) -> None:
             shutil.copytree(f, SHIPPED / f.name, ignore=shutil.ignore_patterns("partial", "*.tmp"))
 
 
+def choose_beta(arch: str, max_steps: int = 2000) -> dict:
+    """Run the Elbow sweep of ``arch`` (full profile, converged masks) and write its knee into the
+    network's card, with ``beta_from`` saying exactly how it was found."""
+    from .networks import MODELS_DIR
+
+    path = MODELS_DIR / f"{arch}.json"
+    card = json.loads(path.read_text())
+    card["nad"] = {"steps": "auto", "max_steps": max_steps, "lr": 0.1, "batch_per_class": 16,
+                   "beta": card["nad"].get("beta")}
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    sweep = elbow(arch, Settings.of(archs=arch))
+    card["nad"]["beta"] = sweep["beta"]
+    card["nad"]["beta_from"] = {
+        "method": "Elbow: Kneedle knee of the binarised masks' loss (cross-entropy + relative "
+                  "reconstruction error) against log10(beta)",
+        "betas": sweep["betas"], "classes": sweep["classes"], "steps": sweep["steps"],
+        "max_steps": sweep["max_steps"], "seed": 0, "command": f"python -m nadkit.book beta {arch}"}
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    return sweep
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m nadkit.book [precompute|reproduce|ship] [ARCH ...]``: compute what the book
-    reads (reusing shipped results); recompute every shipped result from scratch and ship it; or
-    ship what was computed."""
+    """``python -m nadkit.book [precompute|reproduce|ship|beta] [ARCH ...]``: compute what the
+    book reads (reusing shipped results); recompute every shipped result from scratch and ship
+    it; ship what was computed; or choose the cards' beta with the Elbow sweep."""
     import sys
     import time
 
@@ -310,6 +331,9 @@ def main(argv: list[str] | None = None) -> None:
         SHIPPED = target
         print(f"reproduced in {time.time() - start:.0f} s")
         ship(used)
+    elif command == "beta":
+        for arch in archs:
+            print(arch, choose_beta(arch))
     elif command == "ship":
         ship(precompute(archs=archs or None))
     else:

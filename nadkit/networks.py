@@ -300,6 +300,9 @@ def fit_state(model: nn.Module, state: dict, source, arch: str) -> nn.Module:
                (f" {len(unexpected)} unexpected (e.g. {unexpected[:1]})" if unexpected else "") + \
                (f" {len(shapes)} of other shape (e.g. {shapes[:1]})" if shapes else "")
         raise NadkitError(f"weights {source} do not fit the {arch} network: {what.strip()}; pass weights of a {arch}")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise NadkitError(f"weights {source} hold NaN or infinite values (in {bad!r}); the file is damaged, re-create it")
     model.load_state_dict(state)
     return model
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import NadkitError
 from .networks import ARCHS
 
-NO_TRACEBACK = (NadkitError, FileNotFoundError, PermissionError, IsADirectoryError)
+NO_TRACEBACK = (NadkitError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def beta_arg(text: str) -> float | str:
@@ -55,10 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--decode", default="workers",
                    help="paper scale: decode JPEGs in the workers (PIL) or on the device (nvJPEG on a GPU)")
     d.add_argument("--out", required=True)
+    d.add_argument("--allow-other-weights", action="store_true",
+                   help="replace results in --out learned on other weights of the network (refused otherwise)")
 
     m = sub.add_parser("merge", help="assemble finished classes in DIR/partial into the result (after torchrun "
                                      "on machines that did not share a file system)")
     m.add_argument("folder")
+    m.add_argument("--allow-other-weights", action="store_true",
+                   help="merge classes learned on other weights than the network's now")
 
     e = sub.add_parser("evaluate", help="per-layer similarity, hit rate, accuracy and misjudgment of a result")
     e.add_argument("folder")
@@ -67,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    e.add_argument("--allow-other-weights", action="store_true",
+                   help="evaluate masks on a network whose weights differ from those they were learned on")
     return p
 
 
@@ -95,16 +101,17 @@ def run(args: argparse.Namespace) -> None:
         card = train_network(check_arch(args.arch), epochs=args.epochs, seed=args.seed, out=args.out)
         print(json.dumps(card, indent=1))
     elif args.command == "disentangle":
-        fields = {k: v for k, v in vars(args).items() if k not in ("command", "out")}
-        sub = pipeline.disentangle(pipeline.Spec(**fields), args.out)
+        fields = {k: v for k, v in vars(args).items() if k not in ("command", "out", "allow_other_weights")}
+        sub = pipeline.disentangle(pipeline.Spec(**fields), args.out, allow_other_weights=args.allow_other_weights)
         if int(os.environ.get("RANK", 0)) == 0:
             print(f"{len(sub.classes)} sub-architectures of {args.arch} in {args.out} "
                   f"(beta {sub.config['beta']}, {sub.kept().mean().item():.1%} of channels kept on average)")
     elif args.command == "merge":
-        sub = pipeline.merge(args.folder)
+        sub = pipeline.merge(args.folder, allow_other_weights=args.allow_other_weights)
         print(f"merged {len(sub.classes)} classes into {args.folder}")
     elif args.command == "evaluate":
-        report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device)
+        report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device,
+                                   allow_other_weights=args.allow_other_weights)
         print_report(report)
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=1) + "\n")

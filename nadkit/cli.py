@@ -24,8 +24,19 @@ def beta_arg(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'elbow'") from None
 
 
+class UsageError(Exception):
+    """A command line argparse refused: reported like any bad input, in one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2) instead of the usage text."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}; see {self.prog} --help")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nadkit", description="Neural Architecture Disentanglement (Hu et al., ICCV 2021)")
+    p = Parser(prog="nadkit", description="Neural Architecture Disentanglement (Hu et al., ICCV 2021)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train an embedded network on Fashion-MNIST into data/models/")
@@ -118,11 +129,11 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         run(args)
-    except NO_TRACEBACK as e:
-        print(f"nadkit: error: {e}", file=sys.stderr)
+    except (UsageError, *NO_TRACEBACK) as e:
+        print("nadkit: error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the message
         return 2
     except KeyboardInterrupt:
         print("nadkit: interrupted; finished classes are saved, re-run the same command to resume", file=sys.stderr)

@@ -397,12 +397,13 @@ def merge(out: str | Path, classes: Sequence[int] | None = None, class_names: Se
     if class_names is None:
         class_names = split(Spec(config["arch"], config["dataset"], image_size=config.get("image_size", 224)),
                             "train").class_names
-    classes = list(classes) if classes is not None else partial.done()
+    classes = list(classes) if classes is not None else partial.present()
     if not classes:
-        raise NadkitError(f"{out}/partial holds no finished class of its configuration; run nadkit disentangle")
+        raise NadkitError(f"{out}/partial holds no finished class; run nadkit disentangle --out {out}")
     missing = [c for c in classes if c not in set(partial.done())]
     if missing:
-        raise NadkitError(f"classes {missing[:5]} are not finished in {out}/partial; run or copy them, then merge")
+        raise NadkitError(f"classes {missing[:5]} are not finished in {out}/partial (or their files are damaged or of "
+                          "another run); re-run the disentangle command to compute them, or copy them, then merge")
     loaded = [partial.load(c) for c in classes]
     names = list(loaded[0][0])
     masks = {p: torch.stack([m[p] for m, _ in loaded]) for p in names}

@@ -264,17 +264,19 @@ class PartialRun:
             return None
         return masks, status
 
-    def done(self) -> list[int]:
-        """Classes whose file is whole and of this configuration."""
+    def present(self) -> list[int]:
+        """Classes that have a file, whole or not."""
         found = []
         for path in self.dir.glob("class-*.safetensors"):
             try:
-                cls = int(path.stem.split("-", 1)[1])
+                found.append(int(path.stem.split("-", 1)[1]))
             except ValueError:
                 continue
-            if self._read(path) is not None:
-                found.append(cls)
         return sorted(found)
+
+    def done(self) -> list[int]:
+        """Classes whose file is whole and of this configuration."""
+        return [c for c in self.present() if self._read(self.dir / f"class-{c}.safetensors") is not None]
 
     def save(self, cls: int, masks: dict[str, Tensor], status: dict) -> None:
         tensors = {k: v.float().contiguous() for k, v in masks.items()}

@@ -289,7 +289,7 @@ def disentangle(spec: Spec, out: str | Path, progress: bool = True, allow_other_
         config["beta"] = config["elbow"]["beta"]
     nad.beta = config["beta"]
     if (out / "meta.json").exists():
-        meta = read_meta(out)
+        meta = read_meta(out, older_ok=True)  # an older nadkit's result is replaced (it lacks the weights' hash)
         _refuse_other_weights(meta["config"], config, f"{out} holds a result", allow_other_weights)
         if meta["config"] == config and meta["classes"] == classes:
             return SubArchitectures.load(out)
@@ -331,8 +331,8 @@ def _test_die(rank: int) -> None:
 
 def _refuse_other_weights(found: dict, config: dict, what: str, allow: bool) -> None:
     """One line when ``found`` is this run's configuration but on other weights of the network."""
-    if allow or found.get("weights_sha256") == config.get("weights_sha256"):
-        return
+    if allow or "weights_sha256" not in found or found["weights_sha256"] == config.get("weights_sha256"):
+        return  # (an older nadkit's result, without the hash, is simply replaced)
     def strip(c: dict) -> dict:  # an Elbow run's beta depends on the weights too
         return {k: v for k, v in c.items() if k not in ("weights_sha256", "elbow") and not (k == "beta" and "elbow" in c)}
 

@@ -92,8 +92,9 @@ def _first_line(e: BaseException) -> str:
 META_FIELDS = {"points": list, "classes": list, "class_names": list, "config": dict, "status": dict, "files": dict}
 
 
-def read_meta(folder: Path | str) -> dict:
-    """``folder/meta.json``, checked to be a result's: a JSON object with every field of the right type."""
+def read_meta(folder: Path | str, older_ok: bool = False) -> dict:
+    """``folder/meta.json``, checked to be a result's: a JSON object with every field of the right type
+    (``older_ok``: or one written by an older nadkit, without checksums, which only a re-run may replace)."""
     folder = Path(folder)
     path = folder / "meta.json"
     if not path.is_file():
@@ -105,6 +106,8 @@ def read_meta(folder: Path | str) -> dict:
     if not isinstance(meta, dict):
         raise NadkitError(f"{path} is corrupt (a JSON {type(meta).__name__}, not an object); delete {folder} "
                           "and re-run nadkit disentangle")
+    if older_ok and "files" not in meta:
+        meta = dict(meta, files={})
     if "config" in meta and "files" not in meta:
         raise NadkitError(f"{path} was written by an older nadkit (no checksums of the result files); "
                           f"re-run nadkit disentangle --out {folder}")

@@ -39,11 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="nadkit", description="Neural Architecture Disentanglement (Hu et al., ICCV 2021)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train an embedded network on Fashion-MNIST into data/models/")
+    t = sub.add_parser("train", help="train an embedded network on Fashion-MNIST into --out (a new folder under runs/)")
     t.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHS)}")
     t.add_argument("--epochs", type=int, default=3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=None, help="folder for ARCH.safetensors and ARCH.json (default data/models)")
+    t.add_argument("--out", default=None, help="folder for ARCH.safetensors and ARCH.json (default: a new folder under "
+                                               "runs/; pass --out data/models to replace the shipped network)")
 
     d = sub.add_parser("disentangle", help="learn per-class sub-architectures into --out")
     d.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHS)}")
@@ -109,8 +110,12 @@ def run(args: argparse.Namespace) -> None:
         from .networks import check_arch
         from .train import train_network
 
-        card = train_network(check_arch(args.arch), epochs=args.epochs, seed=args.seed, out=args.out)
+        from .train import default_out
+
+        out = args.out or default_out(check_arch(args.arch))
+        card = train_network(check_arch(args.arch), epochs=args.epochs, seed=args.seed, out=out)
         print(json.dumps(card, indent=1))
+        print(f"{args.arch} written to {out}", file=sys.stderr)
     elif args.command == "disentangle":
         fields = {k: v for k, v in vars(args).items() if k not in ("command", "out", "allow_other_weights")}
         sub = pipeline.disentangle(pipeline.Spec(**fields), args.out, allow_other_weights=args.allow_other_weights)

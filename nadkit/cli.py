@@ -130,7 +130,9 @@ def run(args: argparse.Namespace) -> None:
                                    allow_other_weights=args.allow_other_weights)
         print_report(report)
         if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+            from .subarch import _atomic
+
+            _atomic(Path(args.json), lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import NadkitError
 from .networks import ARCHS
 
-NO_TRACEBACK = (NadkitError, FileNotFoundError, PermissionError, IsADirectoryError)
+NO_TRACEBACK = (NadkitError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def beta_arg(text: str) -> float | str:
@@ -33,15 +33,27 @@ def steps_arg(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or an integer") from None
 
 
+class UsageError(Exception):
+    """A command line argparse refused: reported like any bad input, in one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2) instead of the usage text."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}; see {self.prog} --help")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nadkit", description="Neural Architecture Disentanglement (Hu et al., ICCV 2021)")
+    p = Parser(prog="nadkit", description="Neural Architecture Disentanglement (Hu et al., ICCV 2021)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train an embedded network on Fashion-MNIST into data/models/")
+    t = sub.add_parser("train", help="train an embedded network on Fashion-MNIST into --out (a new folder under runs/)")
     t.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHS)}")
     t.add_argument("--epochs", type=int, default=3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=None, help="folder for ARCH.safetensors and ARCH.json (default data/models)")
+    t.add_argument("--out", default=None, help="folder for ARCH.safetensors and ARCH.json (default: a new folder under "
+                                               "runs/; pass --out data/models to replace the shipped network)")
 
     d = sub.add_parser("disentangle", help="learn per-class sub-architectures into --out")
     d.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHS)}")
@@ -68,10 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--decode", default="workers",
                    help="paper scale: decode JPEGs in the workers (PIL) or on the device (nvJPEG on a GPU)")
     d.add_argument("--out", required=True)
+    d.add_argument("--allow-other-weights", action="store_true",
+                   help="replace results in --out learned on other weights of the network (refused otherwise)")
 
     m = sub.add_parser("merge", help="assemble finished classes in DIR/partial into the result (after torchrun "
                                      "on machines that did not share a file system)")
     m.add_argument("folder")
+    m.add_argument("--allow-other-weights", action="store_true",
+                   help="merge classes learned on other weights than the network's now")
 
     e = sub.add_parser("evaluate", help="per-layer similarity, hit rate, accuracy and misjudgment of a result")
     e.add_argument("folder")
@@ -84,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    e.add_argument("--allow-other-weights", action="store_true",
+                   help="evaluate masks on a network whose weights differ from those they were learned on")
     return p
 
 
@@ -110,31 +128,37 @@ def run(args: argparse.Namespace) -> None:
         from .networks import check_arch
         from .train import train_network
 
-        card = train_network(check_arch(args.arch), epochs=args.epochs, seed=args.seed, out=args.out)
+        from .train import default_out
+
+        out = args.out or default_out(check_arch(args.arch))
+        card = train_network(check_arch(args.arch), epochs=args.epochs, seed=args.seed, out=out)
         print(json.dumps(card, indent=1))
+        print(f"{args.arch} written to {out}", file=sys.stderr)
     elif args.command == "disentangle":
-        fields = {k: v for k, v in vars(args).items() if k not in ("command", "out")}
-        sub = pipeline.disentangle(pipeline.Spec(**fields), args.out)
+        fields = {k: v for k, v in vars(args).items() if k not in ("command", "out", "allow_other_weights")}
+        sub = pipeline.disentangle(pipeline.Spec(**fields), args.out, allow_other_weights=args.allow_other_weights)
         if int(os.environ.get("RANK", 0)) == 0:
             print(f"{len(sub.classes)} sub-architectures of {args.arch} in {args.out} "
                   f"(beta {sub.config['beta']}, {sub.kept().mean().item():.1%} of channels kept on average)")
     elif args.command == "merge":
-        sub = pipeline.merge(args.folder)
+        sub = pipeline.merge(args.folder, allow_other_weights=args.allow_other_weights)
         print(f"merged {len(sub.classes)} classes into {args.folder}")
     elif args.command == "evaluate":
         report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device,
-                                   hit_protocol=args.hit_protocol)
+                                   hit_protocol=args.hit_protocol, allow_other_weights=args.allow_other_weights)
         print_report(report)
         if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+            from .subarch import _atomic
+
+            _atomic(Path(args.json), lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         run(args)
-    except NO_TRACEBACK as e:
-        print(f"nadkit: error: {e}", file=sys.stderr)
+    except (UsageError, *NO_TRACEBACK) as e:
+        print("nadkit: error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the message
         return 2
     except KeyboardInterrupt:
         print("nadkit: interrupted; finished classes are saved, re-run the same command to resume", file=sys.stderr)

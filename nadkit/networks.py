@@ -183,7 +183,13 @@ def model_card(arch: str, dataset: str = "fashion-mnist") -> dict:
     path = MODELS_DIR / f"{arch}.json"
     if dataset != "fashion-mnist" or not path.exists():
         return {}
-    return json.loads(path.read_text())
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise NadkitError(f"network card {path} is corrupt ({str(e)[:80]}); restore it (git checkout) or re-train") from None
+    if not isinstance(card, dict):
+        raise NadkitError(f"network card {path} is not a JSON object; restore it (git checkout) or re-train")
+    return card
 
 
 def fit_state(model: nn.Module, state: dict, source, arch: str) -> nn.Module:
@@ -197,6 +203,9 @@ def fit_state(model: nn.Module, state: dict, source, arch: str) -> nn.Module:
                (f" {len(unexpected)} unexpected (e.g. {unexpected[:1]})" if unexpected else "") + \
                (f" {len(shapes)} of other shape (e.g. {shapes[:1]})" if shapes else "")
         raise NadkitError(f"weights {source} do not fit the {arch} network: {what.strip()}; pass weights of a {arch}")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise NadkitError(f"weights {source} hold NaN or infinite values (in {bad!r}); the file is damaged, re-create it")
     model.load_state_dict(state)
     return model
 
@@ -207,7 +216,17 @@ def load_weights(model: nn.Module, path: Path | str, arch: str) -> nn.Module:
 
     if not Path(path).exists() and Path(path).parent == MODELS_DIR:
         raise NadkitError(f"weights file {path} not found; train it with `nadkit train --arch {arch}` or pass --weights FILE")
-    return fit_state(model, read_state(path), f"file {path}", arch)
+    fit_state(model, read_state(path), f"file {path}", arch)
+    card = Path(path).with_suffix(".json")
+    if card.is_file():  # a card written by nadkit train records the sha256 of the weights beside it
+        try:
+            recorded = json.loads(card.read_text()).get("weights_sha256")
+        except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+            recorded = None
+        if recorded is not None and recorded != weights_sha256(model):
+            raise NadkitError(f"weights {path} do not match their card {card} (sha256 differs: a training run was cut "
+                              f"between the two files?); re-run nadkit train --arch {arch} --out {Path(path).parent}")
+    return model
 
 
 def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path | None = None,

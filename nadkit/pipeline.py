@@ -5,7 +5,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -20,7 +23,7 @@ from .errors import NadkitError
 from .metrics import HIT_PROTOCOLS, class_accuracy, confusion, hit_rate, misjudgment, predict, similarity
 from .networks import check_arch, load_network, model_card, weights_sha256
 from .points import mask_points
-from .subarch import PartialRun, SubArchitectures, save_history
+from .subarch import PartialRun, SubArchitectures, _atomic, history_tensors, read_meta
 
 
 @dataclass
@@ -51,11 +54,19 @@ class Spec:
 
 
 def resolve_device(device: str) -> torch.device:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NadkitError(f"device {device!r} asked for but CUDA is not available here; use --device cpu")
+    """``device`` checked against this machine: one line if it is malformed or absent here."""
     if not (device == "cpu" or device.startswith("cuda")):
-        raise NadkitError(f"unknown device {device!r}; use cpu or cuda")
-    return torch.device(device)
+        raise NadkitError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise NadkitError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NadkitError(f"device {device!r} asked for but CUDA is not available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise NadkitError(f"device {device!r} asked for but this machine has {torch.cuda.device_count()} GPU(s), "
+                          f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return dev
 
 
 def network(arch: str, dataset: str = "fashion-mnist", weights: str | None = None, device: str = "cpu",
@@ -98,10 +109,15 @@ def parse_classes(spec: str | Sequence[int] | None, names: Sequence[str]) -> lis
 
 
 def check_settings(s: Spec) -> None:
-    if s.beta != "elbow" and (not isinstance(s.beta, (int, float)) or s.beta < 0):
-        raise NadkitError(f"beta must be a number >= 0 or 'elbow', got {s.beta!r}")
-    if s.lr <= 0:
-        raise NadkitError(f"lr must be > 0, got {s.lr}")
+    """Refuse, before any work, settings that cannot make a meaningful run (NaN or infinite rates too)."""
+    if s.beta != "elbow" and (not isinstance(s.beta, (int, float)) or not math.isfinite(s.beta) or s.beta < 0):
+        raise NadkitError(f"beta must be a finite number >= 0 or 'elbow', got {s.beta!r}")
+    if not isinstance(s.lr, (int, float)) or not math.isfinite(s.lr) or s.lr <= 0:
+        raise NadkitError(f"lr must be > 0 and finite, got {s.lr}")
+    if s.workers < 0:
+        raise NadkitError(f"workers must be >= 0 (0: read images in this process), got {s.workers}")
+    if s.image_size < 32:
+        raise NadkitError(f"image-size must be >= 32 (the networks halve it 5 times), got {s.image_size}")
     if s.steps != "auto" and (not isinstance(s.steps, int) or s.steps < 1):
         raise NadkitError(f"steps must be 'auto' or an integer >= 1, got {s.steps!r}")
     if s.max_steps is not None and s.max_steps < 1:
@@ -144,6 +160,7 @@ def _prepare(spec: Spec):
         config["snapshot_every"] = s.snapshot_every
     if s.dataset != "fashion-mnist":
         config["image_size"], config["decode"] = s.image_size, s.decode  # decoders differ in the last bits
+    config["weights_sha256"] = weights_sha256(model)
     nad = NAD(model, points, beta=0.0, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
               objective=s.objective, seed=s.seed, input_shape=s.input_shape(), workers=s.workers,
               precision=s.precision, decode_on_device=s.decode == "device", convergence=convergence,
@@ -171,7 +188,7 @@ def elbow(spec: Spec, out: str | Path, progress: bool = True, betas: Sequence[fl
     """The Elbow sweep of beta on ``n_classes`` of the spec's classes (spread evenly over them),
     cached in ``out/elbow.json``."""
     nad, train, classes, config = _prepare(Spec(**dict(asdict(spec), beta="elbow")))
-    return _elbow(nad, train, classes, Path(out), config, progress, betas, n_classes)
+    return _elbow(nad, train, classes, Path(out), config, progress, betas=betas, n_classes=n_classes)
 
 
 def elbow_classes(classes: Sequence[int], n: int) -> list[int]:
@@ -181,66 +198,151 @@ def elbow_classes(classes: Sequence[int], n: int) -> list[int]:
     return sorted({classes[round(i * (len(classes) - 1) / (n - 1))] for i in range(n)})
 
 
-def _elbow(nad: NAD, data, classes: list[int], out: Path, key: dict, progress: bool,
+def _elbow(nad: NAD, data, classes: list[int], out: Path, key: dict, progress: bool, write: bool = True,
            betas: Sequence[float] = ELBOW_BETAS, n_classes: int = 4) -> dict:
+    """The sweep, from ``out/elbow.json`` when that holds this key (a damaged cache is computed again);
+    ``write``: record it there, atomically (rank 0 only: the other ranks compute the same sweep)."""
     few = elbow_classes(classes, n_classes)
     key = dict(key, elbow_classes=few, elbow_betas=list(betas))
     path = out / "elbow.json"
-    if path.exists():
+    try:
         cached = json.loads(path.read_text())
-        if cached.get("key") == key:
+        if isinstance(cached, dict) and cached.get("key") == key and isinstance(cached.get("sweep"), dict) \
+                and isinstance(cached["sweep"].get("beta"), (int, float)):
             return cached["sweep"]
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass  # absent or damaged: computed again below
     sweep = elbow_sweep(nad, data, few, betas=betas, progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": key, "sweep": sweep}, indent=1) + "\n")
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic(path, lambda p: p.write_text(json.dumps({"key": key, "sweep": sweep}, indent=1) + "\n"))
     return sweep
 
 
+def dist_timeout() -> float:
+    """Seconds a process waits for a silent peer under torchrun (NADKIT_DIST_TIMEOUT, default 30 min)."""
+    text = os.environ.get("NADKIT_DIST_TIMEOUT", "1800")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise NadkitError(f"NADKIT_DIST_TIMEOUT must be a number of seconds > 0, got {text!r}")
+    return seconds
+
+
 class Ranks:
-    """This process's place among ``torchrun`` processes (rank 0 of 1 without torchrun). The
-    processes only wait for each other; no tensor crosses between them, so gloo serves CPUs and GPUs."""
+    """This process's place among ``torchrun`` processes (rank 0 of 1 without torchrun).
+
+    The processes only wait for each other; no tensor crosses between them. Waiting goes through
+    torchrun's key-value store, and each process beats a heart there from a thread while it works:
+    a peer whose heart stops for ``NADKIT_DIST_TIMEOUT`` seconds is dead (or hung), and the others
+    stop with one line naming it, while a slow peer that is still working is waited for.
+    """
 
     def __init__(self):
         self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         self.local = int(os.environ.get("LOCAL_RANK", 0))
+        self.timeout = dist_timeout() if self.world > 1 else math.inf
+        self.store = None
         if self.world > 1:
             import torch.distributed as dist
 
-            if not dist.is_initialized():
-                dist.init_process_group("gloo", timeout=timedelta(days=7))
+            try:
+                if not dist.is_initialized():
+                    dist.init_process_group("gloo", timeout=timedelta(seconds=self.timeout))
+                self.store = dist.distributed_c10d._get_default_store()
+            except (RuntimeError, ValueError) as e:  # DistStoreError and friends
+                raise NadkitError(f"rank {self.rank}: not all {self.world} torchrun processes joined within "
+                                  f"{self.timeout:g} s ({str(e).splitlines()[0][:120]}); re-run the same command") from None
+            self._lock = threading.Lock()
+            self._beat()
+            threading.Thread(target=self._heart, daemon=True).start()
 
-    def wait(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
+    def _beat(self) -> None:
+        with self._lock:
+            self.store.add(f"nadkit/beat/{self.rank}", 1)
 
-            dist.barrier()
+    def _heart(self) -> None:
+        while True:
+            time.sleep(max(0.2, min(10.0, self.timeout / 10)))
+            try:
+                self._beat()
+            except Exception:  # noqa: BLE001 - the store is gone: the waiter in the main thread reports it
+                return
+
+    def wait(self, step: str = "step") -> None:
+        """Wait until every process has reached ``step``; one line naming the rank that went silent."""
+        if self.world <= 1:
+            return
+        try:
+            self._wait(step)
+        except NadkitError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the store itself died with rank 0 or the agent
+            raise NadkitError(f"rank {self.rank}: lost contact with the other torchrun processes while waiting at "
+                              f"{step!r} ({str(e).splitlines()[0][:120]}); finished classes are saved, re-run the same "
+                              "command to resume") from None
+
+    def _wait(self, step: str) -> None:
+        with self._lock:
+            self.store.add(f"nadkit/at/{step}/{self.rank}", 1)
+        others = [r for r in range(self.world) if r != self.rank]
+        seen = {r: (-1, time.monotonic()) for r in others}  # last heartbeat count, when it last changed
+        while True:
+            with self._lock:
+                arrived = [r for r in others if self.store.add(f"nadkit/at/{step}/{r}", 0) > 0]
+                beats = {r: self.store.add(f"nadkit/beat/{r}", 0) for r in others}
+            if len(arrived) == len(others):
+                return
+            now = time.monotonic()
+            for r in others:
+                if beats[r] != seen[r][0]:
+                    seen[r] = (beats[r], now)
+                elif r not in arrived and now - seen[r][1] > self.timeout:
+                    raise NadkitError(f"rank {r} of {self.world} stopped answering for {self.timeout:g} s before "
+                                      f"reaching {step!r} (it died or hung); rank {self.rank} stops too. Finished "
+                                      "classes are saved: re-run the same command to resume (NADKIT_DIST_TIMEOUT sets "
+                                      "the wait)")
+            time.sleep(min(0.5, self.timeout / 20))
 
 
-def disentangle(spec: Spec, out: str | Path, progress: bool = True) -> SubArchitectures:
+def disentangle(spec: Spec, out: str | Path, progress: bool = True, allow_other_weights: bool = False) -> SubArchitectures:
     """Learn the sub-architectures of the spec's classes into the folder ``out``.
 
     Unset beta/steps come from the network's card; ``beta="elbow"`` runs the Elbow sweep first and
     records it. Each finished class is saved at once; re-running the same command resumes, and
     returns the saved result when it is complete. Under ``torchrun`` the classes are shared out
     among the processes and rank 0 writes the one result, the same as one process writes.
+    Results in ``out`` of the same run on other weights of the network are refused unless
+    ``allow_other_weights`` (then they are replaced).
     """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NadkitError(f"--out {out} is a file; name a folder (new or holding results of nadkit disentangle)")
     ranks = Ranks()
     if ranks.world > 1 and spec.device == "cuda":
         spec = Spec(**dict(asdict(spec), device=f"cuda:{ranks.local}"))
     nad, train, classes, config = _prepare(spec)
-    out = Path(out)
     if config["beta"] == "elbow":
-        config["elbow"] = _elbow(nad, train, classes, out, dict(config), progress and ranks.rank == 0)
+        config["elbow"] = _elbow(nad, train, classes, out, dict(config), progress and ranks.rank == 0,
+                                 write=ranks.rank == 0)
         config["beta"] = config["elbow"]["beta"]
     nad.beta = config["beta"]
     if (out / "meta.json").exists():
-        done = SubArchitectures.load(out)
-        if done.config == config and done.classes == classes:
-            return done
+        meta = read_meta(out, older_ok=True)  # an older nadkit's result is replaced (it lacks the weights' hash)
+        _refuse_other_weights(meta["config"], config, f"{out} holds a result", allow_other_weights)
+        if meta["config"] == config and meta["classes"] == classes:
+            return SubArchitectures.load(out)
+    recorded = PartialRun.recorded_config(out)
+    if recorded is not None:
+        _refuse_other_weights(recorded, config, f"{out}/partial holds finished classes", allow_other_weights)
     partial = PartialRun(out, config, create=ranks.rank == 0)
-    ranks.wait()
+    ranks.wait("partial")
     finished = set(partial.done())
+    ranks.wait("listed")  # every rank has listed the same finished classes before any adds one
     todo = [c for c in classes if c not in finished][ranks.rank::ranks.world]
+    _test_die(ranks.rank)
     start = time.time()
 
     def save_chunk(chunk: list[int], res) -> None:
@@ -250,21 +352,21 @@ def disentangle(spec: Spec, out: str | Path, progress: bool = True) -> SubArchit
                 "max_steps" if nad.steps == "auto" else "done"
             partial.save(c, {p.name: m[j] for p, m in zip(nad.points, res.masks)},
                          {"state": state, "steps": steps, "skipped_steps": skipped,
-                          "unreadable_images": int(res.unreadable[j])}, history=history_tensors(res.job(j), nad.points))
+                          "unreadable_images": int(res.unreadable[j])}, history=class_history(res.job(j), nad.points))
 
     if todo:
         k = spec.class_batch or auto_class_batch(nad, len(todo))
         nad.fit(train, todo, class_batch=k, progress=progress, on_chunk=save_chunk)
         (out / f"timing-rank{ranks.rank}.json").write_text(
             json.dumps({"seconds": round(time.time() - start, 1), "classes_run": len(todo), "class_batch": k}) + "\n")
-    ranks.wait()
+    ranks.wait("fitted")
     if ranks.rank == 0:
-        merge(out, classes, train.class_names)
-    ranks.wait()
+        merge(out, classes, train.class_names, network_sha256=config["weights_sha256"])
+    ranks.wait("merged")
     return SubArchitectures.load(out)
 
 
-def history_tensors(res, points) -> dict[str, torch.Tensor]:
+def class_history(res, points) -> dict[str, torch.Tensor]:
     """One class's optimisation history (a one-job ``NADResult``) as tensors for its partial file."""
     out = {"flips": res.flips[0]}
     for p, snaps in zip(points, res.snapshots or []):
@@ -272,35 +374,106 @@ def history_tensors(res, points) -> dict[str, torch.Tensor]:
     return out
 
 
-def merge(out: str | Path, classes: Sequence[int] | None = None, class_names: Sequence[str] | None = None) -> SubArchitectures:
+def _test_die(rank: int) -> None:
+    """Tests only: NADKIT_TEST_DIE_RANK=r makes rank r vanish here, as a crashed machine would."""
+    if os.environ.get("NADKIT_TEST_DIE_RANK") == str(rank):
+        os._exit(0)
+
+
+def _refuse_other_weights(found: dict, config: dict, what: str, allow: bool) -> None:
+    """One line when ``found`` is this run's configuration but on other weights of the network."""
+    if allow or "weights_sha256" not in found or found["weights_sha256"] == config.get("weights_sha256"):
+        return  # (an older nadkit's result, without the hash, is simply replaced)
+    def strip(c: dict) -> dict:  # an Elbow run's beta depends on the weights too
+        return {k: v for k, v in c.items() if k not in ("weights_sha256", "elbow") and not (k == "beta" and "elbow" in c)}
+
+    if strip(found) == strip(config):
+        raise NadkitError(f"{what} of this run on other weights of {config['arch']} (sha256 "
+                          f"{str(found.get('weights_sha256'))[:12]}, now {config['weights_sha256'][:12]}); restore those "
+                          "weights, use another --out, or pass --allow-other-weights to replace them")
+
+
+def check_weights(config: dict, model, what: str, allow: bool = False) -> None:
+    """One line unless ``model`` is the network ``config`` was learned on (same weights' sha256)."""
+    if "weights_sha256" not in config:
+        raise NadkitError(f"{what} was written by an older nadkit that did not record the network's weights; "
+                          "re-run nadkit disentangle to recompute it")
+    if allow:
+        return
+    now = weights_sha256(model)
+    if config["weights_sha256"] != now:
+        raise NadkitError(f"{what} was learned on other weights of {config.get('arch')} (sha256 "
+                          f"{str(config['weights_sha256'])[:12]}, the network loaded now has {now[:12]}; weights "
+                          f"{config.get('weights') or 'shipped'}); restore them, or pass --allow-other-weights")
+
+
+def provenance(config: dict) -> dict:
+    """What made a result: nadkit's and torch's versions, the device, the weights' sha256 (and the
+    seed of random weights)."""
+    from . import __version__
+
+    device = config.get("device", "cpu")
+    if device == "cuda" and torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name()})"
+    prov = {"nadkit": __version__, "torch": torch.__version__, "device": device,
+            "weights": config.get("weights"), "weights_sha256": config.get("weights_sha256")}
+    if config.get("weights") == "none":
+        prov["weights_seed"] = 0
+    return prov
+
+
+def merge(out: str | Path, classes: Sequence[int] | None = None, class_names: Sequence[str] | None = None,
+          allow_other_weights: bool = False, network_sha256: str | None = None) -> SubArchitectures:
     """Assemble the finished classes in ``out/partial`` into ``masks.safetensors`` + ``meta.json``
-    (``nadkit merge``: for processes that did not share a file system, copy their partial/ here)."""
+    (``nadkit merge``: for processes that did not share a file system, copy their partial/ here).
+    Refused unless the network named in the run's configuration still has the weights the classes
+    were learned on (``network_sha256``: that hash, when the caller has loaded the network)."""
     out = Path(out)
     cfg_path = out / "partial" / "config.json"
     if not cfg_path.exists():
         raise NadkitError(f"{out} has no partial/ results to merge; run nadkit disentangle --out {out}")
-    config = json.loads(cfg_path.read_text())
+    config = PartialRun.recorded_config(out)
+    if config is None or not {"arch", "dataset"} <= set(config):
+        raise NadkitError(f"{cfg_path} is corrupt; re-run the nadkit disentangle command of {out} (its finished "
+                          "classes are kept) instead of merge")
+    if network_sha256 is None:
+        spec = Spec(config["arch"], config["dataset"], weights=config.get("weights"),
+                    image_size=config.get("image_size", 224))
+        model, _ = network(spec.arch, spec.dataset, spec.weights, "cpu", len(split(spec, "train").class_names))
+        check_weights(config, model, f"{out}/partial", allow_other_weights)
+    elif not allow_other_weights and config.get("weights_sha256") != network_sha256:
+        raise NadkitError(f"{out}/partial was learned on other weights (sha256 {str(config.get('weights_sha256'))[:12]}, "
+                          f"now {network_sha256[:12]}); pass --allow-other-weights if you mean it")
     partial = PartialRun(out, config, create=False)
     if class_names is None:
         class_names = split(Spec(config["arch"], config["dataset"], image_size=config.get("image_size", 224)),
                             "train").class_names
-    classes = list(classes) if classes is not None else partial.done()
+    classes = list(classes) if classes is not None else partial.present()
+    if not classes:
+        raise NadkitError(f"{out}/partial holds no finished class; run nadkit disentangle --out {out}")
     missing = [c for c in classes if c not in set(partial.done())]
     if missing:
-        raise NadkitError(f"classes {missing[:5]} are not finished in {out}/partial; run or copy them, then merge")
+        raise NadkitError(f"classes {missing[:5]} are not finished in {out}/partial (or their files are damaged or of "
+                          "another run); re-run the disentangle command to compute them, or copy them, then merge")
     loaded = [partial.load(c) for c in classes]
     names = list(loaded[0][0])
     masks = {p: torch.stack([m[p] for m, _ in loaded]) for p in names}
     status = {str(c): s for c, (_, s) in zip(classes, loaded)}
-    result = SubArchitectures(masks, classes, [class_names[c] for c in classes], config, status)
-    save_history(out, [partial.load_history(c) for c in classes], names)
-    result.save(out)
+    result = SubArchitectures(masks, classes, [class_names[c] for c in classes], config, status, provenance(config))
+    history = history_tensors([partial.load_history(c) for c in classes], names)
+    result.save(out, extra={"history.safetensors": history} if history else None)
     partial.remove()
     timings = sorted(out.glob("timing-rank*.json"))
     if timings:
-        runs = [json.loads(t.read_text()) for t in timings]
-        (out / "timing.json").write_text(json.dumps({"seconds": max(r["seconds"] for r in runs),
-                                                     "classes_run": sum(r["classes_run"] for r in runs)}) + "\n")
+        runs = []
+        for t in timings:
+            try:
+                runs.append(json.loads(t.read_text()))
+            except (OSError, ValueError):
+                pass  # a timing is a nicety: a damaged one is dropped
+        if runs:
+            (out / "timing.json").write_text(json.dumps({"seconds": max(r.get("seconds", 0) for r in runs),
+                                                         "classes_run": sum(r.get("classes_run", 0) for r in runs)}) + "\n")
         for t in timings:
             t.unlink()
     return result
@@ -314,20 +487,25 @@ def auto_class_batch(nad: NAD, classes: int) -> int:
     return max(1, min(classes, nad.classes_that_fit()))
 
 
-def network_of(sub: SubArchitectures, device: str = "cpu"):
+def network_of(sub: SubArchitectures, device: str = "cpu", allow_other_weights: bool = False):
     """(model, mask points, test split) of the network and data a result was computed on, with
-    the masks checked against the network."""
+    the masks checked against the network, and the network's weights against those the masks were
+    learned on (refused unless ``allow_other_weights``)."""
     cfg = sub.config
+    if "weights_sha256" not in cfg:
+        check_weights(cfg, None, "this result")
     spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=device,
                 image_size=cfg.get("image_size", 224))
     test = split(spec, "test")
     model, points = network(cfg["arch"], cfg["dataset"], cfg.get("weights"), device, len(test.class_names))
-    sub.check(model, points, spec.input_shape())
+    sub.check(model, points, spec.input_shape())  # another topology altogether: the plainer message
+    check_weights(cfg, model, "this result", allow_other_weights)
     return model, points, test
 
 
 def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None = None, seed: int = 0,
-             device: str = "cpu", progress: bool = True, hit_protocol: str = "paper") -> dict:
+             device: str = "cpu", progress: bool = True, hit_protocol: str = "paper",
+             allow_other_weights: bool = False) -> dict:
     """Every per-layer figure of the paper for the sub-architectures in ``folder``. ``mosaics`` and
     ``top`` default to the hit-rate protocol's ("paper": 1,000 and 5%; "authors": 100 and 10%)."""
     if hit_protocol not in HIT_PROTOCOLS:
@@ -339,7 +517,7 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
     if mosaics < 1:
         raise NadkitError(f"mosaics must be >= 1, got {mosaics}")
     sub = SubArchitectures.load(folder)
-    model, points, test = network_of(sub, device)
+    model, points, test = network_of(sub, device, allow_other_weights)
     cfg = sub.config
     binary = sub.binary()
     pred = predict(model, test, desc="accuracy (network)" if progress else None)

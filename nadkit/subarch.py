@@ -2,21 +2,23 @@
 
 A result folder holds ``masks.safetensors`` (one float32 tensor per mask point, key = point name,
 shape [classes, channels], values = sigmoid of the logits) and ``meta.json`` (classes, names,
-points in order, configuration, per-class status, nadkit version). While a run is under way,
-each finished class is written atomically to ``partial/`` so that a killed run resumes.
+points in order, configuration, per-class status, provenance, and the sha256 of every file of
+the result). ``meta.json`` is written last: it commits the result. While a run is under way, each
+finished class is written atomically to ``partial/`` so that a killed run resumes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -24,11 +26,53 @@ from .errors import NadkitError
 from .points import MaskPoint, point_widths
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (the directory entry itself is data)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _test_pause() -> None:
+    """Tests only: widen the window between writing a file and committing it (NADKIT_TEST_WRITE_DELAY s)."""
+    delay = os.environ.get("NADKIT_TEST_WRITE_DELAY")
+    if delay:
+        time.sleep(float(delay))
+
+
 def _atomic(path: Path, write) -> None:
-    """Write ``path`` via a temporary file and a rename, so readers never see half a file."""
+    """Write ``path`` via a temporary file, fsync and one rename, so readers (and a machine that lost
+    power) never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        _test_pause()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tensors_sha256(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 of named tensors (names, dtypes, shapes, values), independent of the file layout."""
+    h = hashlib.sha256()
+    for name, t in tensors.items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _read_masks(path: Path) -> dict[str, Tensor]:
@@ -36,8 +80,58 @@ def _read_masks(path: Path) -> dict[str, Tensor]:
         raise NadkitError(f"{path} not found; run `nadkit disentangle ... --out {path.parent}` first")
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise NadkitError(f"{path} is not a readable safetensors file ({e}); delete it and re-run nadkit disentangle") from e
+    except Exception as e:  # noqa: BLE001 - a damaged file is bad input, whatever the parser says
+        raise NadkitError(f"{path} is not a readable safetensors file ({_first_line(e)}); delete it and re-run "
+                          "nadkit disentangle") from None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+META_FIELDS = {"points": list, "classes": list, "class_names": list, "config": dict, "status": dict, "files": dict}
+
+
+def read_meta(folder: Path | str, older_ok: bool = False) -> dict:
+    """``folder/meta.json``, checked to be a result's: a JSON object with every field of the right type
+    (``older_ok``: or one written by an older nadkit, without checksums, which only a re-run may replace)."""
+    folder = Path(folder)
+    path = folder / "meta.json"
+    if not path.is_file():
+        raise NadkitError(f"{folder} holds no sub-architectures (no meta.json); run nadkit disentangle --out {folder}")
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        raise NadkitError(f"{path} is corrupt ({_first_line(e)}); delete {folder} and re-run nadkit disentangle") from None
+    if not isinstance(meta, dict):
+        raise NadkitError(f"{path} is corrupt (a JSON {type(meta).__name__}, not an object); delete {folder} "
+                          "and re-run nadkit disentangle")
+    if older_ok and "files" not in meta:
+        meta = dict(meta, files={})
+    if "config" in meta and "files" not in meta:
+        raise NadkitError(f"{path} was written by an older nadkit (no checksums of the result files); "
+                          f"re-run nadkit disentangle --out {folder}")
+    wrong = [k for k, t in META_FIELDS.items() if not isinstance(meta.get(k), t)]
+    if wrong:
+        raise NadkitError(f"{path} is corrupt ({wrong[0]!r} missing or not a {META_FIELDS[wrong[0]].__name__}); "
+                          f"delete {folder} and re-run nadkit disentangle")
+    if not all(isinstance(p, str) for p in meta["points"]) or \
+            not all(isinstance(c, int) and not isinstance(c, bool) for c in meta["classes"]) or \
+            not all(isinstance(n, str) for n in meta["class_names"]) or len(meta["class_names"]) != len(meta["classes"]):
+        raise NadkitError(f"{path} is corrupt (points, classes or class_names malformed); delete {folder} and re-run "
+                          "nadkit disentangle")
+    return meta
+
+
+def _check_files(folder: Path, files: dict) -> None:
+    """Every file the manifest lists has the sha256 recorded when the result was committed."""
+    for name, digest in files.items():
+        path = folder / str(name)
+        if Path(str(name)).name != name or not path.is_file():
+            raise NadkitError(f"{path} is missing, yet meta.json lists it; delete {folder} and re-run nadkit disentangle")
+        if file_sha256(path) != digest:
+            raise NadkitError(f"{path} does not match meta.json (its sha256 differs: changed or damaged after the "
+                              f"run); delete {folder} and re-run nadkit disentangle")
 
 
 @dataclass
@@ -49,6 +143,7 @@ class SubArchitectures:
     class_names: list[str]
     config: dict
     status: dict[str, dict]
+    provenance: dict | None = None  # what made them: nadkit, torch, device, the weights' sha256
 
     @property
     def points(self) -> list[str]:
@@ -79,47 +174,61 @@ class SubArchitectures:
                 raise NadkitError(f"masks at point {name!r} have {self.masks[name].shape[1]} channels, the network "
                                   f"has {w}; were they learned on another network?")
 
-    def save(self, folder: Path | str) -> Path:
+    def save(self, folder: Path | str, extra: dict[str, dict[str, Tensor]] | None = None) -> Path:
+        """Commit the result to ``folder`` in one step: an existing ``meta.json`` is removed first, each
+        file is written atomically, then ``meta.json``, which lists the sha256 of every file, is
+        renamed in last. A folder holds a result exactly when its ``meta.json`` does, and a kill at
+        any moment leaves either that result or none (never masks of one run and meta of another).
+        ``extra``: further safetensors files (name -> tensors), covered by the same checksums."""
         from . import __version__
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.float().contiguous() for k, v in self.masks.items()}
-        _atomic(folder / "masks.safetensors", lambda p: save_file(tensors, str(p)))
+        if (folder / "meta.json").exists():
+            (folder / "meta.json").unlink()  # the old result is no longer whole from here on
+            _fsync_dir(folder)
+        files = {"masks.safetensors": {k: v.float().contiguous() for k, v in self.masks.items()}}
+        files.update({name: {k: v.contiguous() for k, v in t.items()} for name, t in (extra or {}).items()})
+        digests = {}
+        for name, tensors in files.items():
+            _atomic(folder / name, lambda p, t=tensors: save_file(t, str(p)))
+            digests[name] = file_sha256(folder / name)
         meta = {"nadkit": __version__, "classes": self.classes, "class_names": self.class_names,
-                "points": self.points, "config": self.config, "status": self.status}
+                "points": self.points, "config": self.config, "status": self.status, "files": digests}
+        if self.provenance is not None:
+            meta["provenance"] = self.provenance
+        _test_pause()
         _atomic(folder / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=1) + "\n"))
         return folder
 
     @classmethod
     def load(cls, folder: Path | str) -> "SubArchitectures":
+        """The result in ``folder``, refused in one line unless ``meta.json`` is well formed and every
+        file it lists has the recorded sha256."""
         folder = Path(folder)
-        meta_path = folder / "meta.json"
-        if not meta_path.exists():
-            raise NadkitError(f"{folder} holds no sub-architectures (no meta.json); run nadkit disentangle --out {folder}")
-        try:
-            meta = json.loads(meta_path.read_text())
-            points, classes = meta["points"], meta["classes"]
-        except (ValueError, KeyError) as e:
-            raise NadkitError(f"{meta_path} is corrupt ({e}); delete {folder} and re-run nadkit disentangle") from e
+        meta = read_meta(folder)
+        _check_files(folder, meta["files"])
+        points, classes = meta["points"], meta["classes"]
         tensors = _read_masks(folder / "masks.safetensors")
         if set(tensors) != set(points):
             raise NadkitError(f"{folder}/masks.safetensors does not match meta.json (points differ); re-run disentangle")
         bad = [p for p in points if tensors[p].ndim != 2 or tensors[p].shape[0] != len(classes)]
         if bad:
             raise NadkitError(f"masks at point {bad[0]!r} are not [{len(classes)} classes, channels]; re-run disentangle")
-        return cls({p: tensors[p] for p in points}, classes, meta["class_names"], meta["config"], meta["status"])
+        return cls({p: tensors[p] for p in points}, classes, meta["class_names"], meta["config"], meta["status"],
+                   meta.get("provenance"))
 
 
 HISTORY = "history."  # key prefix of a class's optimisation history in its partial file
 
 
-def save_history(folder: Path | str, history: list[dict[str, Tensor]], points: Sequence[str]) -> None:
-    """``history.safetensors``: per class, the channels flipped at each step, ``flips`` [classes,
-    steps, points] (zero-padded after a class stopped), and the binarised masks every few steps,
-    ``snap.POINT`` [classes, snapshots, channels] (the last repeated after a class stopped)."""
+def history_tensors(history: list[dict[str, Tensor]], points: Sequence[str]) -> dict[str, Tensor]:
+    """The tensors of ``history.safetensors``: per class, the channels flipped at each step,
+    ``flips`` [classes, steps, points] (zero-padded after a class stopped), and the binarised
+    masks every few steps, ``snap.POINT`` [classes, snapshots, channels] (the last one repeated
+    after a class stopped). Empty when the run kept no history."""
     if not history or "flips" not in history[0]:
-        return
+        return {}
     steps = max(h["flips"].shape[0] for h in history)
     out = {"flips": torch.stack([torch.nn.functional.pad(h["flips"], (0, 0, 0, steps - h["flips"].shape[0]))
                                  for h in history])}
@@ -128,48 +237,90 @@ def save_history(folder: Path | str, history: list[dict[str, Tensor]], points: S
         if snaps[0] is not None:
             n = max(s.shape[0] for s in snaps)
             out[f"snap.{p}"] = torch.stack([torch.cat([s, s[-1:].expand(n - s.shape[0], -1)]) for s in snaps])
-    _atomic(Path(folder) / "history.safetensors",
-            lambda path: save_file(out, str(path), metadata={"points": json.dumps(list(points))}))
+    return out
 
 
 def load_history(folder: Path | str) -> dict[str, Tensor] | None:
-    """The history saved by ``save_history``, or None when the run kept none."""
+    """The optimisation history of a result (``history_tensors``), or None when it kept none."""
     path = Path(folder) / "history.safetensors"
     return load_file(str(path)) if path.exists() else None
 
 
 class PartialRun:
-    """Finished classes of a run in progress, one atomically written file each, keyed by config."""
+    """Finished classes of a run in progress, one atomically written file each. Each file carries
+    its run's configuration and the sha256 of its masks, so a damaged file or one of another run
+    is never taken for a finished class (it is computed again)."""
 
     def __init__(self, folder: Path | str, config: dict, create: bool = True):
-        """``create``: clear finished classes of another configuration and record this one (done by
-        one process only, when several share the folder)."""
+        """``create``: drop finished classes of another configuration and damaged ones, and record
+        this configuration (done by one process only, when several share the folder)."""
         self.dir = Path(folder) / "partial"
         self.config = config
         if not create:
             return
-        cfg_path = self.dir / "config.json"
-        if cfg_path.exists() and json.loads(cfg_path.read_text()) != config:
-            shutil.rmtree(self.dir)  # another configuration: its classes cannot be reused
+        if self.dir.exists() and not self.dir.is_dir():
+            raise NadkitError(f"{self.dir} is a file, not a folder of finished classes; remove it and re-run")
         self.dir.mkdir(parents=True, exist_ok=True)
-        _atomic(cfg_path, lambda p: p.write_text(json.dumps(config, indent=1)))
+        for path in self.dir.glob("class-*.safetensors"):
+            if self._read(path) is None:
+                path.unlink()  # another configuration's or damaged: its class cannot be reused
+        for tmp in self.dir.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)  # left by a killed run
+        _atomic(self.dir / "config.json", lambda p: p.write_text(json.dumps(config, indent=1)))
+
+    @staticmethod
+    def recorded_config(folder: Path | str) -> dict | None:
+        """The configuration recorded in ``folder/partial/config.json``; None when absent or unreadable."""
+        try:
+            cfg = json.loads((Path(folder) / "partial" / "config.json").read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        return cfg if isinstance(cfg, dict) else None
+
+    def _read(self, path: Path) -> tuple[dict[str, Tensor], dict] | None:
+        """(masks, status) of a class file of this configuration whose masks match its checksum; else None."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+                if json.loads(meta.get("config", "null")) != self.config:
+                    return None
+                masks = {k: f.get_tensor(k) for k in json.loads(meta["points"])}
+                status = json.loads(meta["status"])
+        except Exception:  # noqa: BLE001 - truncated, bit-flipped or not a safetensors file at all
+            return None
+        if tensors_sha256(masks) != meta.get("sha256") or not isinstance(status, dict):
+            return None
+        return masks, status
+
+    def present(self) -> list[int]:
+        """Classes that have a file, whole or not."""
+        found = []
+        for path in self.dir.glob("class-*.safetensors"):
+            try:
+                found.append(int(path.stem.split("-", 1)[1]))
+            except ValueError:
+                continue
+        return sorted(found)
 
     def done(self) -> list[int]:
-        return sorted(int(p.stem.split("-")[1]) for p in self.dir.glob("class-*.safetensors"))
+        """Classes whose file is whole and of this configuration."""
+        return [c for c in self.present() if self._read(self.dir / f"class-{c}.safetensors") is not None]
 
     def save(self, cls: int, masks: dict[str, Tensor], status: dict, history: dict[str, Tensor] | None = None) -> None:
         tensors = {k: v.float().contiguous() for k, v in masks.items()}
+        meta = {"status": json.dumps(status), "points": json.dumps(list(masks)),  # safetensors sorts keys
+                "config": json.dumps(self.config), "sha256": tensors_sha256(tensors)}
         tensors.update({f"{HISTORY}{k}": v.contiguous() for k, v in (history or {}).items()})
-        meta = {"status": json.dumps(status), "points": json.dumps(list(masks))}  # safetensors sorts keys
         _atomic(self.dir / f"class-{cls}.safetensors", lambda p: save_file(tensors, str(p), metadata=meta))
 
     def load(self, cls: int) -> tuple[dict[str, Tensor], dict]:
-        from safetensors import safe_open
-
-        path = self.dir / f"class-{cls}.safetensors"
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata()
-            return {k: f.get_tensor(k) for k in json.loads(meta["points"])}, json.loads(meta["status"])
+        got = self._read(self.dir / f"class-{cls}.safetensors")
+        if got is None:
+            raise NadkitError(f"{self.dir}/class-{cls}.safetensors is damaged or of another run; delete it and "
+                              "re-run the same nadkit disentangle command to compute it again")
+        return got
 
     def load_history(self, cls: int) -> dict[str, Tensor]:
         """The optimisation history saved with class ``cls`` (empty if none was kept)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import fashion_mnist
-from .networks import MODELS_DIR, build_network, check_arch
+from .errors import NadkitError
+from .networks import build_network, check_arch, weights_sha256
+from .subarch import _atomic, _fsync_dir
 
 
 @torch.no_grad()
@@ -24,10 +28,36 @@ def accuracy(model: nn.Module, images, labels, batch: int = 1000) -> float:
     return correct / len(labels)
 
 
+def default_out(arch: str) -> Path:
+    """A new folder under ``runs/`` for a training run: never the shipped ``data/models``."""
+    stem = Path("runs") / f"train-{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, n = stem, 1
+    while out.exists():
+        n += 1
+        out = stem.with_name(f"{stem.name}-{n}")
+    return out
+
+
 def train_network(arch: str, epochs: int = 3, seed: int = 0, batch: int = 128, lr: float = 0.1,
-                  out: Path | None = None) -> dict:
-    """Train the embedded ``arch`` on Fashion-MNIST; write ``out/arch.safetensors`` and its card."""
+                  out: Path | str | None = None) -> dict:
+    """Train the embedded ``arch`` on Fashion-MNIST; write ``out/arch.safetensors`` and its card.
+
+    ``out`` defaults to a new folder under ``runs/``; the shipped networks in ``data/models`` are
+    replaced only when ``out`` names that folder explicitly. Written atomically either way.
+    """
     check_arch(arch)
+    if epochs < 1 or batch < 1 or not lr > 0:
+        raise NadkitError(f"epochs and batch must be >= 1 and lr > 0, got {epochs}, {batch} and {lr}")
+    out = Path(out) if out is not None else default_out(arch)
+    if out.exists() and not out.is_dir():
+        raise NadkitError(f"--out {out} is a file; name a folder for {arch}.safetensors and {arch}.json")
+    model, card = _fit(arch, epochs, seed, batch, lr)
+    save_network(model, card, out)
+    return card
+
+
+def _fit(arch: str, epochs: int, seed: int, batch: int, lr: float) -> tuple[nn.Module, dict]:
+    """The training itself: seeded SGD with a one-cycle schedule; the model and its card."""
     torch.manual_seed(seed)
     train, test = fashion_mnist("train"), fashion_mnist("test")
     x_test = test.load(torch.arange(len(test)))
@@ -62,11 +92,36 @@ def train_network(arch: str, epochs: int = 3, seed: int = 0, batch: int = 128, l
         "parameters": sum(p.numel() for p in model.parameters()),
         "torch": torch.__version__,
     }
-    out = Path(out or MODELS_DIR)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"{arch}.safetensors"))
-    card_path = out / f"{arch}.json"
-    old = json.loads(card_path.read_text()) if card_path.exists() else {}
-    card["nad"] = old.get("nad", {})
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return card
+    return model, card
+
+
+def save_network(model: nn.Module, card: dict, out: Path) -> None:
+    """Write ``ARCH.safetensors`` and ``ARCH.json`` (which records the weights' sha256) into ``out``.
+
+    A new folder is written whole under a temporary name and renamed once. Into an existing folder
+    each file is renamed in, weights first: a pair cut between the two renames is caught on load,
+    the card's sha256 not matching the weights."""
+    arch = card["arch"]
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    card = dict(card, weights_sha256=weights_sha256(model))
+    old_card = out / f"{arch}.json"
+    try:
+        old = json.loads(old_card.read_text()) if old_card.exists() else {}
+    except (OSError, ValueError):
+        old = {}
+    card["nad"] = old.get("nad", {}) if isinstance(old, dict) else {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            _atomic(tmp / f"{arch}.safetensors", lambda p: save_file(state, str(p)))
+            _atomic(tmp / f"{arch}.json", lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
+            os.replace(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _fsync_dir(out.parent)
+        return
+    _atomic(out / f"{arch}.safetensors", lambda p: save_file(state, str(p)))
+    _atomic(out / f"{arch}.json", lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))

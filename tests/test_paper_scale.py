@@ -59,6 +59,31 @@ def test_pth_weights_are_read_with_weights_only(tmp_path):
         load_network("vgg16", "imagefolder:/x", weights=str(tmp_path / "w.pth"), num_classes=4)
 
 
+class Payload:
+    """Unpickling this runs ``_mark(path)``: a .pth that would execute code if read without weights_only."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (_mark, (str(self.path),))
+
+
+def _mark(path):
+    open(path, "w").write("ran")
+
+
+def test_a_pth_that_would_run_code_is_refused_without_running_it(tmp_path):
+    marker, evil = tmp_path / "marker", tmp_path / "evil.pth"
+    torch.save({"conv1.weight": Payload(marker)}, evil)
+    torch.load(evil, weights_only=False)  # the payload is real: a plain load runs it
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(NadkitError, match="not a readable plain state dict"):
+        load_network("resnet50", "imagefolder:/x", weights=str(evil), num_classes=4)
+    assert not marker.exists()
+
+
 @pytest.fixture
 def folder(tmp_path):
     """ROOT/{train,val}/<class>/*.png: four classes of coloured noise, and one corrupt image."""

@@ -47,7 +47,16 @@ def test_masks_of_ones_change_nothing_and_each_image_uses_its_own_row(arch):
     assert torch.allclose(plain, same, atol=1e-5)
     assert torch.allclose(mixed[[0, 2]], plain[[0, 2]], atol=1e-5)
     assert (mixed[[1, 3]] - plain[[1, 3]]).abs().max() > 1e-6
-    assert all(not h for h in model._forward_hooks.values())  # hooks are removed afterwards
+    assert not any(m._forward_hooks for m in model.modules())  # hooks (on the points' modules) are removed
+
+
+def test_hooks_are_removed_even_when_the_forward_fails():
+    model = build_network("vgg16").eval()
+    points = mask_points("vgg16", model)
+    with pytest.raises(RuntimeError), masked(model, points, record=[]):
+        assert sum(len(m._forward_hooks) for m in model.modules()) == len(points)  # the check can fail
+        model(torch.zeros(1, 3, 32, 32))  # wrong channel count
+    assert not any(m._forward_hooks for m in model.modules())
 
 
 def test_record_collects_each_point_in_order(vgg):

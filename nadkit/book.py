@@ -119,7 +119,7 @@ def _spec(cfg: dict) -> pipeline.Spec:
 def run_dir(config: dict) -> Path:
     """The folder of a run: shipped in ``data/results/`` when there, else under ``runs/book/``."""
     name = f"{config['arch']}-{_key(config)}"
-    return SHIPPED / name if (SHIPPED / name / "meta.json").exists() else results_root() / name
+    return SHIPPED / name if (SHIPPED / name).is_dir() else results_root() / name
 
 
 def _cache(out: Path, name: str) -> Path:
@@ -184,13 +184,19 @@ def evaluated(source: str, s: Settings, progress: bool = True, protocol: str = "
 
 def elbow(arch: str, s: Settings, progress: bool = True) -> dict:
     """The Elbow sweep of embedded ``arch`` on converged masks (the card's beta is its knee), cached."""
+    cfg = elbow_config(arch, s)
+    return pipeline.elbow(_spec(cfg), run_dir(cfg), progress=progress, betas=ELBOW_BETAS,
+                          n_classes=ELBOW_CLASSES)
+
+
+def elbow_config(arch: str, s: Settings) -> dict:
+    """The configuration (and cache key) of the Elbow sweep of ``arch``."""
     cfg = dict(s.run_config(arch), beta="elbow", seed=0)
     cfg.pop("snapshot_every", None)
     if profile() == "smoke":
         cfg["steps"] = SMOKE["elbow_steps"]
         cfg.pop("max_steps", None)
-    return pipeline.elbow(_spec(cfg), run_dir(cfg), progress=progress, betas=ELBOW_BETAS,
-                          n_classes=ELBOW_CLASSES)
+    return cfg
 
 
 def _controls(out: Path, s: Settings, progress: bool) -> dict:
@@ -263,7 +269,7 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None) -> lis
     used = []
     for arch in tqdm(archs or s.archs, desc=f"book results ({profile()} profile)", unit="network"):
         elbow(arch, s)
-        used.append(run_dir(dict(s.run_config(arch), beta="elbow", seed=0)))
+        used.append(run_dir(elbow_config(arch, s)))
         for protocol in ("paper", "authors"):
             evaluated(arch, s, protocol=protocol)
         controls(arch, s)
@@ -356,6 +362,7 @@ def convergence_study(arch: str, s: Settings, smooth: int = 50) -> dict:
     hists = [load_history(f) for f in folders(arch, s, progress=False)]
     widths = torch.tensor([m.shape[1] for m in subs[0].masks.values()], dtype=torch.float32)
     flips = hists[0]["flips"].float() / widths  # [classes, steps, points]
+    smooth = max(1, min(smooth, flips.shape[1]))
     steps = flips.shape[1] // smooth * smooth
     smoothed = flips[:, :steps].mean(0).view(-1, smooth, len(widths)).mean(1)  # [windows, points]
     agreement = None

@@ -44,7 +44,7 @@ def test_meta_json_records_provenance(tmp_path, weights):
     prov = meta["provenance"]
     assert prov["weights_sha256"] == sha and prov["nadkit"] == __version__ and prov["torch"] == torch.__version__
     assert prov["device"] == "cpu"
-    assert set(meta["files"]) == {"masks.safetensors"}
+    assert set(meta["files"]) == {"masks.safetensors", "history.safetensors"}
 
 
 def test_evaluate_refuses_masks_of_other_weights(tmp_path, weights, capsys):

@@ -17,9 +17,10 @@ book: setup
 test: setup
 	NADKIT_PROFILE=smoke $(BIN)/python -m pytest --nbmake tests book
 
-# recompute every result the book ships in data/results/, from scratch (hours on two cores)
+# recompute every result the book ships in data/results/, from scratch (hours of CPU), with one
+# thread as they were made (a convolution's sums, so the last bits, depend on the thread count)
 reproduce: setup
-	$(BIN)/python -m nadkit.book reproduce
+	OMP_NUM_THREADS=1 $(BIN)/python -m nadkit.book reproduce
 
 bench: setup
 	$(BIN)/python benchmarks/nad_throughput.py

@@ -127,3 +127,28 @@ def test_knee_of_a_convex_curve():
     removed = [0.0, 0.3, 0.5, 0.6, 0.65, 0.7]
     loss = [0.0, 0.01, 0.03, 0.2, 0.6, 1.0]
     assert knee(removed, loss) == 2
+
+
+def test_a_run_records_per_class_steps_state_and_history(tmp_path):
+    from nadkit import pipeline
+    from nadkit.subarch import load_history
+
+    spec = pipeline.Spec("vgg16", classes="0,1", beta=0.3, steps="auto", max_steps=200, batch_per_class=4,
+                         snapshot_every=100)
+    sub = pipeline.disentangle(spec, tmp_path / "r", progress=False)
+    assert sub.config["steps"] == "auto" and sub.config["convergence"]["max_steps"] == 200
+    for st in sub.status.values():
+        assert st["state"] in ("converged", "max_steps") and st["steps"] == 200
+    history = load_history(tmp_path / "r")
+    assert history["flips"].shape == (2, 200, len(sub.points)) and history["flips"].sum() > 0
+    assert history["snap.conv5_3"].shape[:2] == (2, 2)
+    assert torch.equal(history["snap.conv5_3"][:, -1].bool(), sub.masks["conv5_3"] > 0.5)
+
+
+def test_paper_scale_defaults_are_the_authors():
+    from nadkit.paper import authors_defaults
+
+    assert authors_defaults("vgg16", "imagefolder:/data/imagenet")["beta"] == 4.5
+    assert authors_defaults("vgg16", "imagefolder:/data/Places365")["beta"] == 5.0
+    assert authors_defaults("darts", "imagefolder:/x/places365_standard")["beta"] == 0.20
+    assert authors_defaults("resnet50", "imagefolder:/x")["passes"] == 21

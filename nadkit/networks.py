@@ -342,13 +342,17 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
     """
     check_arch(arch)
     if dataset == "fashion-mnist":
-        model = build_network(arch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # "none": the same random weights every time (seed 0), so results can be checked
+            model = build_network(arch)
         if weights != "none":
             load_weights(model, weights or MODELS_DIR / f"{arch}.safetensors", arch)
     elif dataset.startswith("imagefolder:"):
         from .paper import build_paper_network, torchvision_state
 
-        model = build_paper_network(arch, num_classes)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_paper_network(arch, num_classes)
         if weights in (None, "torchvision"):
             fit_state(model, torchvision_state(arch), "from torchvision", arch)
         elif weights != "none":

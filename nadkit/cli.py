@@ -124,6 +124,9 @@ def print_report(r: dict) -> None:
 def run(args: argparse.Namespace) -> None:
     from . import pipeline
 
+    if getattr(args, "out", None) == "" or getattr(args, "folder", None) == "":
+        raise NadkitError("an empty folder name was given; name the folder (e.g. --out runs/vgg16)")
+
     if args.command == "train":
         from .networks import check_arch
         from .train import train_network

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -248,15 +247,16 @@ class Ranks:
         if self.world > 1:
             import torch.distributed as dist
 
+            self._lock = threading.Lock()
             try:
                 if not dist.is_initialized():
                     dist.init_process_group("gloo", timeout=timedelta(seconds=self.timeout))
                 self.store = dist.distributed_c10d._get_default_store()
+                self._beat()
             except (RuntimeError, ValueError) as e:  # DistStoreError and friends
                 raise NadkitError(f"rank {self.rank}: not all {self.world} torchrun processes joined within "
-                                  f"{self.timeout:g} s ({str(e).splitlines()[0][:120]}); re-run the same command") from None
-            self._lock = threading.Lock()
-            self._beat()
+                                  f"{self.timeout:g} s ({str(e).strip().splitlines()[0][:120]}); re-run the same "
+                                  "command") from None
             threading.Thread(target=self._heart, daemon=True).start()
 
     def _beat(self) -> None:
@@ -301,7 +301,7 @@ class Ranks:
                     seen[r] = (beats[r], now)
                 elif r not in arrived and now - seen[r][1] > self.timeout:
                     raise NadkitError(f"rank {r} of {self.world} stopped answering for {self.timeout:g} s before "
-                                      f"reaching {step!r} (it died or hung); rank {self.rank} stops too. Finished "
+                                      f"reaching {step!r} (it died or was stopped); rank {self.rank} stops too. Finished "
                                       "classes are saved: re-run the same command to resume (NADKIT_DIST_TIMEOUT sets "
                                       "the wait)")
             time.sleep(min(0.5, self.timeout / 20))

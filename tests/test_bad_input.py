@@ -112,6 +112,8 @@ def test_out_naming_an_existing_file(tmp_path, capsys):
     assert out.read_text() == "keep me"
     assert "no meta.json" in error_of(capsys, ["evaluate", str(out)])
     assert "no partial/" in error_of(capsys, ["merge", str(out)])
+    assert "empty folder name" in error_of(capsys, VGG + FAST + ["--out", ""])  # not the current folder
+    assert "empty folder name" in error_of(capsys, ["evaluate", ""])
 
 
 def cut_run(tmp_path, monkeypatch) -> "Path":  # noqa: F821

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .darts import DARTS
 from .errors import NadkitError
-from .sanity import randomize_top, untrained
+from .sanity import CASCADE_SEED, randomize_top, untrained
 
 ARCHS = ("vgg16", "resnet50", "densenet121", "darts")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
@@ -246,7 +246,7 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
             if not blocks.isdigit():
                 raise NadkitError(f"--weights {weights}: say how many top blocks to re-initialise, e.g. randomized:2")
             load_weights(model, MODELS_DIR / f"{arch}.safetensors", arch)
-            randomize_top(model, untrained(lambda: build_network(arch)), arch, int(blocks))
+            randomize_top(model, untrained(lambda: build_network(arch), CASCADE_SEED), arch, int(blocks))
         elif weights != "none":
             load_weights(model, weights or MODELS_DIR / f"{arch}.safetensors", arch)
     elif dataset.startswith("imagefolder:"):

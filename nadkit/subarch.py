@@ -286,13 +286,15 @@ class PartialRun:
                 meta = f.metadata() or {}
                 if json.loads(meta.get("config", "null")) != self.config:
                     return None
-                masks = {k: f.get_tensor(k) for k in json.loads(meta["points"])}
+                points = json.loads(meta["points"])
+                history = sorted(k for k in f.keys() if k.startswith(HISTORY))
+                tensors = {k: f.get_tensor(k) for k in points + history}  # in the order they were written
                 status = json.loads(meta["status"])
         except Exception:  # noqa: BLE001 - truncated, bit-flipped or not a safetensors file at all
             return None
-        if tensors_sha256(masks) != meta.get("sha256") or not isinstance(status, dict):
+        if tensors_sha256(tensors) != meta.get("sha256") or not isinstance(status, dict):
             return None
-        return masks, status
+        return {k: tensors[k] for k in points}, status
 
     def present(self) -> list[int]:
         """Classes that have a file, whole or not."""
@@ -310,9 +312,9 @@ class PartialRun:
 
     def save(self, cls: int, masks: dict[str, Tensor], status: dict, history: dict[str, Tensor] | None = None) -> None:
         tensors = {k: v.float().contiguous() for k, v in masks.items()}
+        tensors.update({f"{HISTORY}{k}": history[k].contiguous() for k in sorted(history or {})})
         meta = {"status": json.dumps(status), "points": json.dumps(list(masks)),  # safetensors sorts keys
                 "config": json.dumps(self.config), "sha256": tensors_sha256(tensors)}
-        tensors.update({f"{HISTORY}{k}": v.contiguous() for k, v in (history or {}).items()})
         _atomic(self.dir / f"class-{cls}.safetensors", lambda p: save_file(tensors, str(p), metadata=meta))
 
     def load(self, cls: int) -> tuple[dict[str, Tensor], dict]:

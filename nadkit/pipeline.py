@@ -159,7 +159,6 @@ def _prepare(spec: Spec):
         config["snapshot_every"] = s.snapshot_every
     if s.dataset != "fashion-mnist":
         config["image_size"], config["decode"] = s.image_size, s.decode  # decoders differ in the last bits
-    config["weights_sha256"] = weights_sha256(model)
     nad = NAD(model, points, beta=0.0, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
               objective=s.objective, seed=s.seed, input_shape=s.input_shape(), workers=s.workers,
               precision=s.precision, decode_on_device=s.decode == "device", convergence=convergence,

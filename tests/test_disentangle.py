@@ -36,7 +36,7 @@ def test_every_network_class_batched_equals_one_class_at_a_time(arch, train_data
     start = [torch.stack(z) > 0 for z in zip(*(initial_logits(nad.widths, 0, c) for c in classes))]
     assert any(not torch.equal(s, m > 0.5) for s, m in zip(start, together.masks))
     for a, b in zip(together.masks, apart.masks):  # (12 steps of a deep net amplify the last bits)
-        assert (a - b).abs().max() < 1e-4 and torch.equal(a > 0.5, b > 0.5)
+        assert (a - b).abs().max() < 1e-3 and torch.equal(a > 0.5, b > 0.5)
 
 
 def test_until_convergence_classes_stop_on_their_own(vgg, train_data):

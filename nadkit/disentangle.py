@@ -210,7 +210,7 @@ class NAD:
         state = [lg > 0 for lg in logits]               # binarised masks: sigmoid > 0.5
         anchor = list(state)                            # the binarised masks at the last check
         calm = torch.zeros(k, dtype=torch.long)          # checks passed in a row
-        flips = torch.zeros(k, self.max_steps, len(self.points), dtype=torch.int16)
+        flips = torch.zeros(k, self.max_steps, len(self.points), dtype=torch.int16, device=dev)  # on the device: no sync per step
         snaps: list[list[Tensor]] = [[] for _ in self.points]
         allowed = conv.allowed(self.widths).to(dev)
         sampler = ClassBatches(data, classes, n, self.seed)
@@ -226,7 +226,7 @@ class NAD:
             unreadable[jobs] += bad.view(len(jobs), n).sum(1)
             for i, lg in enumerate(logits):
                 now = lg > 0
-                flips[:, t, i] = (now != state[i]).sum(1).cpu().to(torch.int16)
+                flips[:, t, i] = (now != state[i]).sum(1).to(torch.int16)
                 state[i] = now
                 if self.snapshot_every and (t + 1) % self.snapshot_every == 0:
                     snaps[i].append(now.cpu())
@@ -246,7 +246,7 @@ class NAD:
                 break
         snapshots = [torch.stack(s, 1) for s in snaps] if self.snapshot_every and snaps[0] else None
         return NADResult([torch.sigmoid(lg).cpu() for lg in logits], skipped, rec, unreadable, taken, converged,
-                         flips[:, :taken.max()], snapshots)
+                         flips[:, :taken.max()].cpu(), snapshots)
 
     def _precision(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)

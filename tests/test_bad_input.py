@@ -11,6 +11,7 @@ import torch
 from nadkit import pipeline
 from nadkit.cli import main
 from nadkit.networks import MODELS_DIR, build_network
+from payload import Payload
 
 FAST = ["--steps", "2", "--batch-per-class", "2", "--classes", "0,1"]
 VGG = ["disentangle", "--arch", "vgg16"]
@@ -42,20 +43,6 @@ def result(tmp_path_factory):
 def copy(result, tmp_path):
     shutil.copytree(result, tmp_path / "run")
     return tmp_path / "run"
-
-
-class Payload:
-    """Unpickling this writes a marker file: a pickle that runs code when loaded."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (_mark, (str(self.path),))
-
-
-def _mark(path):
-    open(path, "w").write("ran")
 
 
 def test_pth_files_that_are_not_plain_state_dicts(tmp_path, capsys):

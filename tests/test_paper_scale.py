@@ -18,6 +18,7 @@ from nadkit.imagefolder import ImageFolderData
 from nadkit.networks import load_network
 from nadkit.points import mask_points, point_widths
 from nadkit.subarch import SubArchitectures
+from payload import Payload
 
 POINTS = {"vgg16": 13, "resnet50": 17, "densenet121": 8, "darts": 16}
 WIDTHS = {"vgg16": [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512],
@@ -57,20 +58,6 @@ def test_pth_weights_are_read_with_weights_only(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     with pytest.raises(NadkitError, match="do not fit the vgg16"):
         load_network("vgg16", "imagefolder:/x", weights=str(tmp_path / "w.pth"), num_classes=4)
-
-
-class Payload:
-    """Unpickling this runs ``_mark(path)``: a .pth that would execute code if read without weights_only."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (_mark, (str(self.path),))
-
-
-def _mark(path):
-    open(path, "w").write("ran")
 
 
 def test_a_pth_that_would_run_code_is_refused_without_running_it(tmp_path):

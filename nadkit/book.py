@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import torch
 from . import pipeline
 from .data import REPO_ROOT
 from .disentangle import ELBOW_BETAS
-from .metrics import class_accuracy, cross_accuracy, hit_rate, predict, random_like
+from .metrics import class_accuracy, collapsed, cross_accuracy, hit_rate, predict, random_like
 from .networks import ARCHS, load_network, model_card, weights_sha256
 from .subarch import SubArchitectures, load_history
 
@@ -199,6 +199,22 @@ def elbow_config(arch: str, s: Settings) -> dict:
     return cfg
 
 
+def beta_choice(arch: str, s: Settings, progress: bool = True) -> dict:
+    """The cards' rule for beta: the Elbow knee, lowered along the grid while the first seed's run
+    of every class at it leaves a class's sub-architecture collapsed (a point that keeps no
+    channel: such a class is predicted from a constant, whatever the image)."""
+    sweep = elbow(arch, s, progress)
+    tried = []
+    for b in sorted((b for b in sweep["betas"] if b <= sweep["beta"]), reverse=True):
+        out = folder(arch, replace(s, beta=b), s.seeds[0], progress=progress)
+        sub = SubArchitectures.load(out)
+        tried.append({"beta": b, "collapsed": [c for c, x in zip(sub.classes, collapsed(sub.binary()).tolist()) if x],
+                      "folder": out})
+        if not tried[-1]["collapsed"]:
+            break
+    return {"knee": sweep["beta"], "beta": tried[-1]["beta"], "tried": tried}
+
+
 def _controls(out: Path, s: Settings, progress: bool) -> dict:
     random_mosaics = max(1, s.mosaics // 4)  # a baseline: 250 of the 1,000 mosaics pin it to about 0.01
     path = _cache(out, f"controls-{_key({'mosaics': random_mosaics, 'top': s.top, 'seed': 0})}.json")
@@ -268,8 +284,11 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None) -> lis
     s = s or Settings.of()
     used = []
     for arch in tqdm(archs or s.archs, desc=f"book results ({profile()} profile)", unit="network"):
-        elbow(arch, s)
         used.append(run_dir(elbow_config(arch, s)))
+        if profile() == "full" and s.beta is None:
+            used += [t["folder"] for t in beta_choice(arch, s)["tried"]]
+        else:
+            elbow(arch, s)
         for protocol in ("paper", "authors"):
             evaluated(arch, s, protocol=protocol)
         controls(arch, s)
@@ -309,15 +328,19 @@ def choose_beta(arch: str, max_steps: int = 2000) -> dict:
     card["nad"] = {"steps": "auto", "max_steps": max_steps, "lr": 0.1, "batch_per_class": 16,
                    "beta": card["nad"].get("beta")}
     path.write_text(json.dumps(card, indent=2) + "\n")
-    sweep = elbow(arch, Settings.of(archs=arch))
-    card["nad"]["beta"] = sweep["beta"]
+    s = Settings.of(archs=arch)
+    sweep, choice = elbow(arch, s), beta_choice(arch, s)
+    card["nad"]["beta"] = choice["beta"]
     card["nad"]["beta_from"] = {
         "method": "Elbow: Kneedle knee of the binarised masks' loss (cross-entropy + relative "
-                  "reconstruction error) against log10(beta)",
+                  "reconstruction error) against log10(beta), lowered along the grid while a class's "
+                  "sub-architecture collapses (keeps no channel at some point) at seed 0",
         "betas": sweep["betas"], "classes": sweep["classes"], "steps": sweep["steps"],
-        "max_steps": sweep["max_steps"], "seed": 0, "command": f"python -m nadkit.book beta {arch}"}
+        "max_steps": sweep["max_steps"], "seed": 0, "knee": choice["knee"],
+        "collapsed": {str(t["beta"]): t["collapsed"] for t in choice["tried"]},
+        "command": f"python -m nadkit.book beta {arch}"}
     path.write_text(json.dumps(card, indent=2) + "\n")
-    return sweep
+    return choice
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -370,13 +393,16 @@ def convergence_study(arch: str, s: Settings, smooth: int = 50) -> dict:
         n = min(h[f"snap.{subs[0].points[0]}"].shape[1] for h in hists)
         agreement = [[float(same_class_agreement([[h[f"snap.{p}"][:, t].bool()] for h in hists])[:, 0].mean())
                       for t in range(n)] for p in subs[0].points]
-    final = same_class_agreement([sub.binary() for sub in subs]).mean(0) if len(subs) > 1 else None
+    per_class = same_class_agreement([sub.binary() for sub in subs]) if len(subs) > 1 else None
+    final = per_class.mean(0) if per_class is not None else None
     taken = [[st.get("steps") for st in sub.status.values()] for sub in subs]
     states = [[st.get("state") for st in sub.status.values()] for sub in subs]
     return {"points": subs[0].points, "flip_steps": [smooth * (i + 0.5) for i in range(len(smoothed))],
             "flips": smoothed.T.tolist(), "snapshot_steps": [SNAPSHOT_EVERY * (t + 1) for t in range(
                 len(agreement[0]) if agreement else 0)], "agreement": agreement,
-            "final_agreement": final.tolist() if final is not None else None, "steps": taken, "states": states,
+            "final_agreement": final.tolist() if final is not None else None,
+            "final_per_class": per_class.tolist() if per_class is not None else None,
+            "class_names": subs[0].class_names, "steps": taken, "states": states,
             "max_steps": subs[0].config.get("convergence", {}).get("max_steps")}
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``nadkit train | disentangle | evaluate``. Bad input ends in one line and exit 2."""
+"""Command line: ``nadkit train | disentangle | points | merge | evaluate``. Bad input ends in one line and exit 2."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from .errors import NadkitError
 from .networks import ARCHS
 
+ARCH_HELP = (f"one of {', '.join(ARCHS)} (embedded), torchvision:NAME, timm:NAME, or package.module:function "
+             "(a callable that returns the nn.Module)")
 NO_TRACEBACK = (NadkitError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
@@ -56,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                "runs/; pass --out data/models to replace the shipped network)")
 
     d = sub.add_parser("disentangle", help="learn per-class sub-architectures into --out")
-    d.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHS)}")
+    d.add_argument("--arch", required=True, help=ARCH_HELP)
+    d.add_argument("--points", default=None,
+                   help="auto (the outputs of the stem, every block and the last feature map; the default for "
+                        "networks by string) or comma-separated module names (see nadkit points); default for "
+                        f"{', '.join(ARCHS)}: the authors' points")
     d.add_argument("--dataset", default="fashion-mnist")
     d.add_argument("--classes", default="all", help="'all' or comma-separated class ids, e.g. 0,3,5")
     d.add_argument("--beta", type=beta_arg, default=None, help="a number, or 'elbow' (default: the network card's)")
@@ -82,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True)
     d.add_argument("--allow-other-weights", action="store_true",
                    help="replace results in --out learned on other weights of the network (refused otherwise)")
+
+    q = sub.add_parser("points", help="list a network's candidate mask points, their output shapes, and which "
+                                      "--points auto picks")
+    q.add_argument("--arch", required=True, help=ARCH_HELP)
+    q.add_argument("--dataset", default="fashion-mnist")
+    q.add_argument("--image-size", type=int, default=224, help="image folders: image side")
 
     m = sub.add_parser("merge", help="assemble finished classes in DIR/partial into the result (after torchrun "
                                      "on machines that did not share a file system)")
@@ -121,6 +133,28 @@ def print_report(r: dict) -> None:
           f"dif {100 * m['dif']:+.2f}  over {len(m['classes'])} classes")
 
 
+def print_points(arch: str, dataset: str, image_size: int = 224) -> None:
+    """``nadkit points``: every module with a 4-D output, its shape, and the auto rule's choice."""
+    from . import pipeline
+    from .anynet import input_channels, is_external
+    from .findpoints import auto_points, candidates
+
+    spec = pipeline.Spec(arch, dataset, image_size=image_size, weights="none")
+    classes = len(pipeline.split(spec, "test").class_names)
+    model, _ = pipeline.network(arch, dataset, "none", "cpu", classes, "auto", image_size)
+    shape = spec.input_shape(input_channels(model))
+    auto = {p.module for p in auto_points(model, shape)}
+    authors = set() if is_external(arch) else {p.module for p in pipeline.mask_points(arch, model)}
+    print(f"{arch} on {list(shape)} images: * = --points auto" + ("" if is_external(arch) else ", A = the authors'"))
+    for o in candidates(model, shape):
+        mark = ("*" if o.name in auto else " ") + ("A" if o.name in authors else " ")
+        print(f"{mark} {o.name:<36}{o.kind:<24}{str(list(o.shape[1:])):<18}{o.problem or ''}")
+    if authors and authors != auto:
+        print(f"auto differs from the authors' points: {len(auto - authors)} only in auto "
+              f"({', '.join(sorted(auto - authors)[:4])}), {len(authors - auto)} only in the authors' "
+              f"({', '.join(sorted(authors - auto)[:4])})")
+
+
 def run(args: argparse.Namespace) -> None:
     from . import pipeline
 
@@ -133,8 +167,8 @@ def run(args: argparse.Namespace) -> None:
 
         from .train import default_out
 
-        out = args.out or default_out(check_arch(args.arch))
-        card = train_network(check_arch(args.arch), epochs=args.epochs, seed=args.seed, out=out)
+        out = args.out or default_out(check_arch(args.arch, external=False))
+        card = train_network(check_arch(args.arch, external=False), epochs=args.epochs, seed=args.seed, out=out)
         print(json.dumps(card, indent=1))
         print(f"{args.arch} written to {out}", file=sys.stderr)
     elif args.command == "disentangle":
@@ -143,6 +177,8 @@ def run(args: argparse.Namespace) -> None:
         if int(os.environ.get("RANK", 0)) == 0:
             print(f"{len(sub.classes)} sub-architectures of {args.arch} in {args.out} "
                   f"(beta {sub.config['beta']}, {sub.kept().mean().item():.1%} of channels kept on average)")
+    elif args.command == "points":
+        print_points(args.arch, args.dataset, args.image_size)
     elif args.command == "merge":
         sub = pipeline.merge(args.folder, allow_other_weights=args.allow_other_weights)
         print(f"merged {len(sub.classes)} classes into {args.folder}")

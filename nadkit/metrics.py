@@ -178,6 +178,12 @@ def misjudgment(conf: Tensor, sim: Tensor, classes: Sequence[int], min_rate: flo
             "min_rate": min_rate}
 
 
+def collapsed(binary: Sequence[Tensor]) -> Tensor:
+    """Per class [K]: whether its sub-architecture keeps no channel at some point, so that all
+    after that point is a constant and it predicts one class whatever the input."""
+    return torch.stack([b.sum(1) == 0 for b in binary], 1).any(1)
+
+
 def random_like(binary: Sequence[Tensor], seed: int = 0) -> list[Tensor]:
     """Random sub-architectures with the same number of kept channels per class and point:
     the control that tells what sparsity alone explains."""

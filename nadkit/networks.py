@@ -156,15 +156,22 @@ class DenseNet121(nn.Module):
 BUILDERS = {"vgg16": VGG16, "resnet50": ResNet50, "densenet121": DenseNet121, "darts": DARTS}
 
 
-def check_arch(arch: str) -> str:
+def check_arch(arch: str, external: bool = True) -> str:
+    """``arch`` if it names an embedded topology (or, with ``external``, a network by string)."""
+    from .anynet import is_external, split_arch
+
+    if external and is_external(arch):
+        split_arch(arch)
+        return arch
     if arch not in BUILDERS:
-        raise NadkitError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
+        more = ", torchvision:NAME, timm:NAME or package.module:function" if external else ""
+        raise NadkitError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}{more}")
     return arch
 
 
 def build_network(arch: str, num_classes: int = 10) -> nn.Module:
     """A freshly initialised embedded network of topology ``arch``."""
-    return BUILDERS[check_arch(arch)](num_classes=num_classes)
+    return BUILDERS[check_arch(arch, external=False)](num_classes=num_classes)
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -236,10 +243,17 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
     Embedded (``fashion-mnist``): the shipped weights unless ``weights`` names a file, "none"
     (untrained) or "randomized:K" (top K blocks re-initialised: ``nadkit.sanity``). Paper scale
     (``imagefolder:ROOT``): torchvision's network with ``weights`` "torchvision" (default, from the
-    user's cache), a file, or "none" (random).
+    user's cache), a file, or "none" (random). Any other network by string (``nadkit.anynet``):
+    weights from the library's cache (default), a file, or "none".
     """
+    from .anynet import is_external, load_external
+
     check_arch(arch)
-    if dataset == "fashion-mnist":
+    if is_external(arch):
+        if dataset not in ("fashion-mnist",) and not dataset.startswith("imagefolder:"):
+            raise NadkitError(f"unknown dataset {dataset!r}; use fashion-mnist or imagefolder:ROOT")
+        model = load_external(arch, weights, num_classes)
+    elif dataset == "fashion-mnist":
         model = untrained(lambda: build_network(arch))
         if isinstance(weights, str) and weights.startswith("randomized:"):
             blocks = weights.split(":", 1)[1]

@@ -9,7 +9,7 @@ import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +20,8 @@ from .data import load_split
 from .disentangle import ELBOW_BETAS, NAD, OBJECTIVES, Convergence, elbow_sweep
 from .errors import NadkitError
 from .metrics import HIT_PROTOCOLS, class_accuracy, confusion, hit_rate, misjudgment, predict, similarity
+from .anynet import input_channels, is_external
+from .findpoints import resolve_points
 from .networks import check_arch, load_network, model_card, weights_sha256
 from .points import mask_points
 from .subarch import PartialRun, SubArchitectures, _atomic, history_tensors, read_meta
@@ -47,9 +49,11 @@ class Spec:
     workers: int = 0                      # image-reading (and decoding) processes (paper scale)
     decode: str = "workers"               # paper scale: "workers" (PIL) or "device" (nvJPEG on the GPU)
     snapshot_every: int | None = None     # keep the binarised masks every this many steps (history)
+    points: str | list[str] | None = None  # "auto", module names; None: the authors' (auto for others)
 
-    def input_shape(self) -> tuple[int, ...]:
-        return (1, 32, 32) if self.dataset == "fashion-mnist" else (3, self.image_size, self.image_size)
+    def input_shape(self, channels: int = 1) -> tuple[int, ...]:
+        """One image's shape: Fashion-MNIST is 32x32 (gray, repeated for 3-channel networks)."""
+        return (channels, 32, 32) if self.dataset == "fashion-mnist" else (3, self.image_size, self.image_size)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -69,10 +73,24 @@ def resolve_device(device: str) -> torch.device:
 
 
 def network(arch: str, dataset: str = "fashion-mnist", weights: str | None = None, device: str = "cpu",
-            num_classes: int = 1000):
-    """The frozen network and its mask points, on ``device``."""
+            num_classes: int = 1000, points: str | Sequence[str] | None = None, image_size: int = 224):
+    """The frozen network and its mask points, on ``device``: the authors' points for the four
+    topologies, ``auto`` for any other network, or the given ones (``nadkit.findpoints``)."""
     model = load_network(arch, dataset, weights, num_classes).to(resolve_device(device))
-    return model, mask_points(arch, model)
+    if points is None and not is_external(arch):
+        return model, mask_points(arch, model)
+    shape = Spec(arch, dataset, image_size=image_size).input_shape(input_channels(model))
+    return model, resolve_points(model, points or "auto", shape)
+
+
+def fit_channels(data, model):
+    """``data`` as the network takes it: gray images repeated to 3 channels for an RGB network."""
+    want, have = input_channels(model), getattr(data, "images", None)
+    if have is None or have.shape[1] == want:
+        return data
+    if have.shape[1] != 1:
+        raise NadkitError(f"the network takes {want}-channel images, the data set has {have.shape[1]}")
+    return replace(data, images=have.expand(-1, want, -1, -1))
 
 
 def split(spec: Spec, which: str):
@@ -147,7 +165,8 @@ def _prepare(spec: Spec):
     if s.max_steps is None:
         s.max_steps = defaults.get("max_steps") or passes_in_steps(train, classes, defaults.get("passes", 21),
                                                                     s.batch_per_class)
-    model, points = network(s.arch, s.dataset, s.weights, s.device, num_classes=len(train.class_names))
+    model, points = network(s.arch, s.dataset, s.weights, s.device, len(train.class_names), s.points, s.image_size)
+    train = fit_channels(train, model)
     config = {"arch": s.arch, "dataset": s.dataset, "weights": str(s.weights) if s.weights else None,
               "weights_sha256": weights_sha256(model),
               "objective": s.objective, "beta": s.beta, "lr": s.lr, "steps": s.steps, "batch_per_class":
@@ -157,10 +176,12 @@ def _prepare(spec: Spec):
         config["convergence"] = asdict(convergence)
     if s.snapshot_every:
         config["snapshot_every"] = s.snapshot_every
+    if s.points is not None or is_external(s.arch):
+        config["points"] = [p.module for p in points]  # what evaluate, merge and resume rebuild
     if s.dataset != "fashion-mnist":
         config["image_size"], config["decode"] = s.image_size, s.decode  # decoders differ in the last bits
     nad = NAD(model, points, beta=0.0, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
-              objective=s.objective, seed=s.seed, input_shape=s.input_shape(), workers=s.workers,
+              objective=s.objective, seed=s.seed, input_shape=s.input_shape(input_channels(model)), workers=s.workers,
               precision=s.precision, decode_on_device=s.decode == "device", convergence=convergence,
               snapshot_every=s.snapshot_every)
     return nad, train, classes, config
@@ -438,7 +459,8 @@ def merge(out: str | Path, classes: Sequence[int] | None = None, class_names: Se
     if network_sha256 is None:
         spec = Spec(config["arch"], config["dataset"], weights=config.get("weights"),
                     image_size=config.get("image_size", 224))
-        model, _ = network(spec.arch, spec.dataset, spec.weights, "cpu", len(split(spec, "train").class_names))
+        model, _ = network(spec.arch, spec.dataset, spec.weights, "cpu", len(split(spec, "train").class_names),
+                           config.get("points"), spec.image_size)
         check_weights(config, model, f"{out}/partial", allow_other_weights)
     elif not allow_other_weights and config.get("weights_sha256") != network_sha256:
         raise NadkitError(f"{out}/partial was learned on other weights (sha256 {str(config.get('weights_sha256'))[:12]}, "
@@ -496,8 +518,10 @@ def network_of(sub: SubArchitectures, device: str = "cpu", allow_other_weights: 
     spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=device,
                 image_size=cfg.get("image_size", 224))
     test = split(spec, "test")
-    model, points = network(cfg["arch"], cfg["dataset"], cfg.get("weights"), device, len(test.class_names))
-    sub.check(model, points, spec.input_shape())  # another topology altogether: the plainer message
+    model, points = network(cfg["arch"], cfg["dataset"], cfg.get("weights"), device, len(test.class_names),
+                            cfg.get("points"), spec.image_size)
+    test = fit_channels(test, model)
+    sub.check(model, points, spec.input_shape(input_channels(model)))  # another topology: the plainer message
     check_weights(cfg, model, "this result", allow_other_weights)
     return model, points, test
 

@@ -45,7 +45,7 @@ def train_network(arch: str, epochs: int = 3, seed: int = 0, batch: int = 128, l
     ``out`` defaults to a new folder under ``runs/``; the shipped networks in ``data/models`` are
     replaced only when ``out`` names that folder explicitly. Written atomically either way.
     """
-    check_arch(arch)
+    check_arch(arch, external=False)
     if epochs < 1 or batch < 1 or not lr > 0:
         raise NadkitError(f"epochs and batch must be >= 1 and lr > 0, got {epochs}, {batch} and {lr}")
     out = Path(out) if out is not None else default_out(arch)

@@ -248,6 +248,44 @@ def controls(source: str, s: Settings, progress: bool = True) -> list[dict]:
     return [_controls(f, s, progress) for f in folders(source, s, progress)]
 
 
+# --- baselines -----------------------------------------------------------------------------------
+BASELINE_METHODS = ("mean activation", "taylor", "model lego")  # and random: the controls above
+
+
+def baseline_folder(nad: Path, method: str) -> Path:
+    """Where the sub-architectures of ``method`` with the channel counts of the run ``nad`` live."""
+    name = f"{nad.name}-{method.replace(' ', '-')}"
+    return SHIPPED / name if (SHIPPED / name / "meta.json").exists() else results_root() / name
+
+
+def _cross(out: Path, s: Settings, progress: bool) -> list[list[float]]:
+    path = _cache(out, "cross-accuracy.json")
+    if not path.exists():
+        sub = SubArchitectures.load(out)
+        model, points, test = pipeline.network_of(sub, s.device)
+        cross = cross_accuracy(model, points, sub.binary(), sub.classes, test,
+                               per_class=max(1, 1000 // len(test.class_names)), progress=progress)
+        path.write_text(json.dumps(cross.tolist()) + "\n")
+    return json.loads(path.read_text())
+
+
+def baselines(source: str, s: Settings, progress: bool = True) -> dict[str, list[dict]]:
+    """For each heuristic (and NAD itself, as "nad"), per seed: the sub-architectures, their
+    evaluation (paper protocol) and cross-class accuracy, all cached beside the runs."""
+    out: dict[str, list[dict]] = {"nad": []}
+    for f in folders(source, s, progress):
+        out["nad"].append({"sub": SubArchitectures.load(f), "report": _evaluated(f, s, "paper", progress),
+                           "cross": _controls(f, s, progress)["cross_accuracy"], "folder": f})
+        for method in BASELINE_METHODS:
+            b = baseline_folder(f, method)
+            if not (b / "meta.json").exists():
+                pipeline.baseline(f, method, b, device=s.device)
+            out.setdefault(method, []).append({"sub": SubArchitectures.load(b), "folder": b,
+                                               "report": _evaluated(b, s, "paper", progress),
+                                               "cross": _cross(b, s, progress)})
+    return out
+
+
 # --- sanity checks ----------------------------------------------------------------------------
 def sanity_weights(arch: str) -> list[str]:
     """The randomised networks of the sanity checks: the untrained one, and for vgg16 the cascade
@@ -296,6 +334,7 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None) -> lis
         for w in sanity_weights(arch):
             sanity(arch, w, s)
             used.append(folder(arch, s, s.seeds[0], w))
+        used += [run["folder"] for method, runs in baselines(arch, s).items() if method != "nad" for run in runs]
     return used
 
 
@@ -307,10 +346,10 @@ def ship(used: list[Path]) -> None:
     if profile() != "full":
         raise SystemExit("only the full profile's results ship")
     keep = {f.name for f in used}
-    archs = {f.name.rsplit("-", 1)[0] for f in used}
+    archs = {f.name.split("-", 1)[0] for f in used}
     SHIPPED.mkdir(parents=True, exist_ok=True)
     for old in SHIPPED.iterdir():  # stale runs of the networks shipped now
-        if old.name not in keep and old.name.rsplit("-", 1)[0] in archs:
+        if old.name not in keep and old.name.split("-", 1)[0] in archs:
             shutil.rmtree(old)
     for f in used:
         if f.parent.resolve() != SHIPPED.resolve():

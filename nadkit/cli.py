@@ -1,4 +1,4 @@
-"""Command line: ``nadkit train | disentangle | points | merge | evaluate``. Bad input ends in one line and exit 2."""
+"""Command line: ``nadkit train | disentangle | points | merge | baseline | evaluate``. Bad input ends in one line and exit 2."""
 
 from __future__ import annotations
 
@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--allow-other-weights", action="store_true",
                    help="merge classes learned on other weights than the network's now")
 
+    b = sub.add_parser("baseline", help="sub-architectures with a result's channel counts, chosen by a heuristic "
+                                        "instead of NAD (evaluate them like any result)")
+    b.add_argument("folder", help="a nadkit disentangle result")
+    b.add_argument("--method", required=True, choices=("mean-activation", "taylor", "model-lego", "random"))
+    b.add_argument("--per-class", type=int, default=64, help="training images per class that score the channels")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--out", required=True)
+
     e = sub.add_parser("evaluate", help="per-layer similarity, hit rate, accuracy and misjudgment of a result")
     e.add_argument("folder")
     e.add_argument("--hit-protocol", default="paper", choices=("paper", "authors"),
@@ -144,7 +152,8 @@ def print_points(arch: str, dataset: str, image_size: int = 224) -> None:
     model, _ = pipeline.network(arch, dataset, "none", "cpu", classes, "auto", image_size)
     shape = spec.input_shape(input_channels(model))
     auto = {p.module for p in auto_points(model, shape)}
-    authors = set() if is_external(arch) else {p.module for p in pipeline.mask_points(arch, model)}
+    theirs = [] if is_external(arch) else pipeline.mask_points(arch, model)
+    authors = {p.module for p in theirs}
     print(f"{arch} on {list(shape)} images: * = --points auto" + ("" if is_external(arch) else ", A = the authors'"))
     for o in candidates(model, shape):
         mark = ("*" if o.name in auto else " ") + ("A" if o.name in authors else " ")
@@ -153,6 +162,12 @@ def print_points(arch: str, dataset: str, image_size: int = 224) -> None:
         print(f"auto differs from the authors' points: {len(auto - authors)} only in auto "
               f"({', '.join(sorted(auto - authors)[:4])}), {len(authors - auto)} only in the authors' "
               f"({', '.join(sorted(authors - auto)[:4])})")
+    for p in theirs:
+        if p.relu:
+            print(f"the authors' point {p.name} takes {p.module}'s output after the network's functional ReLU "
+                  "(auto: before it)")
+    if authors and authors == auto and not any(p.relu for p in theirs):
+        print("auto picks the authors' points")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -182,6 +197,9 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "merge":
         sub = pipeline.merge(args.folder, allow_other_weights=args.allow_other_weights)
         print(f"merged {len(sub.classes)} classes into {args.folder}")
+    elif args.command == "baseline":
+        sub = pipeline.baseline(args.folder, args.method.replace("-", " "), args.out, args.per_class, args.device)
+        print(f"{args.method} sub-architectures of {len(sub.classes)} classes in {args.out}")
     elif args.command == "evaluate":
         report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device,
                                    hit_protocol=args.hit_protocol, allow_other_weights=args.allow_other_weights)

@@ -24,7 +24,7 @@ from .anynet import input_channels, is_external
 from .findpoints import resolve_points
 from .networks import check_arch, load_network, model_card, weights_sha256
 from .points import mask_points
-from .subarch import PartialRun, SubArchitectures, _atomic, history_tensors, read_meta
+from .subarch import PartialRun, SubArchitectures, _atomic, file_sha256, history_tensors, read_meta
 
 
 @dataclass
@@ -524,6 +524,27 @@ def network_of(sub: SubArchitectures, device: str = "cpu", allow_other_weights: 
     sub.check(model, points, spec.input_shape(input_channels(model)))  # another topology: the plainer message
     check_weights(cfg, model, "this result", allow_other_weights)
     return model, points, test
+
+
+def baseline(folder: str | Path, method: str, out: str | Path, per_class: int = 64, device: str = "cpu",
+             allow_other_weights: bool = False) -> SubArchitectures:
+    """A result folder ``out`` whose sub-architectures keep, per class and point, as many channels as
+    the NAD result in ``folder``, chosen by a heuristic (``nadkit.baselines``) instead of NAD; every
+    figure of ``evaluate`` then compares like with like."""
+    from .baselines import baseline_masks
+
+    sub = SubArchitectures.load(folder)
+    model, points, _ = network_of(sub, device, allow_other_weights)
+    cfg = sub.config
+    spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), image_size=cfg.get("image_size", 224))
+    train = fit_channels(split(spec, "train"), model)
+    masks = baseline_masks(method, model, points, train, sub.binary(), sub.classes, per_class, cfg["seed"])
+    config = dict(cfg, baseline={"method": method, "per_class": per_class, "of": str(folder),
+                                 "masks_sha256": file_sha256(Path(folder) / "masks.safetensors")})
+    result = SubArchitectures({p: m.float() for p, m in zip(sub.points, masks)}, sub.classes, sub.class_names, config,
+                              {c: {"state": "baseline"} for c in sub.status}, provenance(config))
+    result.save(out)
+    return result
 
 
 def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None = None, seed: int = 0,

@@ -154,10 +154,13 @@ def print_points(arch: str, dataset: str, image_size: int = 224) -> None:
     auto = {p.module for p in auto_points(model, shape)}
     theirs = [] if is_external(arch) else pipeline.mask_points(arch, model)
     authors = {p.module for p in theirs}
-    print(f"{arch} on {list(shape)} images: * = --points auto" + ("" if is_external(arch) else ", A = the authors'"))
-    for o in candidates(model, shape):
+    print(f"{arch} on {list(shape)} images: * = --points auto" + ("" if is_external(arch) else ", A = the authors'")
+          + ";\nlast column: why a module cannot be a point")
+    found = candidates(model, shape)
+    width = max(len(o.name) for o in found) + 2
+    for o in found:
         mark = ("*" if o.name in auto else " ") + ("A" if o.name in authors else " ")
-        print(f"{mark} {o.name:<36}{o.kind:<24}{str(list(o.shape[1:])):<18}{o.problem or ''}")
+        print(f"{mark} {o.name:<{width}}{o.kind[:20]:<21}{str(list(o.shape[1:])):<16}{o.flaw}".rstrip())
     if authors and authors != auto:
         print(f"auto differs from the authors' points: {len(auto - authors)} only in auto "
               f"({', '.join(sorted(auto - authors)[:4])}), {len(authors - auto)} only in the authors' "
@@ -217,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, *NO_TRACEBACK) as e:
         print("nadkit: error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the message
         return 2
+    except BrokenPipeError:  # the reader of our output left (| head): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("nadkit: interrupted; finished classes are saved, re-run the same command to resume", file=sys.stderr)
         return 130

@@ -37,6 +37,14 @@ class Output:
     changed_in_place: bool = False
 
     @property
+    def flaw(self) -> str:
+        """The problem in a few words (for listings), or ""."""
+        if self.problem is None:
+            return ""
+        return "not 4-D" if self.shape is None or len(self.shape) != 4 else \
+            f"runs {self.calls}x" if self.calls > 1 else "changed in place later"
+
+    @property
     def problem(self) -> str | None:
         """Why this module cannot be a mask point, or None."""
         if self.shape is None or len(self.shape) != 4:

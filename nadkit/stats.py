@@ -142,3 +142,32 @@ def misjudgment_test(sim: Tensor, conf: Tensor, classes: Sequence[int], min_rate
     verdict = Verdict(observed, boot.low, boot.high, float(p))
     return {"dif": observed, "classes": len(sims), "p": float(p), "low": boot.low, "high": boot.high,
             "verdict": verdict.to_dict()}
+
+
+def versus(nad: dict, other: dict, seed: int = 0) -> dict:
+    """NAD against another way of choosing the same number of channels, on one seed's results
+    (``book.baselines`` entries: sub-architectures, evaluation, cross-class accuracy). Each
+    estimate is NAD minus the other, so that a positive one favours NAD:
+
+    own class: accuracy on the class's own images, paired over classes; rejects others: share of
+    other classes' images *not* taken for the class (1 - cross-class accuracy), paired over
+    classes; hit rate: per point, paired over mosaics (the same mosaics for both); and each one's
+    similarity drop and Table 1 Dif with their own tests."""
+    classes = nad["report"]["classes"]
+
+    def others(cross) -> np.ndarray:  # per class: mean cross-class accuracy over the other classes
+        m = np.asarray(cross)
+        return np.array([np.mean([m[k, d] for d in classes if d != c]) for k, c in enumerate(classes)])
+
+    acc = [np.asarray(r["report"]["accuracy"]["subarch"]) for r in (nad, other)]
+    hits = [np.asarray(r["report"]["hit_rate_per_mosaic"] or np.nan) for r in (nad, other)]
+    out = {"own class": mean_interval(acc[0] - acc[1], seed),
+           "rejects others": mean_interval(others(other["cross"]) - others(nad["cross"]), seed),
+           "hit rate": [mean_interval(hits[0][:, p] - hits[1][:, p], seed) for p in range(hits[0].shape[1])]
+           if hits[0].ndim == 2 else []}
+    for name, r in (("nad", nad), ("other", other)):
+        rep = r["report"]
+        out[f"drop ({name})"] = similarity_drop(r["sub"].binary(), seed)
+        out[f"dif ({name})"] = misjudgment_test(torch.tensor(rep["similarity_matrix"]), torch.tensor(rep["confusion"]),
+                                                rep["classes"], rep["misjudgment"]["min_rate"], seed)
+    return out

@@ -20,7 +20,7 @@ want=$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.nadkit-setup" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing torch, torchvision and nadkit (with its book and test extras) into $VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[book,test]"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[book,test,timm]"
     echo "$want" > "$VENV/.nadkit-setup"
 fi
 

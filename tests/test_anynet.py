@@ -119,7 +119,7 @@ def test_points_lists_candidates_and_how_auto_differs(capsys):
     code, text = run_cli(capsys, ["points", "--arch", "vgg16"])
     assert code == 0 and "auto picks the authors' points" in text
     code, text = run_cli(capsys, ["points", "--arch", "test_anynet:TinyNet"])
-    assert code == 0 and "changed in place" in text and "*  act" in text
+    assert code == 0 and "changed in place later" in text and "runs 2x" in text and "*  act" in text
 
 
 def test_own_network_runs_evaluates_and_resumes(capsys, tmp_path):

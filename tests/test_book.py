@@ -81,7 +81,7 @@ def test_every_page_renders_offline_in_a_browser(html):
                 page.wait_for_selector("mjx-container", timeout=20_000)
             broken = page.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
             assert not broken, f"{path.name}: images that did not load: {broken[:3]}"
-            if path.stem == "09_explorer":
+            if path.stem == "10_explorer":
                 page.wait_for_selector(".widget-dropdown", timeout=20_000)
                 assert page.locator(".widget-output img, .jp-OutputArea-output img").count() >= 1
         browser.close()

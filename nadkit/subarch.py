@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -35,11 +35,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _test_pause() -> None:
-    """Tests only: widen the window between writing a file and committing it (NADKIT_TEST_WRITE_DELAY s)."""
-    delay = os.environ.get("NADKIT_TEST_WRITE_DELAY")
-    if delay:
-        time.sleep(float(delay))
+def _test_pause(moment: str) -> None:
+    """Tests only: NADKIT_TEST_KILL_AT=TEXT SIGKILLs this process at the first write window whose
+    ``moment`` (the file about to be committed, or "commit" before meta.json) contains TEXT."""
+    kill = os.environ.get("NADKIT_TEST_KILL_AT")
+    if kill and kill in moment:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _atomic(path: Path, write) -> None:
@@ -50,7 +51,7 @@ def _atomic(path: Path, write) -> None:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        _test_pause()
+        _test_pause(path.name)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -197,7 +198,7 @@ class SubArchitectures:
                 "points": self.points, "config": self.config, "status": self.status, "files": digests}
         if self.provenance is not None:
             meta["provenance"] = self.provenance
-        _test_pause()
+        _test_pause("commit")
         _atomic(folder / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=1) + "\n"))
         return folder
 

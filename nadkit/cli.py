@@ -181,9 +181,7 @@ def run(args: argparse.Namespace) -> None:
 
     if args.command == "train":
         from .networks import check_arch
-        from .train import train_network
-
-        from .train import default_out
+        from .train import default_out, train_network
 
         out = args.out or default_out(check_arch(args.arch, external=False))
         card = train_network(check_arch(args.arch, external=False), epochs=args.epochs, seed=args.seed, out=out)

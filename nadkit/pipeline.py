@@ -16,12 +16,12 @@ from typing import Sequence
 
 import torch
 
+from .anynet import input_channels, is_external
 from .data import load_split
 from .disentangle import ELBOW_BETAS, NAD, OBJECTIVES, Convergence, elbow_sweep
 from .errors import NadkitError
-from .metrics import HIT_PROTOCOLS, class_accuracy, confusion, hit_rate, misjudgment, predict, similarity
-from .anynet import input_channels, is_external
 from .findpoints import resolve_points
+from .metrics import HIT_PROTOCOLS, class_accuracy, confusion, hit_rate, misjudgment, predict, similarity
 from .networks import check_arch, load_network, model_card, weights_sha256
 from .points import mask_points
 from .subarch import PartialRun, SubArchitectures, _atomic, file_sha256, history_tensors, read_meta

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence

@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 import torch
+from payload import Payload
 
 from nadkit import pipeline
 from nadkit.cli import main
 from nadkit.networks import MODELS_DIR, build_network
-from payload import Payload
 
 FAST = ["--steps", "2", "--batch-per-class", "2", "--classes", "0,1"]
 VGG = ["disentangle", "--arch", "vgg16"]

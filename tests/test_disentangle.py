@@ -1,7 +1,6 @@
+import pytest
 import torch
 import torch.nn.functional as F
-
-import pytest
 
 from nadkit.disentangle import NAD, Convergence, initial_logits, knee, nad_loss
 from nadkit.networks import build_network, load_network

@@ -10,15 +10,14 @@ import time
 
 import pytest
 import torch
+from payload import Payload
 from PIL import Image
 
-from nadkit import pipeline
 from nadkit.errors import NadkitError
 from nadkit.imagefolder import ImageFolderData
 from nadkit.networks import load_network
 from nadkit.points import mask_points, point_widths
 from nadkit.subarch import SubArchitectures
-from payload import Payload
 
 POINTS = {"vgg16": 13, "resnet50": 17, "densenet121": 8, "darts": 16}
 WIDTHS = {"vgg16": [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512],

@@ -7,13 +7,12 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from test_bad_input import error_of
 
 from nadkit import __version__, pipeline
 from nadkit.cli import main
 from nadkit.networks import MODELS_DIR, load_network, weights_sha256
 from nadkit.subarch import SubArchitectures
-
-from test_bad_input import error_of
 
 FAST = ["--steps", "2", "--batch-per-class", "2", "--classes", "0,1"]
 

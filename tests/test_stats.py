@@ -1,8 +1,7 @@
 import numpy as np
 import torch
 
-from nadkit.stats import (divided_by_class, mean_interval, misjudgment_test, same_class_agreement,
-                          similarity_drop)
+from nadkit.stats import divided_by_class, mean_interval, misjudgment_test, same_class_agreement, similarity_drop
 
 
 def random_masks(classes=10, width=64, seed=0, keep=0.5):

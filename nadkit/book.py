@@ -183,7 +183,7 @@ def evaluated(source: str, s: Settings, progress: bool = True, protocol: str = "
 
 
 def elbow(arch: str, s: Settings, progress: bool = True) -> dict:
-    """The Elbow sweep of embedded ``arch`` on converged masks (the card's beta is its knee), cached."""
+    """The Elbow sweep of embedded ``arch`` on converged masks (its knee: see ``beta_choice``), cached."""
     cfg = elbow_config(arch, s)
     return pipeline.elbow(_spec(cfg), run_dir(cfg), progress=progress, betas=ELBOW_BETAS,
                           n_classes=ELBOW_CLASSES)
@@ -358,7 +358,7 @@ def ship(used: list[Path]) -> None:
 
 
 def choose_beta(arch: str, max_steps: int = 2000) -> dict:
-    """Run the Elbow sweep of ``arch`` (full profile, converged masks) and write its knee into the
+    """Run the Elbow sweep of ``arch`` (full profile, converged masks) and write ``beta_choice`` into the
     network's card, with ``beta_from`` saying exactly how it was found."""
     from .networks import MODELS_DIR
 

@@ -539,10 +539,10 @@ def baseline(folder: str | Path, method: str, out: str | Path, per_class: int = 
     spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), image_size=cfg.get("image_size", 224))
     train = fit_channels(split(spec, "train"), model)
     masks = baseline_masks(method, model, points, train, sub.binary(), sub.classes, per_class, cfg["seed"])
-    config = dict(cfg, baseline={"method": method, "per_class": per_class, "of": str(folder),
+    config = dict(cfg, baseline={"method": method, "per_class": per_class, "of": Path(folder).name,
                                  "masks_sha256": file_sha256(Path(folder) / "masks.safetensors")})
     result = SubArchitectures({p: m.float() for p, m in zip(sub.points, masks)}, sub.classes, sub.class_names, config,
-                              {c: {"state": "baseline"} for c in sub.status}, provenance(config))
+                              {c: dict(st, state="baseline") for c, st in sub.status.items()}, provenance(config))
     result.save(out)
     return result
 

@@ -9,6 +9,7 @@ from nadkit.errors import NadkitError
 from nadkit.metrics import random_like
 from nadkit.networks import build_network
 from nadkit.points import MaskPoint, mask_points, point_widths
+from nadkit.subarch import SubArchitectures
 
 METHODS = ("mean activation", "taylor", "model lego")
 
@@ -256,3 +257,20 @@ def test_channels_last_and_training_mode_change_no_score():
         assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(plain[m], B.channel_scores(
             m, model, points, data, [0, 2], per_class=2))), m
     assert model.training  # put back as it was
+
+
+def test_baseline_command_keeps_nads_counts_and_evaluates(tmp_path, capsys):
+    from nadkit.cli import main
+
+    nad, out = tmp_path / "nad", tmp_path / "taylor"
+    assert main(["disentangle", "--arch", "vgg16", "--classes", "0,1,2,3", "--steps", "2", "--batch-per-class", "2",
+                 "--out", str(nad)]) == 0
+    assert main(["baseline", str(nad), "--method", "taylor", "--per-class", "8", "--out", str(out)]) == 0
+    a, b = SubArchitectures.load(nad), SubArchitectures.load(out)
+    assert b.config["baseline"]["method"] == "taylor" and b.config["baseline"]["of"] == "nad"
+    assert all(st["state"] == "baseline" and "steps" in st for st in b.status.values())
+    assert all(torch.equal(x.sum(1), y.sum(1)) for x, y in zip(a.binary(), b.binary()))
+    assert any(not torch.equal(x, y) for x, y in zip(a.binary(), b.binary()))
+    assert main(["evaluate", str(out), "--mosaics", "4"]) == 0
+    assert main(["baseline", str(nad), "--method", "nonsense", "--out", str(tmp_path / "x")]) == 2
+    assert "nadkit: error:" in capsys.readouterr().err

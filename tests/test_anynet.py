@@ -2,6 +2,7 @@
 the auto rule on real architectures, hand-picked points and their checks, and a whole run."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from PIL import Image
 from torch import nn
 
 from nadkit.cli import main
+from nadkit.errors import NadkitError
 from nadkit.findpoints import auto_points, probe
 from nadkit.networks import load_network
 from nadkit.subarch import SubArchitectures
@@ -135,19 +137,65 @@ def test_own_network_runs_evaluates_and_resumes(capsys, tmp_path):
     assert code == 0 and "act" in text
 
 
-def test_torchvision_network_on_gray_images_and_an_image_folder(capsys, tmp_path):
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
     gen = torch.Generator().manual_seed(0)
     for split, n in (("train", 3), ("val", 2)):
         for c, name in enumerate(("n01", "n02")):
-            (tmp_path / "images" / split / name).mkdir(parents=True)
+            (root / split / name).mkdir(parents=True)
             for i in range(n):
                 px = (torch.rand(40, 40, 3, generator=gen) * 60 + 90 * c).byte().numpy()
-                Image.fromarray(px).save(tmp_path / "images" / split / name / f"{i}.png")
-    for dataset, out in ((f"imagefolder:{tmp_path / 'images'}", "folder"), ("fashion-mnist", "gray")):
-        argv = ["disentangle", "--arch", "torchvision:mobilenet_v3_small", "--weights", "none", "--dataset", dataset,
-                "--image-size", "32", "--classes", "0,1", "--steps", "2", "--batch-per-class", "2",
-                "--out", tmp_path / out]
-        assert run_cli(capsys, argv)[0] == 0
-        meta = json.loads((tmp_path / out / "meta.json").read_text())
-        assert meta["config"]["points"][0] == "features.0" and meta["config"]["arch"] == "torchvision:mobilenet_v3_small"
-    assert run_cli(capsys, ["evaluate", tmp_path / "folder"])[0] == 0
+                Image.fromarray(px).save(root / split / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("arch", ["torchvision:mobilenet_v3_small", "torchvision:efficientnet_b0",
+                                  "torchvision:convnext_tiny", "torchvision:regnet_y_400mf", "timm:resnet18"])
+def test_networks_by_string_run_on_an_image_folder(capsys, tmp_path, images, arch):
+    if arch.startswith("timm:"):
+        pytest.importorskip("timm")
+    out = tmp_path / "run"
+    argv = ["disentangle", "--arch", arch, "--weights", "none", "--dataset", f"imagefolder:{images}",
+            "--image-size", "32", "--classes", "0,1", "--steps", "2", "--batch-per-class", "2", "--out", out]
+    assert run_cli(capsys, argv)[0] == 0
+    meta = json.loads((out / "meta.json").read_text())
+    model = load_network(arch, "imagefolder:/x", weights="none", num_classes=2)
+    assert meta["config"]["arch"] == arch
+    assert meta["config"]["points"] == meta["points"] == [p.module for p in auto_points(model, (3, 32, 32))]
+    assert run_cli(capsys, argv)[0] == 0  # a finished run is reused
+    assert run_cli(capsys, ["evaluate", out])[0] == 0
+
+
+def test_a_torchvision_network_on_gray_fashion_mnist(capsys, tmp_path):
+    argv = ["disentangle", "--arch", "torchvision:mobilenet_v3_small", "--weights", "none", "--classes", "0,1",
+            "--steps", "2", "--batch-per-class", "2", "--out", tmp_path / "gray"]
+    assert run_cli(capsys, argv)[0] == 0
+    assert json.loads((tmp_path / "gray" / "meta.json").read_text())["config"]["points"][0] == "features.0"
+
+
+def test_weights_from_a_file_or_the_torchvision_cache(capsys, tmp_path, monkeypatch):
+    from nadkit.anynet import cached_weights
+    from nadkit.networks import weights_sha256
+
+    net = load_network("torchvision:mobilenet_v3_small", "imagefolder:/x", weights="none", num_classes=1000)
+    torch.manual_seed(3)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    torch.save(state, tmp_path / "mine.pth")
+    mine = load_network("torchvision:mobilenet_v3_small", "imagefolder:/x", weights=tmp_path / "mine.pth")
+    assert all(torch.equal(mine.state_dict()[k], v) for k, v in state.items())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    with pytest.raises(NadkitError, match="nothing is downloaded"):
+        cached_weights("torchvision:mobilenet_v3_small")
+    import torchvision
+
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"  # under TORCH_HOME
+    checkpoints.mkdir(parents=True)
+    url = torchvision.models.get_model_weights("mobilenet_v3_small").DEFAULT.url
+    torch.save(state, checkpoints / url.rsplit("/", 1)[1])
+    cached = load_network("torchvision:mobilenet_v3_small", "imagefolder:/x")
+    assert weights_sha256(cached) == weights_sha256(mine)
+    torch.save({"features.0.0.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    code, text = run_cli(capsys, ["disentangle", "--arch", "torchvision:mobilenet_v3_small", "--weights",
+                                  tmp_path / "other.pth", "--classes", "0", "--steps", "1", "--out", tmp_path / "x"])
+    assert code == 2 and "do not fit" in text

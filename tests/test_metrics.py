@@ -67,3 +67,12 @@ def test_hit_rate_is_one_when_a_class_keeps_its_quadrant_channel_and_chance_when
         own[c, q] = True
     hits = M.hit_rate(model, points, [own], [0, 1, 2, 3], data, n=8, top=0.05, batch=4, progress=False)
     assert torch.allclose(hits[0], torch.ones(4, 1))
+
+
+def test_collapsed_flags_a_class_that_keeps_no_channel_at_some_point():
+    from nadkit.metrics import collapsed
+
+    first = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1]], dtype=torch.bool)
+    last = torch.tensor([[1, 1], [1, 1], [0, 0]], dtype=torch.bool)
+    assert collapsed([first, last]).tolist() == [False, True, True]
+    assert collapsed([first[[0]], last[[0]]]).tolist() == [False]

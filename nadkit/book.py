@@ -199,18 +199,29 @@ def elbow_config(arch: str, s: Settings) -> dict:
     return cfg
 
 
+SEED_AGREEMENT = 0.95  # the cards' beta: two seeds agree at least this much at every point
+
+
 def beta_choice(arch: str, s: Settings, progress: bool = True) -> dict:
-    """The cards' rule for beta: the Elbow knee, lowered along the grid while the first seed's run
-    of every class at it leaves a class's sub-architecture collapsed (a point that keeps no
-    channel: such a class is predicted from a constant, whatever the image)."""
+    """The cards' rule for beta: the Elbow knee, lowered along the grid while, at it, a class's
+    sub-architecture collapses in the first seed's run (a point that keeps no channel: such a
+    class is predicted from a constant, whatever the image) or, with two or more seeds, the
+    same-class agreement of the seeds falls below ``SEED_AGREEMENT`` at some point."""
+    from .stats import same_class_agreement
+
     sweep = elbow(arch, s, progress)
     tried = []
     for b in sorted((b for b in sweep["betas"] if b <= sweep["beta"]), reverse=True):
-        out = folder(arch, replace(s, beta=b), s.seeds[0], progress=progress)
-        sub = SubArchitectures.load(out)
-        tried.append({"beta": b, "collapsed": [c for c, x in zip(sub.classes, collapsed(sub.binary()).tolist()) if x],
-                      "folder": out})
-        if not tried[-1]["collapsed"]:
+        sb = replace(s, beta=b)
+        first = SubArchitectures.load(folder(arch, sb, s.seeds[0], progress=progress))
+        bad = [c for c, x in zip(first.classes, collapsed(first.binary()).tolist()) if x]
+        t = {"beta": b, "collapsed": bad, "seed_agreement": None, "folders": [folder(arch, sb, progress=progress)]}
+        if not bad and len(s.seeds) > 1:
+            t["folders"] = folders(arch, sb, progress)
+            runs = [SubArchitectures.load(f).binary() for f in t["folders"]]
+            t["seed_agreement"] = round(float(same_class_agreement(runs).mean(0).min()), 4)
+        tried.append(t)
+        if not bad and (t["seed_agreement"] is None or t["seed_agreement"] >= SEED_AGREEMENT):
             break
     return {"knee": sweep["beta"], "beta": tried[-1]["beta"], "tried": tried}
 
@@ -324,7 +335,7 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None) -> lis
     for arch in tqdm(archs or s.archs, desc=f"book results ({profile()} profile)", unit="network"):
         used.append(run_dir(elbow_config(arch, s)))
         if profile() == "full" and s.beta is None:
-            used += [t["folder"] for t in beta_choice(arch, s)["tried"]]
+            used += [f for t in beta_choice(arch, s)["tried"] for f in t["folders"]]
         else:
             elbow(arch, s)
         for protocol in ("paper", "authors"):
@@ -373,10 +384,13 @@ def choose_beta(arch: str, max_steps: int = 2000) -> dict:
     card["nad"]["beta_from"] = {
         "method": "Elbow: Kneedle knee of the binarised masks' loss (cross-entropy + relative "
                   "reconstruction error) against log10(beta), lowered along the grid while a class's "
-                  "sub-architecture collapses (keeps no channel at some point) at seed 0",
+                  "sub-architecture collapses (keeps no channel at some point) at seed 0 or two seeds "
+                  f"agree less than {SEED_AGREEMENT} (mean same-class Jaccard) at some point",
         "betas": sweep["betas"], "classes": sweep["classes"], "steps": sweep["steps"],
         "max_steps": sweep["max_steps"], "seed": 0, "knee": choice["knee"],
         "collapsed": {str(t["beta"]): t["collapsed"] for t in choice["tried"]},
+        "seed_agreement": {str(t["beta"]): t["seed_agreement"] for t in choice["tried"]},
+        "seeds": s.seeds,
         "command": f"python -m nadkit.book beta {arch}"}
     path.write_text(json.dumps(card, indent=2) + "\n")
     return choice

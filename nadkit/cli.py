@@ -1,4 +1,5 @@
-"""Command line: ``nadkit train | disentangle | points | merge | baseline | evaluate``. Bad input ends in one line and exit 2."""
+"""Command line: ``nadkit train | disentangle | points | merge | baseline | evaluate``. Bad input ends
+in one line and exit 2."""
 
 from __future__ import annotations
 
@@ -145,13 +146,13 @@ def print_points(arch: str, dataset: str, image_size: int = 224) -> None:
     """``nadkit points``: every module with a 4-D output, its shape, and the auto rule's choice."""
     from . import pipeline
     from .anynet import input_channels, is_external
-    from .findpoints import auto_points, candidates
+    from .findpoints import candidates
 
     spec = pipeline.Spec(arch, dataset, image_size=image_size, weights="none")
     classes = len(pipeline.split(spec, "test").class_names)
-    model, _ = pipeline.network(arch, dataset, "none", "cpu", classes, "auto", image_size)
+    model, points = pipeline.network(arch, dataset, "none", "cpu", classes, "auto", image_size)
     shape = spec.input_shape(input_channels(model))
-    auto = {p.module for p in auto_points(model, shape)}
+    auto = {p.module for p in points}
     theirs = [] if is_external(arch) else pipeline.mask_points(arch, model)
     authors = {p.module for p in theirs}
     print(f"{arch} on {list(shape)} images: * = --points auto" + ("" if is_external(arch) else ", A = the authors'")

@@ -144,6 +144,13 @@ def misjudgment_test(sim: Tensor, conf: Tensor, classes: Sequence[int], min_rate
             "verdict": verdict.to_dict()}
 
 
+def others_taken(cross, classes: Sequence[int]) -> np.ndarray:
+    """Per sub-architecture: the share of the *other* classes' images it takes for its own class
+    (the mean of its row of ``metrics.cross_accuracy`` over the other classes)."""
+    m = np.asarray(cross)
+    return np.array([np.mean([m[k, d] for d in classes if d != c]) for k, c in enumerate(classes)])
+
+
 def versus(nad: dict, other: dict, seed: int = 0) -> dict:
     """NAD against another way of choosing the same number of channels, on one seed's results
     (``book.baselines`` entries: sub-architectures, evaluation, cross-class accuracy). Each
@@ -154,11 +161,7 @@ def versus(nad: dict, other: dict, seed: int = 0) -> dict:
     classes; hit rate: per point, paired over mosaics (the same mosaics for both); and each one's
     similarity drop and Table 1 Dif with their own tests."""
     classes = nad["report"]["classes"]
-
-    def others(cross) -> np.ndarray:  # per class: mean cross-class accuracy over the other classes
-        m = np.asarray(cross)
-        return np.array([np.mean([m[k, d] for d in classes if d != c]) for k, c in enumerate(classes)])
-
+    others = lambda cross: others_taken(cross, classes)  # noqa: E731
     acc = [np.asarray(r["report"]["accuracy"]["subarch"]) for r in (nad, other)]
     hits = [np.asarray(r["report"]["hit_rate_per_mosaic"] or np.nan) for r in (nad, other)]
     out = {"own class": mean_interval(acc[0] - acc[1], seed),

@@ -112,8 +112,7 @@ def cached_weights(arch: str) -> Path:
 
 def load_external(arch: str, weights: str | Path | None, num_classes: int) -> nn.Module:
     """The network ``arch`` with ``weights``: None (the cache; a callable's own), "none", or a file."""
-    from .networks import fit_state
-    from .paper import read_state
+    from .statedict import fit_state, read_state
     from .sanity import untrained
 
     model = untrained(lambda: build_external(arch, num_classes))

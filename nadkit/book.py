@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from . import pipeline
 from .data import REPO_ROOT
@@ -30,6 +31,7 @@ SMOKE = {"classes": 4, "steps": 4, "mosaics": 16, "elbow_steps": 3}
 SHIPPED = REPO_ROOT / "data" / "results"
 SNAPSHOT_EVERY = 100  # the convergence study's grain (full profile)
 ELBOW_CLASSES = 4     # classes in the Elbow sweep, spread over the data set's
+HIT_DRAWS = 20        # random sub-architectures drawn for the hit-rate control
 
 
 def profile() -> str:
@@ -76,14 +78,15 @@ class Settings:
     mosaics: int = 1000
     top: float = 0.05
     results: list[str] = field(default_factory=list)
+    instances: list[int] = field(default_factory=lambda: [0, 1, 2])
 
     @classmethod
     def of(cls, archs="all", classes="all", steps=None, beta=None, seeds="0,1", device="cpu", mosaics=1000,
-           top=0.05, results=None) -> "Settings":
+           top=0.05, results=None, instances="0,1,2") -> "Settings":
         archs = list(ARCHS) if archs == "all" else [a.strip() for a in archs.split(",")] if isinstance(archs, str) \
             else list(archs)
         folders = [r.strip() for r in results.split(",")] if results else []
-        s = cls(archs, classes, steps, beta, _ints(seeds), device, mosaics, top, folders)
+        s = cls(archs, classes, steps, beta, _ints(seeds), device, mosaics, top, folders, _ints(instances))
         if profile() == "smoke":
             s.classes = ",".join(str(c) for c in range(SMOKE["classes"])) if classes == "all" else classes
             s.steps = min(steps, SMOKE["steps"]) if isinstance(steps, int) else SMOKE["steps"]
@@ -95,8 +98,10 @@ class Settings:
         """What the chapter shows: the given result folders, else the embedded networks."""
         return self.results or self.archs
 
-    def run_config(self, arch: str, seed: int | None = None, weights: str | None = None) -> dict:
-        """The configuration of one run (its cache key): network, weights, classes, settings, seed."""
+    def run_config(self, arch: str, seed: int | None = None, weights: str | None = None,
+                   target: str = "label") -> dict:
+        """The configuration of one run (its cache key): network, weights, classes, settings, seed
+        and, where it is not the label, what the masked network must keep (``target``)."""
         card = model_card(arch).get("nad", {})
         cfg = {"arch": arch, "classes": self.classes, "steps": self.steps or card.get("steps", "auto"),
                "beta": card.get("beta", 0.02) if self.beta is None else self.beta,
@@ -104,6 +109,8 @@ class Settings:
                "weights_sha256": network_hash(arch, weights)}
         if weights is not None:
             cfg["weights"] = weights
+        if target != "label":
+            cfg["target"] = target
         if cfg["steps"] == "auto":
             cfg["max_steps"] = card.get("max_steps", 2000)
             cfg["snapshot_every"] = SNAPSHOT_EVERY
@@ -113,7 +120,8 @@ class Settings:
 def _spec(cfg: dict) -> pipeline.Spec:
     return pipeline.Spec(cfg["arch"], classes=cfg["classes"], beta=cfg["beta"], steps=cfg["steps"],
                          max_steps=cfg.get("max_steps"), seed=cfg["seed"], device=cfg["device"],
-                         weights=cfg.get("weights"), snapshot_every=cfg.get("snapshot_every"))
+                         weights=cfg.get("weights"), snapshot_every=cfg.get("snapshot_every"),
+                         target=cfg.get("target", "label"))
 
 
 def run_dir(config: dict) -> Path:
@@ -132,12 +140,12 @@ def _cache(out: Path, name: str) -> Path:
 
 
 def folder(source: str, s: Settings, seed: int | None = None, weights: str | None = None,
-           progress: bool = True) -> Path:
+           progress: bool = True, target: str = "label") -> Path:
     """The results folder of ``source``: the folder itself, or the embedded network's run at
     ``seed`` (default: the first), computed on first use."""
     if Path(source, "meta.json").exists():
         return Path(source)
-    cfg = s.run_config(source, seed, weights)
+    cfg = s.run_config(source, seed, weights, target)
     out = run_dir(cfg)
     if not (out / "meta.json").exists():
         pipeline.disentangle(_spec(cfg), out, progress=progress)
@@ -149,6 +157,32 @@ def folders(source: str, s: Settings, progress: bool = True) -> list[Path]:
     if Path(source, "meta.json").exists():
         return [Path(source)]
     return [folder(source, s, seed, progress=progress) for seed in s.seeds]
+
+
+def instance_weights(instance: int) -> str | None:
+    """The ``--weights`` of an independently trained instance: None (the shipped network) for 0."""
+    return None if instance == 0 else f"instance:{instance}"
+
+
+def trained_instances(arch: str, s: Settings) -> list[int]:
+    """The instances of ``s.instances`` that are trained and shipped (``data/models/instances``)."""
+    from .networks import instance_weights as path_of
+
+    return [i for i in s.instances if path_of(arch, i).exists()]
+
+
+def instance_folders(source: str, s: Settings, progress: bool = True) -> list[Path]:
+    """One folder per independently trained instance of an embedded network (NAD's first seed);
+    the folder itself for a result folder. Findings replicate over these, not over NAD seeds."""
+    if Path(source, "meta.json").exists():
+        return [Path(source)]
+    return [folder(source, s, s.seeds[0], instance_weights(i), progress) for i in trained_instances(source, s)]
+
+
+def _over(source: str, s: Settings, over: str, progress: bool) -> list[Path]:
+    if over not in ("seeds", "instances"):
+        raise ValueError(f"over must be seeds or instances, got {over!r}")
+    return folders(source, s, progress) if over == "seeds" else instance_folders(source, s, progress)
 
 
 def disentangled(source: str, s: Settings, progress: bool = True, seed: int | None = None) -> SubArchitectures:
@@ -173,13 +207,17 @@ def _evaluated(out: Path, s: Settings, protocol: str, progress: bool) -> dict:
     if not path.exists():
         report = pipeline.evaluate(out, mosaics, top, 0, s.device, progress=progress, hit_protocol=protocol)
         path.write_text(json.dumps(report) + "\n")
-    return json.loads(path.read_text())
+    report = json.loads(path.read_text())
+    if "similarity_kappa" not in report:  # an evaluation made before the chance measures: add them
+        report = pipeline.with_chance(report, SubArchitectures.load(out).binary())
+    return report
 
 
-def evaluated(source: str, s: Settings, progress: bool = True, protocol: str = "paper") -> list[dict]:
-    """``nadkit evaluate`` of every seed's run of ``source``, cached beside it as JSON (the same
-    mosaics for every seed, so seeds differ only in their masks)."""
-    return [_evaluated(f, s, protocol, progress) for f in folders(source, s, progress)]
+def evaluated(source: str, s: Settings, progress: bool = True, protocol: str = "paper",
+              over: str = "seeds") -> list[dict]:
+    """``nadkit evaluate`` of every seed's (``over="instances"``: every trained instance's) run of
+    ``source``, cached beside it as JSON (the same mosaics for every run)."""
+    return [_evaluated(f, s, protocol, progress) for f in _over(source, s, over, progress)]
 
 
 def elbow(arch: str, s: Settings, progress: bool = True) -> dict:
@@ -199,16 +237,12 @@ def elbow_config(arch: str, s: Settings) -> dict:
     return cfg
 
 
-SEED_AGREEMENT = 0.95  # the cards' beta: two seeds agree at least this much at every point
-
-
 def beta_choice(arch: str, s: Settings, progress: bool = True) -> dict:
-    """The cards' rule for beta: the Elbow knee, lowered along the grid while, at it, a class's
-    sub-architecture collapses in the first seed's run (a point that keeps no channel: such a
-    class is predicted from a constant, whatever the image) or, with two or more seeds, the
-    same-class agreement of the seeds falls below ``SEED_AGREEMENT`` at some point."""
-    from .stats import same_class_agreement
-
+    """The cards' rule for beta: the Elbow knee, lowered along the grid only while, at it, a
+    class's sub-architecture collapses in the first seed's run (a point that keeps no channel:
+    such a class is predicted from a constant, whatever the image). The seeds' agreement at the
+    chosen beta is reported (raw and chance-corrected: ``agreement_of``), never a target: lowering
+    beta densifies the masks, and dense masks agree by chance alone."""
     sweep = elbow(arch, s, progress)
     tried = []
     for b in sorted((b for b in sweep["betas"] if b <= sweep["beta"]), reverse=True):
@@ -218,17 +252,36 @@ def beta_choice(arch: str, s: Settings, progress: bool = True) -> dict:
         t = {"beta": b, "collapsed": bad, "seed_agreement": None, "folders": [folder(arch, sb, progress=progress)]}
         if not bad and len(s.seeds) > 1:
             t["folders"] = folders(arch, sb, progress)
-            runs = [SubArchitectures.load(f).binary() for f in t["folders"]]
-            t["seed_agreement"] = round(float(same_class_agreement(runs).mean(0).min()), 4)
+            t["seed_agreement"] = agreement_of([SubArchitectures.load(f).binary() for f in t["folders"]])
         tried.append(t)
-        if not bad and (t["seed_agreement"] is None or t["seed_agreement"] >= SEED_AGREEMENT):
+        if not bad:
             break
     return {"knee": sweep["beta"], "beta": tried[-1]["beta"], "tried": tried}
 
 
+def agreement_of(runs) -> dict:
+    """Same-class agreement of NAD seeds, per point (mean over classes and seed pairs): raw
+    Jaccard, its chance expectation for sets of those sizes, and kappa; and the lowest point's."""
+    import warnings
+
+    import numpy as np
+
+    from .stats import seed_agreement
+
+    def r(v):  # JSON has no NaN: kappa is undefined where chance is 1 (every set full)
+        return round(float(v), 4) if np.isfinite(v) else None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN points
+        mean = {k: np.nanmean(v, 0) for k, v in seed_agreement(runs).items()}
+    return {"jaccard": [r(v) for v in mean["jaccard"]], "expected": [r(v) for v in mean["expected"]],
+            "kappa": [r(v) for v in mean["kappa"]], "lowest_jaccard": r(mean["jaccard"].min()),
+            "median_kappa": r(np.nanmedian(mean["kappa"]))}
+
+
 def _controls(out: Path, s: Settings, progress: bool) -> dict:
-    random_mosaics = max(1, s.mosaics // 4)  # a baseline: 250 of the 1,000 mosaics pin it to about 0.01
-    path = _cache(out, f"controls-{_key({'mosaics': random_mosaics, 'top': s.top, 'seed': 0})}.json")
+    draws, n = HIT_DRAWS, max(4, s.mosaics // 20)
+    path = _cache(out, f"controls-{_key({'mosaics': n, 'top': s.top, 'seed': 0, 'draws': draws})}.json")
     if path.exists():
         return json.loads(path.read_text())
     sub = SubArchitectures.load(out)
@@ -244,19 +297,23 @@ def _controls(out: Path, s: Settings, progress: bool) -> dict:
         "class_names": test.class_names,
     }
     if len(sub.classes) >= 4:
-        hits = hit_rate(model, points, rand, sub.classes, test, random_mosaics, s.top, 0, progress=progress)
-        result["random_hit_rate"] = hits.mean((0, 1)).tolist()
-        result["random_hit_rate_per_mosaic"] = hits.mean(1).tolist()
-        result["random_mosaics"] = random_mosaics
+        # NAD and HIT_DRAWS random sub-architectures of the same sizes, on the same n mosaics
+        hit = lambda binary: hit_rate(model, points, binary, sub.classes, test, n, s.top, 0,  # noqa: E731
+                                      progress=False).mean((0, 1))
+        runs = [hit(random_like(sub.binary(), seed=1000 + d))
+                for d in tqdm(range(draws), desc="random hit rate", disable=not progress, leave=False)]
+        result |= {"hit_mosaics": n, "nad_hit_rate": hit(sub.binary()).tolist(),
+                   "random_hit_rate_draws": torch.stack(runs).tolist(),
+                   "random_hit_rate": torch.stack(runs).mean(0).tolist()}
     path.write_text(json.dumps(result) + "\n")
     return result
 
 
-def controls(source: str, s: Settings, progress: bool = True) -> list[dict]:
-    """The controls the paper lacks, per seed, cached: random sub-architectures with the same
-    per-layer sparsity (accuracy and hit rate), and each sub-architecture's predictions on other
-    classes."""
-    return [_controls(f, s, progress) for f in folders(source, s, progress)]
+def controls(source: str, s: Settings, progress: bool = True, over: str = "seeds") -> list[dict]:
+    """The controls the paper lacks, per seed (or instance), cached: random sub-architectures with
+    the same per-layer sparsity (accuracy; hit rate of ``HIT_DRAWS`` draws beside NAD's on the same
+    mosaics), and each sub-architecture's predictions on other classes."""
+    return [_controls(f, s, progress) for f in _over(source, s, over, progress)]
 
 
 # --- baselines -----------------------------------------------------------------------------------
@@ -281,10 +338,10 @@ def _cross(out: Path, s: Settings, progress: bool) -> list[list[float]]:
 
 
 def baselines(source: str, s: Settings, progress: bool = True) -> dict[str, list[dict]]:
-    """For each heuristic (and NAD itself, as "nad"), per seed: the sub-architectures, their
-    evaluation (paper protocol) and cross-class accuracy, all cached beside the runs."""
+    """For each heuristic (and NAD itself, as "nad"), per trained instance: the sub-architectures,
+    their evaluation (paper protocol) and cross-class accuracy, all cached beside the runs."""
     out: dict[str, list[dict]] = {"nad": []}
-    for f in folders(source, s, progress):
+    for f in instance_folders(source, s, progress):
         out["nad"].append({"sub": SubArchitectures.load(f), "report": _evaluated(f, s, "paper", progress),
                            "cross": _controls(f, s, progress)["cross_accuracy"], "folder": f})
         for method in BASELINE_METHODS:
@@ -307,10 +364,18 @@ def sanity_weights(arch: str) -> list[str]:
     return cascade + ["none"]
 
 
+SANITY_TARGET = "prediction"  # a network that gets no image right still has its own output to keep
+
+
+def sanity_folder(arch: str, weights: str, s: Settings, progress: bool = True) -> Path:
+    """The run of NAD on a randomised network: the same settings, first seed, with the network's
+    own prediction as the target (``SANITY_TARGET``), so that the optimiser runs for every class."""
+    return folder(arch, s, s.seeds[0], weights, progress, target=SANITY_TARGET)
+
+
 def sanity(arch: str, weights: str, s: Settings, progress: bool = True) -> tuple[SubArchitectures, dict, dict]:
-    """NAD with the same settings on a randomised network (first seed): its sub-architectures, the
-    evaluation and the controls."""
-    out = folder(arch, s, s.seeds[0], weights, progress)
+    """NAD on a randomised network: its sub-architectures, the evaluation and the controls."""
+    out = sanity_folder(arch, weights, s, progress)
     return SubArchitectures.load(out), _evaluated(out, s, "paper", progress), _controls(out, s, progress)
 
 
@@ -328,8 +393,6 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None) -> lis
     """Compute, with progress bars, everything the chapters read at their default parameters, so
     that building the book shows its progress and the notebooks only load and plot. Returns the
     run folders used."""
-    from tqdm.auto import tqdm
-
     s = s or Settings.of()
     used = []
     for arch in tqdm(archs or s.archs, desc=f"book results ({profile()} profile)", unit="network"):
@@ -338,13 +401,14 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None) -> lis
             used += [f for t in beta_choice(arch, s)["tried"] for f in t["folders"]]
         else:
             elbow(arch, s)
+        used += folders(arch, s)  # NAD seeds: the convergence study
         for protocol in ("paper", "authors"):
-            evaluated(arch, s, protocol=protocol)
-        controls(arch, s)
-        used += folders(arch, s)
+            evaluated(arch, s, protocol=protocol, over="instances")
+        controls(arch, s, over="instances")
+        used += instance_folders(arch, s)
         for w in sanity_weights(arch):
             sanity(arch, w, s)
-            used.append(folder(arch, s, s.seeds[0], w))
+            used.append(sanity_folder(arch, w, s))
         used += [run["folder"] for method, runs in baselines(arch, s).items() if method != "nad" for run in runs]
     return used
 
@@ -366,6 +430,10 @@ def ship(used: list[Path]) -> None:
         if f.parent.resolve() != SHIPPED.resolve():
             shutil.rmtree(SHIPPED / f.name, ignore_errors=True)
             shutil.copytree(f, SHIPPED / f.name, ignore=shutil.ignore_patterns("partial", "*.tmp"))
+        cached = results_root() / f.name  # files computed later for a shipped run (``_cache``)
+        if cached.is_dir() and cached.resolve() != f.resolve():
+            for extra in cached.glob("*.json"):
+                shutil.copy2(extra, SHIPPED / f.name / extra.name)
 
 
 def choose_beta(arch: str, max_steps: int = 2000) -> dict:
@@ -383,9 +451,10 @@ def choose_beta(arch: str, max_steps: int = 2000) -> dict:
     card["nad"]["beta"] = choice["beta"]
     card["nad"]["beta_from"] = {
         "method": "Elbow: Kneedle knee of the binarised masks' loss (cross-entropy + relative "
-                  "reconstruction error) against log10(beta), lowered along the grid while a class's "
-                  "sub-architecture collapses (keeps no channel at some point) at seed 0 or two seeds "
-                  f"agree less than {SEED_AGREEMENT} (mean same-class Jaccard) at some point",
+                  "reconstruction error) against log10(beta), lowered along the grid only while a class's "
+                  "sub-architecture collapses (keeps no channel at some point) at seed 0; the seeds' "
+                  "agreement at the chosen beta is reported (raw Jaccard and chance-corrected kappa), "
+                  "not used to choose",
         "betas": sweep["betas"], "classes": sweep["classes"], "steps": sweep["steps"],
         "max_steps": sweep["max_steps"], "seed": 0, "knee": choice["knee"],
         "collapsed": {str(t["beta"]): t["collapsed"] for t in choice["tried"]},

@@ -76,11 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--batch-per-class", type=int, default=16)
     d.add_argument("--class-batch", type=int, default=None, help="classes per forward pass (default: all)")
     d.add_argument("--objective", default="official", help="official (the authors' code) or paper (Eq. 13)")
+    d.add_argument("--target", default="label",
+                   help="what the masked network keeps: label (the authors') or prediction (the network's own "
+                        "output: for untrained or randomised networks, which get no image right)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default="cpu")
     d.add_argument("--weights", default=None,
                    help="a state dict file (.safetensors, or .pth read with weights_only), 'torchvision' (paper "
-                        "scale, from the torchvision cache) or 'none' (random weights); default: the shipped network")
+                        "scale, from the torchvision cache), 'none' (random weights), 'randomized:K' (top K blocks "
+                        "re-drawn) or 'instance:S' (the instance trained from seed S); default: the shipped network")
     d.add_argument("--image-size", type=int, default=224, help="paper scale: image side after the transforms")
     d.add_argument("--precision", default="fp32", help="fp32, or bf16 (autocast; for GPUs)")
     d.add_argument("--workers", type=int, default=0, help="paper scale: image-reading processes")

@@ -22,6 +22,10 @@ from .data import ClassBatches, ImageData, class_generator, step_batches
 from .points import MaskPoint, masked, point_widths
 
 OBJECTIVES = ("official", "paper")
+# What the masked network must keep: the image's label (the authors'), or the original network's
+# own prediction, so that NAD runs on every step even on a network that gets nothing right (the
+# sanity checks' untrained and randomised networks).
+TARGETS = ("label", "prediction")
 
 
 def initial_logits(widths: Sequence[int], seed: int, cls: int) -> list[Tensor]:
@@ -144,13 +148,14 @@ class NAD:
     """
 
     def __init__(self, model: nn.Module, points: Sequence[MaskPoint], beta: float = 0.02, lr: float = 0.1,
-                 steps: int | str = "auto", batch_per_class: int = 16, objective: str = "official", seed: int = 0,
+                 steps: int | str = "auto", batch_per_class: int = 16, objective: str = "official",
+                 target: str = "label", seed: int = 0,
                  input_shape: Sequence[int] = (1, 32, 32), workers: int = 0, precision: str = "fp32",
                  channels_last: bool | None = None, decode_on_device: bool = False,
                  convergence: Convergence = Convergence(), snapshot_every: int | None = None):
         self.model, self.points = model.eval().requires_grad_(False), list(points)
         self.beta, self.lr, self.steps, self.batch_per_class = beta, lr, steps, batch_per_class
-        self.objective, self.seed, self.workers = objective, seed, workers
+        self.objective, self.target, self.seed, self.workers = objective, target, seed, workers
         self.convergence, self.snapshot_every = convergence, snapshot_every
         self.decode_on_device = decode_on_device  # image folders: JPEG decoding on the device (nvJPEG)
         self.input_shape = tuple(input_shape)
@@ -273,7 +278,10 @@ class NAD:
             x = x.contiguous(memory_format=torch.channels_last)
         ref_acts: list[Tensor] = []
         with torch.no_grad(), self._precision(), masked(self.model, self.points, record=ref_acts):
-            ref_correct = self.model(x).argmax(1) == y
+            ref_pred = self.model(x).argmax(1)
+        if self.target == "prediction":
+            y = ref_pred
+        ref_correct = ref_pred == y
         # The authors skip a batch the original network gets wholly wrong (official objective): such
         # jobs leave this step's masked pass altogether.
         active = ref_correct.view(k, n).any(1) if self.objective == "official" else torch.ones(k, dtype=torch.bool,

@@ -8,7 +8,6 @@ with a JSON card beside them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import Tensor, nn
 from .darts import DARTS
 from .errors import NadkitError
 from .sanity import CASCADE_SEED, randomize_top, untrained
+from .statedict import fit_state, read_state, weights_sha256  # noqa: F401  (re-exported)
 
 ARCHS = ("vgg16", "resnet50", "densenet121", "darts")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
@@ -174,17 +174,6 @@ def build_network(arch: str, num_classes: int = 10) -> nn.Module:
     return BUILDERS[check_arch(arch, external=False)](num_classes=num_classes)
 
 
-def weights_sha256(model: nn.Module) -> str:
-    """SHA-256 of a network's state (names, dtypes, shapes and values, in order): which network
-    masks were learned on, whatever file or seed its weights came from."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def model_card(arch: str, dataset: str = "fashion-mnist") -> dict:
     """The JSON card shipped beside a trained network (accuracy, training, NAD defaults)."""
     path = MODELS_DIR / f"{arch}.json"
@@ -199,28 +188,17 @@ def model_card(arch: str, dataset: str = "fashion-mnist") -> dict:
     return card
 
 
-def fit_state(model: nn.Module, state: dict, source, arch: str) -> nn.Module:
-    """Load ``state`` into ``model`` after checking names and shapes; one line on any mismatch."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or shapes:
-        what = (f"{len(missing)} missing (e.g. {missing[:1]})" if missing else "") + \
-               (f" {len(unexpected)} unexpected (e.g. {unexpected[:1]})" if unexpected else "") + \
-               (f" {len(shapes)} of other shape (e.g. {shapes[:1]})" if shapes else "")
-        raise NadkitError(f"weights {source} do not fit the {arch} network: {what.strip()}; pass weights of a {arch}")
-    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-    if bad is not None:
-        raise NadkitError(f"weights {source} hold NaN or infinite values (in {bad!r}); the file is damaged, re-create it")
-    model.load_state_dict(state)
-    return model
+def instance_weights(arch: str, instance: int) -> Path:
+    """The weights of an independently trained instance of embedded ``arch``: 0 is the shipped
+    network (training seed 0); instance S was trained from seed S
+    (``nadkit train --arch ARCH --seed S --out data/models/instances/ARCH-seedS``)."""
+    if instance == 0:
+        return MODELS_DIR / f"{arch}.safetensors"
+    return MODELS_DIR / "instances" / f"{arch}-seed{instance}" / f"{arch}.safetensors"
 
 
 def load_weights(model: nn.Module, path: Path | str, arch: str) -> nn.Module:
     """Load a state dict file (safetensors, or .pth read with ``weights_only=True``) into ``model``."""
-    from .paper import read_state
-
     if not Path(path).exists() and Path(path).parent == MODELS_DIR:
         raise NadkitError(f"weights file {path} not found; train it with `nadkit train --arch {arch}` or pass --weights FILE")
     fit_state(model, read_state(path), f"file {path}", arch)
@@ -241,7 +219,8 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
     """The network ``arch`` for ``dataset``, frozen and in eval mode.
 
     Embedded (``fashion-mnist``): the shipped weights unless ``weights`` names a file, "none"
-    (untrained) or "randomized:K" (top K blocks re-initialised: ``nadkit.sanity``). Paper scale
+    (untrained), "randomized:K" (top K blocks re-initialised: ``nadkit.sanity``) or "instance:S"
+    (the instance trained from seed S: ``instance_weights``). Paper scale
     (``imagefolder:ROOT``): torchvision's network with ``weights`` "torchvision" (default, from the
     user's cache), a file, or "none" (random). Any other network by string (``nadkit.anynet``):
     weights from the library's cache (default), a file, or "none".
@@ -261,6 +240,15 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
                 raise NadkitError(f"--weights {weights}: say how many top blocks to re-initialise, e.g. randomized:2")
             load_weights(model, MODELS_DIR / f"{arch}.safetensors", arch)
             randomize_top(model, untrained(lambda: build_network(arch), CASCADE_SEED), arch, int(blocks))
+        elif isinstance(weights, str) and weights.startswith("instance:"):
+            seed = weights.split(":", 1)[1]
+            if not seed.isdigit():
+                raise NadkitError(f"--weights {weights}: name the instance by its training seed, e.g. instance:1")
+            path = instance_weights(arch, int(seed))
+            if not path.exists():
+                raise NadkitError(f"no instance {seed} of {arch} at {path.parent}; train it with `nadkit train --arch "
+                                  f"{arch} --seed {seed} --out {path.parent}`")
+            load_weights(model, path, arch)
         elif weights != "none":
             load_weights(model, weights or MODELS_DIR / f"{arch}.safetensors", arch)
     elif dataset.startswith("imagefolder:"):

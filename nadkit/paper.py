@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .errors import NadkitError
+from .statedict import read_state  # noqa: F401  (its old home)
 
 TORCHVISION = {"vgg16": "VGG16_Weights", "resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights"}
 
@@ -52,31 +53,3 @@ def torchvision_state(arch: str) -> dict:
                           f"`python -c \"import torchvision; torchvision.models.{arch}(weights='IMAGENET1K_V1')\"` "
                           "and copy the file there (or set TORCH_HOME)")
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def read_state(path: Path | str) -> dict:
-    """A state dict from safetensors, or from a .pth/.pt file read with ``weights_only=True`` (a file
-    that holds anything but tensors, such as a pickled model or code, is refused unread)."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.exists():
-        raise NadkitError(f"weights file {path} not found; pass an existing --weights FILE, 'torchvision' or 'none'")
-    if path.is_dir():
-        raise NadkitError(f"weights {path} is a folder; pass a state dict file (.safetensors or .pth)")
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to parse an untrusted file is bad input
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise NadkitError(f"weights file {path} is not a readable plain state dict ({type(e).__name__}: {reason}); "
-                          "pass a .safetensors file or a .pth saved with torch.save(model.state_dict())") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise NadkitError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
-    odd = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if odd:
-        raise NadkitError(f"weights file {path} is not a plain state dict: entry {str(odd[0])[:60]!r} is not a tensor")
-    return {k.removeprefix("module."): v for k, v in state.items()}

@@ -16,7 +16,7 @@ import torch
 
 from .anynet import input_channels, is_external
 from .data import load_split
-from .disentangle import ELBOW_BETAS, NAD, OBJECTIVES, Convergence, elbow_sweep
+from .disentangle import ELBOW_BETAS, NAD, OBJECTIVES, TARGETS, Convergence, elbow_sweep
 from .errors import NadkitError
 from .findpoints import resolve_points
 from .metrics import HIT_PROTOCOLS, class_accuracy, confusion, hit_rate, misjudgment, predict, similarity
@@ -40,6 +40,7 @@ class Spec:
     batch_per_class: int = 16
     class_batch: int | None = None        # classes per pass; None: all on CPU, as many as fit on a GPU
     objective: str = "official"
+    target: str = "label"                 # or "prediction": the network's own output (sanity checks)
     seed: int = 0
     device: str = "cpu"
     weights: str | None = None
@@ -144,6 +145,8 @@ def check_settings(s: Spec) -> None:
         raise NadkitError(f"class-batch must be >= 1, got {s.class_batch}")
     if s.objective not in OBJECTIVES:
         raise NadkitError(f"unknown objective {s.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+    if s.target not in TARGETS:
+        raise NadkitError(f"unknown target {s.target!r}; choose one of: {', '.join(TARGETS)}")
     if s.decode not in ("workers", "device"):
         raise NadkitError(f"unknown decode {s.decode!r}; use workers or device")
     if s.precision not in ("fp32", "bf16"):
@@ -175,12 +178,14 @@ def _prepare(spec: Spec):
         config["convergence"] = asdict(convergence)
     if s.snapshot_every:
         config["snapshot_every"] = s.snapshot_every
+    if s.target != "label":
+        config["target"] = s.target
     if s.points is not None or is_external(s.arch):
         config["points"] = [p.module for p in points]  # what evaluate, merge and resume rebuild
     if s.dataset != "fashion-mnist":
         config["image_size"], config["decode"] = s.image_size, s.decode  # decoders differ in the last bits
     nad = NAD(model, points, beta=0.0, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
-              objective=s.objective, seed=s.seed, input_shape=s.input_shape(input_channels(model)), workers=s.workers,
+              objective=s.objective, target=s.target, seed=s.seed, input_shape=s.input_shape(input_channels(model)), workers=s.workers,
               precision=s.precision, decode_on_device=s.decode == "device", convergence=convergence,
               snapshot_every=s.snapshot_every)
     return nad, train, classes, config
@@ -482,7 +487,7 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
     hits = hit_rate(model, points, binary, sub.classes, test, mosaics, top, seed, progress=progress,
                     protocol=hit_protocol) if len(sub.classes) >= 4 else None
     conf = confusion(pred, test.labels, len(test.class_names))
-    return {
+    report = {
         "arch": cfg["arch"], "seed": cfg.get("seed"), "points": sub.points, "classes": sub.classes,
         "class_names": sub.class_names, "kept": sub.kept().mean(0).tolist(),
         "similarity": per_point,
@@ -496,3 +501,22 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
         "misjudgment": misjudgment(conf, sim, sub.classes),
         "mosaics": mosaics, "top": top, "hit_protocol": hit_protocol,
     }
+    return with_chance(report, binary)
+
+
+def with_chance(report: dict, binary) -> dict:
+    """An evaluation with what random channels of the same sizes give: per point the expected
+    mean Jaccard (``similarity_expected``) and the mean kappa (``similarity_kappa``); Table 1's
+    Dif tested by QAP (``misjudgment.p_qap``), and on chance-corrected overlap
+    (``dif_delta``, ``p_qap_delta``) beside the part the sets' sizes alone give (``dif_size``)."""
+    from .overlap import per_point
+    from .stats import misjudgment_test
+
+    chance = per_point([b.numpy() for b in binary])
+    mis = report["misjudgment"]
+    test = misjudgment_test(report["similarity_matrix"], report["confusion"], report["classes"],
+                            mis["min_rate"], expected=chance["expected_matrix"])
+    keys = ("p_qap", "dif_delta", "p_qap_delta", "dif_size")
+    return report | {"similarity_expected": chance["similarity_expected"],
+                     "similarity_kappa": chance["similarity_kappa"],
+                     "misjudgment": mis | {k: test.get(k) for k in keys}}

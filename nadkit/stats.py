@@ -45,8 +45,8 @@ class Verdict:
 def mean_interval(values: Sequence[float], seed: int = 0) -> Verdict:
     """The mean of ``values`` with its 95% bootstrap (BCa) interval."""
     v = np.asarray(values, dtype=float)
-    if len(v) < 2 or np.ptp(v) == 0:
-        return Verdict(float(v.mean()), float(v.mean()), float(v.mean()))
+    if len(v) < 2 or np.ptp(v) == 0:  # no spread to bootstrap: no interval, so nothing "holds"
+        return Verdict(float(v.mean()))
     ci = stats.bootstrap((v,), np.mean, n_resamples=RESAMPLES, random_state=seed).confidence_interval
     return Verdict(float(v.mean()), float(ci.low), float(ci.high))
 
@@ -67,6 +67,19 @@ def same_class_agreement(runs: Sequence[Sequence[Tensor]]) -> np.ndarray:
     for a, b in combinations(runs, 2):
         rows.append(torch.stack([_row_jaccard(x, y) for x, y in zip(a, b)], 1).numpy())
     return np.concatenate(rows)
+
+
+def seed_agreement(runs: Sequence[Sequence[Tensor]]) -> dict[str, np.ndarray]:
+    """Same-class agreement of every pair of seeds against chance: raw Jaccard, its expectation
+    for random sets of the same two sizes, and kappa, each [pairs * classes, points]."""
+    from .overlap import agreement
+
+    rows: dict[str, list] = {"jaccard": [], "expected": [], "kappa": []}
+    for a, b in combinations(runs, 2):
+        parts = [agreement(x.numpy(), y.numpy()) for x, y in zip(a, b)]
+        for key in rows:
+            rows[key].append(np.stack([p[key] for p in parts], 1))
+    return {key: np.concatenate(v) for key, v in rows.items()}
 
 
 def _row_jaccard(a: Tensor, b: Tensor) -> Tensor:
@@ -106,42 +119,85 @@ def similarity_drop(binary: Sequence[Tensor], seed: int = 0) -> Verdict:
     return mean_interval(per_class[0] - per_class[1], seed)
 
 
-def misjudgment_test(sim: Tensor, conf: Tensor, classes: Sequence[int], min_rate: float = 0.02,
-                     seed: int = 0) -> dict:
-    """Table 1's Dif = Mis - Oth, tested two ways. Permutation: within each class, which of the
-    other classes count as "Mis." is shuffled (the number kept), so the null is "Mis. classes
-    are any classes"; one-sided p. Bootstrap: 95% interval of the mean per-class Dif over classes.
+def mis_relation(conf, classes: Sequence[int], min_rate: float = 0.02) -> np.ndarray:
+    """[K, K] boolean: row c marks the classes that at least ``min_rate`` of class c's images are
+    wrongly predicted as (Table 1's "Mis."), over the classes in ``classes``."""
+    conf = np.asarray(conf, dtype=float)
+    idx = list(classes)
+    rate = conf[np.ix_(idx, idx)] / np.maximum(conf[idx].sum(1, keepdims=True), 1)
+    mis = rate >= min_rate
+    np.fill_diagonal(mis, False)
+    return mis
 
-    scipy's ``permutation_test`` permutes across all observations; the shuffle here must stay
-    within each class, so the permutations are drawn with numpy's ``Generator.permuted`` row-wise.
-    """
-    rows = {c: i for i, c in enumerate(classes)}
-    sims, labels = [], []
-    for c in classes:
-        rate = conf[c].float() / conf[c].sum().clamp_min(1)
-        others = [d for d in classes if d != c]
-        wrong = np.array([bool(rate[d] >= min_rate) for d in others])
-        if wrong.any() and not wrong.all():
-            sims.append(sim[rows[c], [rows[d] for d in others]].numpy())
-            labels.append(wrong)
-    if not sims:
+
+def dif(sim: np.ndarray, mis: np.ndarray) -> float:
+    """Table 1's Dif = Mis - Oth: per class with both groups, mean similarity to its "Mis."
+    classes minus to the others; the mean over those classes."""
+    sim = np.asarray(sim, dtype=float)
+    k = len(sim)
+    oth = ~mis & ~np.eye(k, dtype=bool)
+    use = mis.any(1) & oth.any(1)
+    if not use.any():
+        return float("nan")
+    m = np.where(mis, sim, 0).sum(1)[use] / mis.sum(1)[use]
+    o = np.where(oth, sim, 0).sum(1)[use] / oth.sum(1)[use]
+    return float((m - o).mean())
+
+
+def per_class_dif(sim: np.ndarray, mis: np.ndarray) -> np.ndarray:
+    """Dif of each class that has both groups (the unit of Table 1's interval)."""
+    k = len(sim)
+    oth = ~mis & ~np.eye(k, dtype=bool)
+    use = mis.any(1) & oth.any(1)
+    m = np.where(mis, sim, 0).sum(1)[use] / mis.sum(1)[use]
+    o = np.where(oth, sim, 0).sum(1)[use] / oth.sum(1)[use]
+    return m - o
+
+
+def misjudgment_test(sim, conf, classes: Sequence[int], min_rate: float = 0.02, seed: int = 0,
+                     expected=None, draws: int = RESAMPLES) -> dict:
+    """Table 1's Dif = Mis - Oth, tested by QAP: the class labels of the whole similarity matrix
+    are permuted (rows and columns together) while the confusion stays, so a pair that counts in
+    both its classes' rows moves as one (one-sided p, Dif > 0); the 95% bootstrap interval is over
+    classes. With ``expected`` (the similarity that random channels of the same sizes give, per
+    pair) the Dif is split into its size part, Dif(expected), and the chance-corrected part,
+    Dif(sim - expected), each with its own QAP p."""
+    from .overlap import qap_test
+
+    sim = np.asarray(sim, dtype=float)
+    mis = mis_relation(conf, classes, min_rate)
+    per_class = per_class_dif(sim, mis)
+    if len(per_class) == 0:
         return {"dif": float("nan"), "classes": 0, "p": float("nan"), "verdict": None}
-    s, m = np.stack(sims), np.stack(labels)
-
-    def dif(mask: np.ndarray) -> np.ndarray:  # [..., classes, others] -> mean over classes of Dif
-        mis = (s * mask).sum(-1) / mask.sum(-1)
-        oth = (s * ~mask).sum(-1) / (~mask).sum(-1)
-        return (mis - oth).mean(-1)
-
-    rng = np.random.default_rng(seed)
-    null = dif(rng.permuted(np.broadcast_to(m, (RESAMPLES, *m.shape)), axis=-1))
-    observed = float(dif(m))
-    p = (1 + np.sum(null >= observed)) / (1 + RESAMPLES)
-    per_class = (s * m).sum(1) / m.sum(1) - (s * ~m).sum(1) / (~m).sum(1)
+    stat = lambda m: dif(m, mis)  # noqa: E731
+    test = qap_test(sim, stat, draws, seed)
     boot = mean_interval(per_class, seed)
-    verdict = Verdict(observed, boot.low, boot.high, float(p))
-    return {"dif": observed, "classes": len(sims), "p": float(p), "low": boot.low, "high": boot.high,
-            "verdict": verdict.to_dict()}
+    out = {"dif": test["observed"], "classes": len(per_class), "p": test["p"], "p_qap": test["p"],
+           "low": boot.low, "high": boot.high,
+           "verdict": Verdict(test["observed"], boot.low, boot.high, test["p"]).to_dict()}
+    if expected is not None:
+        delta = sim - np.asarray(expected, dtype=float)
+        test_d = qap_test(delta, stat, draws, seed)
+        out.update(dif_size=dif(np.asarray(expected, dtype=float), mis), dif_delta=test_d["observed"],
+                   p_qap_delta=test_d["p"])
+    return out
+
+
+def top_confusion_among_similar(sim, conf, classes: Sequence[int], top: int = 3) -> dict:
+    """Fig. 5 with the class as the unit: per class with any mistake, is the class its images are
+    most often mistaken for among the ``top`` classes whose sub-architectures are most similar to
+    its own? Exact binomial test of the count against ``top`` / (K - 1), one-sided."""
+    sim, conf = np.asarray(sim, dtype=float), np.asarray(conf, dtype=float)
+    idx = list(classes)
+    c = conf[np.ix_(idx, idx)].copy()
+    np.fill_diagonal(c, 0)
+    s = sim.copy()
+    np.fill_diagonal(s, -np.inf)
+    k = len(idx)
+    hits = [bool(np.argmax(c[i]) in np.argsort(-s[i], kind="stable")[:top]) for i in range(k) if c[i].sum() > 0]
+    chance = top / (k - 1)
+    p = stats.binomtest(sum(hits), len(hits), chance, alternative="greater").pvalue if hits else float("nan")
+    return {"hits": int(sum(hits)), "classes": len(hits), "chance": chance, "p": float(p)}
 
 
 def others_taken(cross, classes: Sequence[int]) -> np.ndarray:

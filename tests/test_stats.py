@@ -13,6 +13,8 @@ def test_interval_excludes_zero_only_for_a_real_shift():
     rng = np.random.default_rng(0)
     assert mean_interval(rng.normal(1.0, 0.5, 30)).holds
     assert not mean_interval(rng.normal(0.0, 0.5, 30)).holds
+    # no spread: no interval, so nothing holds (a constant sample cannot support one)
+    assert not mean_interval([0.2] * 10).holds
 
 
 def test_classes_divided_only_when_seeds_agree_better_than_classes():
@@ -45,7 +47,7 @@ def test_misjudgment_permutation_test_follows_the_similarity():
     conf = confusion_towards(pairs)
     sim = torch.full((10, 10), 0.3)
     for a, b in pairs:
-        sim[a, b] = sim[b, a] = 0.6   # confused classes are more similar
+        sim[a, b] = sim[b, a] = 0.6 + 0.01 * a   # confused classes are more similar
     sim.fill_diagonal_(1.0)
     similar = misjudgment_test(sim, conf, list(range(10)))
     assert similar["dif"] > 0 and similar["p"] < 0.01 and similar["low"] > 0

@@ -23,11 +23,13 @@ from tqdm.auto import tqdm
 from . import pipeline
 from .data import REPO_ROOT
 from .disentangle import ELBOW_BETAS
-from .metrics import class_accuracy, collapsed, cross_accuracy, hit_rate, predict, random_like
+from .metrics import (class_accuracy, collapsed, cross_accuracy, hit_rate, misjudgment, predict, random_like,
+                      similarity)
 from .networks import ARCHS, load_network, model_card, weights_sha256
 from .subarch import SubArchitectures, load_history
 
-SMOKE = {"classes": 4, "steps": 4, "mosaics": 16, "elbow_steps": 3}
+SMOKE = {"classes": 4, "steps": 4, "mosaics": 16, "elbow_steps": 3, "chance_draws": 99,
+         "instances": 2}
 SHIPPED = REPO_ROOT / "data" / "results"
 SNAPSHOT_EVERY = 100  # the convergence study's grain (full profile)
 ELBOW_CLASSES = 4     # classes in the Elbow sweep, spread over the data set's
@@ -40,6 +42,11 @@ def profile() -> str:
 
 
 network_of = pipeline.network_of  # the chapters' name for it
+
+
+def chance_draws() -> int:
+    """Null draws per point for the tests against chance (999; the smoke profile: 99)."""
+    return SMOKE["chance_draws"] if profile() == "smoke" else 999
 
 
 def progress() -> bool:
@@ -91,6 +98,7 @@ class Settings:
             s.classes = ",".join(str(c) for c in range(SMOKE["classes"])) if classes == "all" else classes
             s.steps = min(steps, SMOKE["steps"]) if isinstance(steps, int) else SMOKE["steps"]
             s.mosaics = min(mosaics, SMOKE["mosaics"])
+            s.instances = s.instances[:SMOKE["instances"]]
         return s
 
     @property
@@ -205,11 +213,13 @@ def _evaluated(out: Path, s: Settings, protocol: str, progress: bool) -> dict:
     top = s.top if protocol == "paper" else 0.10
     path = _cache(out, f"evaluation-{_key({'mosaics': mosaics, 'top': top, 'seed': 0, 'protocol': protocol})}.json")
     if not path.exists():
-        report = pipeline.evaluate(out, mosaics, top, 0, s.device, progress=progress, hit_protocol=protocol)
+        report = pipeline.evaluate(out, mosaics, top, 0, s.device, progress=progress, hit_protocol=protocol,
+                                   chance_draws=chance_draws())
         path.write_text(json.dumps(report) + "\n")
     report = json.loads(path.read_text())
-    if "similarity_kappa" not in report:  # an evaluation made before the chance measures: add them
-        report = pipeline.with_chance(report, SubArchitectures.load(out).binary())
+    if "similarity_p_swap" not in report:  # made before the measures against chance: add them, once
+        report = pipeline.with_chance(report, SubArchitectures.load(out).binary(), chance_draws())
+        path.write_text(json.dumps(report) + "\n")
     return report
 
 
@@ -339,7 +349,8 @@ def _cross(out: Path, s: Settings, progress: bool) -> list[list[float]]:
 
 def baselines(source: str, s: Settings, progress: bool = True) -> dict[str, list[dict]]:
     """For each heuristic (and NAD itself, as "nad"), per trained instance: the sub-architectures,
-    their evaluation (paper protocol) and cross-class accuracy, all cached beside the runs."""
+    their evaluation (paper protocol), cross-class accuracy and hit rate on the control's mosaics,
+    all cached beside the runs."""
     out: dict[str, list[dict]] = {"nad": []}
     for f in instance_folders(source, s, progress):
         out["nad"].append({"sub": SubArchitectures.load(f), "report": _evaluated(f, s, "paper", progress),
@@ -350,7 +361,8 @@ def baselines(source: str, s: Settings, progress: bool = True) -> dict[str, list
                 pipeline.baseline(f, method, b, device=s.device)
             out.setdefault(method, []).append({"sub": SubArchitectures.load(b), "folder": b,
                                                "report": _evaluated(b, s, "paper", progress),
-                                               "cross": _cross(b, s, progress)})
+                                               "cross": _cross(b, s, progress),
+                                               "hit": control_hit(b, s, progress)})
     return out
 
 
@@ -528,36 +540,42 @@ def convergence_study(arch: str, s: Settings, smooth: int = 50) -> dict:
             "max_steps": subs[0].config.get("convergence", {}).get("max_steps")}
 
 
-def findings(sub: SubArchitectures, report: dict, control: dict) -> dict[str, dict]:
-    """The book's findings for one run, each with its test: similarity falls from the first point
-    to the last; the hit rate beats random sub-architectures of the same sparsity at some point;
-    sub-architectures beat random ones on their own class; misjudged classes are more similar."""
-    import numpy as np
+def findings(source: str, s: Settings, progress: bool = True) -> list[dict]:
+    """The findings (``nadkit.findings.of_run``) of every trained instance of ``source``."""
+    from .findings import of_run
 
-    from .stats import difference_interval, mean_interval, misjudgment_test, similarity_drop
+    reports = evaluated(source, s, progress, over="instances")
+    return [of_run(r, c) for r, c in zip(reports, controls(source, s, progress, over="instances"))]
 
-    out = {}
-    drop = similarity_drop(sub.binary())
-    out["similarity falls with depth"] = {"estimate": drop.estimate, "holds": drop.holds and drop.estimate > 0,
-                                          "evidence": f"drop {drop.estimate:+.3f}, 95% CI {drop.interval(digits=3)}"}
-    if report.get("hit_rate_per_mosaic") and control.get("random_hit_rate_per_mosaic"):
-        nad, rnd = np.array(report["hit_rate_per_mosaic"]), np.array(control["random_hit_rate_per_mosaic"])
-        tests = [difference_interval(nad[:, p], rnd[:, p]) for p in range(nad.shape[1])]
-        best = int(np.argmax([t.estimate for t in tests]))
-        above = [i + 1 for i, t in enumerate(tests) if t.low > 0]
-        out["hit rate above random"] = {"estimate": tests[best].estimate, "holds": bool(above),
-                                        "evidence": f"at {len(above)} of {len(tests)} points; best point {best + 1}: "
-                                                    f"{tests[best].estimate:+.3f} {tests[best].interval(digits=3)}"}
-    acc = mean_interval(np.array(report["accuracy"]["subarch"]) - np.array(control["random_accuracy"]))
-    out["sub-architectures beat random ones"] = {
-        "estimate": acc.estimate, "holds": acc.holds and acc.estimate > 0,
-        "evidence": f"{100 * acc.estimate:+.1f} points, 95% CI {acc.interval(100, 1)}"}
-    mis = misjudgment_test(torch.tensor(report["similarity_matrix"]), torch.tensor(report["confusion"]),
-                           report["classes"], report["misjudgment"]["min_rate"])
-    out["misjudged classes are more similar"] = {
-        "estimate": mis["dif"], "holds": bool(mis["p"] < 0.05),
-        "evidence": f"Dif {100 * mis['dif']:+.2f}, p = {mis['p']:.3f}" if mis["classes"] else "no Mis. set"}
-    return out
+
+def random_report(out: Path, s: Settings, progress: bool = True) -> dict:
+    """The measures against chance (``pipeline.with_chance``) of random sub-architectures with
+    the channel counts of the run in ``out``, read with the network's own confusions: the
+    control of the findings that any channel choice at those counts would show. Cached."""
+    path = _cache(out, f"random-chance-{_key({'draws': chance_draws(), 'seed': 0})}.json")
+    if not path.exists():
+        sub = SubArchitectures.load(out)
+        report = _evaluated(out, s, "paper", progress)
+        rand = random_like(sub.binary(), seed=sub.config["seed"])
+        per_point, sim = similarity(rand)
+        base = {k: report[k] for k in ("points", "classes", "class_names", "confusion", "kept")}
+        mis = misjudgment(torch.tensor(report["confusion"]), sim, sub.classes, report["misjudgment"]["min_rate"])
+        base |= {"similarity": per_point, "similarity_matrix": sim.tolist(), "misjudgment": mis}
+        path.write_text(json.dumps(pipeline.with_chance(base, rand, chance_draws())) + "\n")
+    return json.loads(path.read_text())
+
+
+def control_hit(out: Path, s: Settings, progress: bool = True) -> list[float]:
+    """The hit rate of the run in ``out`` on its NAD run's control mosaics (a baseline has NAD's
+    channel counts, so NAD's random draws are its control too), cached."""
+    n = max(4, s.mosaics // 20)
+    path = _cache(out, f"control-hit-{_key({'mosaics': n, 'top': s.top, 'seed': 0})}.json")
+    if not path.exists():
+        sub = SubArchitectures.load(out)
+        model, points, test = pipeline.network_of(sub, s.device)
+        hits = hit_rate(model, points, sub.binary(), sub.classes, test, n, s.top, 0, progress=progress)
+        path.write_text(json.dumps(hits.mean((0, 1)).tolist()) + "\n")
+    return json.loads(path.read_text())
 
 
 def skipped_share(sub: SubArchitectures) -> float:

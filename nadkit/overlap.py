@@ -148,14 +148,32 @@ def permutation_p(observed: float, null: np.ndarray, alternative: str = "two-sid
     return float(min(1.0, 2 * min(greater, less)))
 
 
-def point_test(x: np.ndarray, null: str = "swap", draws: int = DRAWS, seed: int = 0) -> dict:
-    """Do the classes at one point share more or fewer channels than ``null`` gives? The mean
-    pairwise Jaccard of the [K, C] matrix against its null distribution, two-sided."""
-    stat = lambda m: pair_mean(jaccard_rows(m))  # noqa: E731
-    observed = stat(x)
+def pair_sd(m: np.ndarray) -> float:
+    """Standard deviation of the off-diagonal entries of a [K, K] matrix: how unevenly the
+    overlap is spread over the pairs of classes."""
+    k = m.shape[0]
+    return float(np.std(m[~np.eye(k, dtype=bool)]))
+
+
+STATISTICS = {"mean": lambda m: pair_mean(jaccard_rows(m)), "spread": lambda m: pair_sd(jaccard_rows(m))}
+
+
+def point_test(x: np.ndarray, null: str = "uniform", draws: int = DRAWS, seed: int = 0) -> dict:
+    """One point's [K, C] class x channel matrix against a null.
+
+    "uniform" (random channels of each class's size): is the mean pairwise Jaccard above or below
+    chance? Two-sided. "swap" (each class's size *and* each channel's popularity kept): with both
+    margins fixed the total overlap is fixed too, so the question is whether it is spread over
+    the pairs of classes more unevenly than chance (some classes close, others apart: class
+    structure that hub channels cannot fake). One-sided, on the spread (SD) of pairwise Jaccard.
+    """
+    name, alternative = ("mean", "two-sided") if null == "uniform" else ("spread", "greater")
+    stat = STATISTICS[name]
+    observed = stat(np.asarray(x, dtype=bool))
     dist = null_distribution(x, stat, null, draws, seed)
-    return {"observed": observed, "null_mean": float(dist.mean()), "null_low": float(np.quantile(dist, 0.025)),
-            "null_high": float(np.quantile(dist, 0.975)), "p": permutation_p(observed, dist)}
+    return {"statistic": name, "observed": observed, "null_mean": float(dist.mean()),
+            "null_low": float(np.quantile(dist, 0.025)), "null_high": float(np.quantile(dist, 0.975)),
+            "p": permutation_p(observed, dist, alternative)}
 
 
 def qap_test(sim: np.ndarray, statistic: Callable[[np.ndarray], float], draws: int = 9_999, seed: int = 0,

@@ -464,9 +464,11 @@ def baseline(folder: str | Path, method: str, out: str | Path, per_class: int = 
 
 def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None = None, seed: int = 0,
              device: str = "cpu", progress: bool = True, hit_protocol: str = "paper",
-             allow_other_weights: bool = False) -> dict:
-    """Every per-layer figure of the paper for the sub-architectures in ``folder``. ``mosaics`` and
-    ``top`` default to the hit-rate protocol's ("paper": 1,000 and 5%; "authors": 100 and 10%)."""
+             allow_other_weights: bool = False, chance_draws: int = 999) -> dict:
+    """Every per-layer figure of the paper for the sub-architectures in ``folder``, with what
+    random channels of the same sizes give (``with_chance``, ``chance_draws`` null draws).
+    ``mosaics`` and ``top`` default to the hit-rate protocol's ("paper": 1,000 and 5%;
+    "authors": 100 and 10%)."""
     if hit_protocol not in HIT_PROTOCOLS:
         raise NadkitError(f"unknown hit-rate protocol {hit_protocol!r}; choose one of: {', '.join(HIT_PROTOCOLS)}")
     mosaics = HIT_PROTOCOLS[hit_protocol]["mosaics"] if mosaics is None else mosaics
@@ -501,22 +503,32 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
         "misjudgment": misjudgment(conf, sim, sub.classes),
         "mosaics": mosaics, "top": top, "hit_protocol": hit_protocol,
     }
-    return with_chance(report, binary)
+    return with_chance(report, binary, chance_draws)
 
 
-def with_chance(report: dict, binary) -> dict:
-    """An evaluation with what random channels of the same sizes give: per point the expected
-    mean Jaccard (``similarity_expected``) and the mean kappa (``similarity_kappa``); Table 1's
-    Dif tested by QAP (``misjudgment.p_qap``), and on chance-corrected overlap
-    (``dif_delta``, ``p_qap_delta``) beside the part the sets' sizes alone give (``dif_size``)."""
-    from .overlap import per_point
+def with_chance(report: dict, binary, draws: int = 999) -> dict:
+    """An evaluation with what random channels of the same sizes give (``nadkit.overlap``): per
+    point the expected mean Jaccard (``similarity_expected``), the mean kappa
+    (``similarity_kappa``), the two-sided p of the mean against random channels of each class's
+    size (``similarity_p_uniform``) and the one-sided p of its spread over class pairs against the
+    swap null that also keeps each channel's popularity (``similarity_p_swap``); Table 1's Dif
+    tested by QAP (``misjudgment.p_qap``), and on chance-corrected overlap (``dif_delta``,
+    ``p_qap_delta``) beside the part the sets' sizes alone give (``dif_size``). ``draws`` null
+    draws per point (ten times as many class permutations for QAP)."""
+    from .overlap import per_point, point_test
     from .stats import misjudgment_test
 
-    chance = per_point([b.numpy() for b in binary])
+    masks = [b.numpy() if hasattr(b, "numpy") else b for b in binary]
+    chance = per_point(masks)
     mis = report["misjudgment"]
     test = misjudgment_test(report["similarity_matrix"], report["confusion"], report["classes"],
-                            mis["min_rate"], expected=chance["expected_matrix"])
+                            mis["min_rate"], expected=chance["expected_matrix"], draws=10 * draws + 9)
     keys = ("p_qap", "dif_delta", "p_qap_delta", "dif_size")
+    tested = len(report["classes"]) >= 3
+    p_of = lambda null: [point_test(m, null, draws, seed=i)["p"]  # noqa: E731
+                         for i, m in enumerate(masks)] if tested else None
+    finite = lambda v: [x if math.isfinite(x) else None for x in v]  # noqa: E731  (JSON has no NaN)
     return report | {"similarity_expected": chance["similarity_expected"],
-                     "similarity_kappa": chance["similarity_kappa"],
+                     "similarity_kappa": finite(chance["similarity_kappa"]),
+                     "similarity_p_uniform": p_of("uniform"), "similarity_p_swap": p_of("swap"),
                      "misjudgment": mis | {k: test.get(k) for k in keys}}

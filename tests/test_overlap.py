@@ -61,9 +61,9 @@ def test_point_test_is_calibrated_on_null_data(null):
     """Matrices drawn from the null itself: the p-values are uniform (KS) and reject at about alpha."""
     rng = np.random.default_rng(3)
     ps = []
+    pop = np.linspace(0.2, 0.9, 24) if null == "swap" else np.full(24, 0.5)
     for i in range(60):
-        pop = np.linspace(0.2, 0.9, 24) if null == "swap" else np.full(24, 0.5)
-        x = rng.random((6, 24)) < pop
+        x = rng.random((6, 24)) < pop    # independent cells: exchangeable given both margins
         if null == "uniform":
             x = overlap.uniform_draw(x, rng)
         ps.append(overlap.point_test(x, null, draws=199, seed=i)["p"])
@@ -71,9 +71,9 @@ def test_point_test_is_calibrated_on_null_data(null):
     assert np.mean(np.array(ps) < 0.05) <= 0.12
 
 
-def test_point_test_finds_planted_class_structure_that_hubs_do_not_fake():
+def test_point_tests_find_planted_structure_that_hubs_do_not_fake():
     rng = np.random.default_rng(4)
-    # two groups of classes, each keeping its own half of the channels: classes share less than chance
+    # two groups of classes, each keeping its own half of the channels: class structure
     x = np.zeros((8, 40), dtype=bool)
     x[:4, :20] = rng.random((4, 20)) < 0.8
     x[4:, 20:] = rng.random((4, 20)) < 0.8
@@ -82,7 +82,7 @@ def test_point_test_finds_planted_class_structure_that_hubs_do_not_fake():
     disjoint = np.kron(np.eye(8, dtype=bool), np.ones((1, 5), dtype=bool))
     assert overlap.point_test(disjoint, "uniform", draws=199)["p"] < 0.05
     # hub channels kept by every class, the rest random: more overlap than uniform chance gives,
-    # nothing beyond what the swap null (which keeps each channel's popularity) gives
+    # and no class structure beyond what the swap null (each channel's popularity kept) gives
     uniform, swap = [], []
     for i in range(20):
         hubs = np.zeros((8, 40), dtype=bool)

@@ -135,15 +135,19 @@ def print_report(r: dict) -> None:
     hits = r["hit_rate"] or [math.nan] * len(r["points"])
     print(f"{r['arch']}: {len(r['classes'])} classes, hit rate over {r['mosaics']} mosaics (top {r['top']:.0%}, "
           f"{r['hit_protocol']} protocol)")
-    print(f"{'point':<14}{'kept':>8}{'jaccard':>10}{'hit rate':>10}")
-    for name, k, s, h in zip(r["points"], r["kept"], r["similarity"], hits):
-        print(f"{name:<14}{k:>8.3f}{s:>10.3f}{h:>10.3f}")
+    kappa = [math.nan if v is None else v for v in r["similarity_kappa"]]
+    print(f"{'point':<14}{'kept':>8}{'jaccard':>10}{'chance':>9}{'kappa':>8}{'hit rate':>10}")
+    for name, k, s, e, q, h in zip(r["points"], r["kept"], r["similarity"], r["similarity_expected"], kappa, hits):
+        print(f"{name:<14}{k:>8.3f}{s:>10.3f}{e:>9.3f}{q:>8.3f}{h:>10.3f}")
     acc = r["accuracy"]
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     print(f"accuracy on own class: network {mean(acc['original']):.3f}, sub-architectures {mean(acc['subarch']):.3f}")
     m = r["misjudgment"]
     print(f"misjudgment (similarity x100, dif = mis - oth): mis {100 * m['mis']:.2f}  oth {100 * m['oth']:.2f}  "
           f"dif {100 * m['dif']:+.2f}  over {len(m['classes'])} classes")
+    if m.get("p_qap") is not None:
+        print(f"  QAP p {m['p_qap']:.4f}; beyond chance dif {100 * m['dif_delta']:+.2f} (QAP p {m['p_qap_delta']:.4f}), "
+              f"set sizes alone {100 * m['dif_size']:+.2f}")
 
 
 def print_points(arch: str, dataset: str, image_size: int = 224) -> None:

@@ -33,6 +33,47 @@ def test_end_to_end_on_four_classes(tmp_path):
     assert len(r["points"]) == len(r["kept"]) == len(r["similarity"]) == len(r["hit_rate"]) == 13
     assert len(r["accuracy"]["original"]) == len(r["accuracy"]["subarch"]) == 4
     assert {"mis", "oth", "dif"} <= set(r["misjudgment"])
+    agrees_with_an_independent_computation(r, out)
+
+
+def agrees_with_an_independent_computation(r, out):
+    """The measures against chance in the JSON, recomputed from the masks another way: the
+    expected Jaccard by Monte Carlo over random channel sets of the same sizes, and the
+    chance-corrected Dif by its definition."""
+    import numpy as np
+
+    from nadkit.subarch import SubArchitectures
+
+    assert {"similarity_expected", "similarity_kappa", "similarity_p_uniform", "similarity_p_swap"} <= set(r)
+    assert {"p_qap", "dif_delta", "p_qap_delta", "dif_size"} <= set(r["misjudgment"])
+    binary = [b.numpy() for b in SubArchitectures.load(out).binary()]
+    rng = np.random.default_rng(0)
+    k = len(r["classes"])
+    pairs = [(i, j) for i in range(k) for j in range(k) if i != j]
+    delta = np.zeros((k, k))
+    for p, b in enumerate(binary):
+        sizes, n = b.sum(1), b.shape[1]
+        mc = np.zeros((k, k))
+        for _ in range(400):
+            x = np.stack([rng.permutation(n) < s for s in sizes])
+            inter = (x[:, None] & x[None]).sum(-1)
+            union = (x[:, None] | x[None]).sum(-1)
+            mc += np.where(union > 0, inter / np.maximum(union, 1), 1.0) / 400
+        assert r["similarity_expected"][p] == pytest.approx(np.mean([mc[i, j] for i, j in pairs]), abs=0.02)
+        inter = (b[:, None] & b[None]).sum(-1)
+        union = (b[:, None] | b[None]).sum(-1)
+        delta += (np.where(union > 0, inter / np.maximum(union, 1), 1.0) - mc) / len(binary)
+    conf = np.array(r["confusion"])[np.ix_(r["classes"], r["classes"])]
+    rate = conf / conf.sum(1, keepdims=True)
+    difs = []
+    for i in range(k):
+        mis = [j for j in range(k) if j != i and rate[i, j] >= r["misjudgment"]["min_rate"]]
+        oth = [j for j in range(k) if j != i and j not in mis]
+        if mis and oth:
+            difs.append(delta[i, mis].mean() - delta[i, oth].mean())
+    if difs:
+        assert r["misjudgment"]["dif_delta"] == pytest.approx(np.mean(difs), abs=0.02)
+        assert 0 < r["misjudgment"]["p_qap"] <= 1 and 0 < r["misjudgment"]["p_qap_delta"] <= 1
 
 
 def test_two_classes_and_rerun_reuses_the_result(tmp_path, capsys):

@@ -59,6 +59,18 @@ def test_pth_files_that_are_not_plain_state_dicts(tmp_path, capsys):
     assert not marker.exists() and not out.exists()
 
 
+def test_a_pickled_module_is_refused_in_one_line_on_stderr(tmp_path):
+    """From a real process: torch's warning about the pickle protocol does not reach the user."""
+    import subprocess
+    import sys
+
+    full = tmp_path / "full.pth"
+    torch.save(build_network("vgg16"), full)
+    run = subprocess.run([sys.executable, "-m", "nadkit", *VGG, *FAST, "--weights", str(full),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
 def test_weights_with_nan_are_refused(tmp_path, capsys):
     from safetensors.torch import load_file, save_file
 

@@ -4,6 +4,7 @@ network before loading, and hashed; shared by the embedded, paper-scale and any-
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def read_state(path: Path | str) -> dict:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to parse an untrusted file is bad input
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # torch bolds part of its message
+        reason = (text.splitlines() or [type(e).__name__])[0][:200]
         raise NadkitError(f"weights file {path} is not a readable plain state dict ({type(e).__name__}: {reason}); "
                           "pass a .safetensors file or a .pth saved with torch.save(model.state_dict())") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .darts import DARTS
 from .errors import NadkitError
 from .sanity import CASCADE_SEED, randomize_top, untrained
-from .statedict import fit_state, read_state, weights_sha256  # noqa: F401  (re-exported)
+from .statedict import fit_state, read_state, weights_sha256  # noqa: F401  (weights_sha256 re-exported)
 
 ARCHS = ("vgg16", "resnet50", "densenet121", "darts")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"

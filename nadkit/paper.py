@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from .errors import NadkitError
-from .statedict import read_state  # noqa: F401  (its old home)
 
 TORCHVISION = {"vgg16": "VGG16_Weights", "resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights"}
 

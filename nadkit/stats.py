@@ -1,6 +1,7 @@
-"""The tests behind the book's verdicts: seed agreement against cross-class similarity, bootstrap
-intervals (``scipy.stats.bootstrap``) and the permutation test of Table 1. A finding "holds" only
-where p < 0.05 or the 95% interval excludes zero; otherwise it is "not shown at this scale"."""
+"""The tests behind the book's verdicts: bootstrap intervals over classes
+(``scipy.stats.bootstrap``), seed agreement against chance, Table 1 by QAP and Fig. 5 with the
+class as the unit. A finding "holds" only where p < 0.05 or the 95% interval excludes zero;
+otherwise it is "not shown at this scale"."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .metrics import jaccard_matrix
 
 ALPHA = 0.05
 RESAMPLES = 9_999
@@ -51,15 +51,6 @@ def mean_interval(values: Sequence[float], seed: int = 0) -> Verdict:
     return Verdict(float(v.mean()), float(ci.low), float(ci.high))
 
 
-def difference_interval(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Verdict:
-    """mean(a) - mean(b) of two independent samples, with its 95% bootstrap interval."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    diff = lambda x, y, axis=-1: x.mean(axis) - y.mean(axis)  # noqa: E731
-    res = stats.bootstrap((a, b), diff, n_resamples=RESAMPLES, random_state=seed, method="percentile")
-    return Verdict(float(a.mean() - b.mean()), float(res.confidence_interval.low),
-                   float(res.confidence_interval.high))
-
-
 def same_class_agreement(runs: Sequence[Sequence[Tensor]]) -> np.ndarray:
     """Jaccard of a class's binarised masks between two seeds, for every pair of seeds: [pairs *
     classes, points]. ``runs[s][p]`` is seed s's [classes, channels] masks at point p."""
@@ -86,37 +77,6 @@ def _row_jaccard(a: Tensor, b: Tensor) -> Tensor:
     inter = (a & b).sum(1).float()
     union = (a | b).sum(1).float()
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
-
-
-def cross_class(binary: Sequence[Tensor]) -> np.ndarray:
-    """Jaccard of every pair of distinct classes, [pairs, points], for one run."""
-    mats = [jaccard_matrix(b) for b in binary]
-    i, j = np.triu_indices(mats[0].shape[0], 1)
-    return np.stack([m.numpy()[i, j] for m in mats], 1)
-
-
-def divided_by_class(runs: Sequence[Sequence[Tensor]]) -> list[Verdict]:
-    """Per point: do two classes' masks differ more than one class's masks from two seeds do?
-    One-sided Mann-Whitney U of cross-class Jaccard (all seeds) below same-class agreement."""
-    same = same_class_agreement(runs)
-    cross = np.concatenate([cross_class(r) for r in runs])
-    out = []
-    for p in range(same.shape[1]):
-        if np.ptp(np.concatenate([same[:, p], cross[:, p]])) == 0:
-            out.append(Verdict(0.0, p=1.0))
-            continue
-        test = stats.mannwhitneyu(cross[:, p], same[:, p], alternative="less")
-        out.append(Verdict(float(same[:, p].mean() - cross[:, p].mean()), p=float(test.pvalue)))
-    return out
-
-
-def similarity_drop(binary: Sequence[Tensor], seed: int = 0) -> Verdict:
-    """First point's mean Jaccard minus the last point's, per class (its mean to all others), with
-    a bootstrap interval over classes."""
-    mats = [jaccard_matrix(binary[0]).numpy(), jaccard_matrix(binary[-1]).numpy()]
-    k = mats[0].shape[0]
-    per_class = [(m.sum(1) - 1) / (k - 1) for m in mats]  # the diagonal is 1
-    return mean_interval(per_class[0] - per_class[1], seed)
 
 
 def mis_relation(conf, classes: Sequence[int], min_rate: float = 0.02) -> np.ndarray:

@@ -270,7 +270,8 @@ def disentangle(spec: Spec, out: str | Path, progress: bool = True, allow_other_
         if meta["config"] == config and meta["classes"] == classes:
             return SubArchitectures.load(out)
     recorded = PartialRun.recorded_config(out)
-    if recorded is not None:
+    if recorded is not None and PartialRun(out, recorded, create=False).done():
+        # (a damaged config.json that no finished class shares drops nothing, so it is not refused)
         _refuse_other_weights(recorded, config, f"{out}/partial holds finished classes", allow_other_weights)
     partial = PartialRun(out, config, create=ranks.rank == 0)
     ranks.wait("partial")

@@ -13,7 +13,8 @@ from nadkit.networks import MODELS_DIR, build_network, load_network
 
 
 def shipped() -> dict:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(MODELS_DIR.iterdir())}
+    files = sorted(p for p in MODELS_DIR.rglob("*") if p.is_file())
+    return {str(p.relative_to(MODELS_DIR)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Command line: ``nadkit train | disentangle | points | merge | baseline | evaluate``. Bad input ends
+"""Command line: ``nadkit train | disentangle | points | merge | baseline | evaluate | ablate``. Bad input ends
 in one line and exit 2."""
 
 from __future__ import annotations
@@ -127,7 +127,48 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", default=None, help="also write the figures to this JSON file")
     e.add_argument("--allow-other-weights", action="store_true",
                    help="evaluate masks on a network whose weights differ from those they were learned on")
+
+    a = sub.add_parser("ablate", help="zero each class's top-k channels at a point (NAD's ranking, random and "
+                                      "heuristic controls) and measure every class: are the channels necessary?")
+    a.add_argument("folder", help="a nadkit disentangle result")
+    a.add_argument("--points", default=None, help="comma-separated point names (default: all)")
+    a.add_argument("--k", default="auto", help="'auto' (1, 2, 4, ... up to the largest set kept at the point, "
+                                               "and the median set) or comma-separated numbers of channels")
+    a.add_argument("--orders", default="nad,mean-activation,taylor,model-lego",
+                   help="rankings of each class's channels to ablate by (nad first; the heuristics of baseline)")
+    a.add_argument("--draws", type=int, default=100, help="uniformly random channel sets per k")
+    a.add_argument("--popularity-draws", type=int, default=10,
+                   help="random sets per class and k matched to how many classes keep each channel")
+    a.add_argument("--per-class", type=int, default=20, help="test images of each class")
+    a.add_argument("--device", default="cpu")
+    a.add_argument("--out", default=None, help="folder for the results (default: FOLDER/ablation)")
+    a.add_argument("--allow-other-weights", action="store_true",
+                   help="ablate on a network whose weights differ from those the masks were learned on")
     return p
+
+
+def print_ablation(r: dict) -> None:
+    """Per point: selectivity at the matrix k for NAD and its controls (mean over classes)."""
+    import numpy as np
+
+    from .ablate import selectivity
+
+    names = [n for n in r["config"]["orders"]] + ["popularity", "random"]
+    print(f"selectivity (drop on the class - mean drop on the others, balanced accuracy), mean over "
+          f"{len(r['classes'])} classes, at k = the median set size")
+    print(f"{'point':<14}{'k':>5}" + "".join(f"{n[:12]:>14}" for n in names))
+    for p, res in r["results"].items():
+        k = r["matrix_k"][p]
+        have = [n for n in names if f"{n}.balanced" in res]
+        vals = {n: float(np.mean(selectivity(res, n, k))) for n in have}
+        print(f"{p:<14}{k:>5}" + "".join(f"{vals[n]:>14.3f}" if n in vals else f"{'-':>14}" for n in names))
+
+
+def ints_arg(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise NadkitError(f"{what} must be 'auto' or comma-separated whole numbers, got {text!r}") from None
 
 
 def print_report(r: dict) -> None:
@@ -218,6 +259,15 @@ def run(args: argparse.Namespace) -> None:
             from .subarch import _atomic
 
             _atomic(Path(args.json), lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
+    elif args.command == "ablate":
+        from .ablate import ablation
+
+        ks = None if args.k == "auto" else ints_arg(args.k, "--k")
+        points = [p.strip() for p in args.points.split(",") if p.strip()] if args.points else None
+        result = ablation(args.folder, args.out, points, ks, args.orders.split(","), args.draws,
+                          args.popularity_draws, args.per_class, args.device,
+                          allow_other_weights=args.allow_other_weights)
+        print_ablation(result)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,333 @@
+"""Ablation: are a class's channels *necessary*? Zero the top-k channels of one class at one mask
+point and measure what every class loses (Zhou et al. 2018; Bau et al., PNAS 2020), beside
+random channels of the same number (uniform, and matched to how many classes keep each channel)
+and the heuristics' rankings. NAD's Fig. 2 shows that a sub-architecture is sufficient for its
+class; this asks whether its channels are needed, and needed by their class more than by others.
+
+Everything is measured on the full network (no sub-architecture applied) on a balanced sample of
+test images, as one-vs-rest balanced accuracy per class ((recall + true-negative rate) / 2,
+chance 0.5) and plain accuracy. A run writes one file per finished point and resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .data import ImageData, class_index
+from .errors import NadkitError
+from .points import MaskPoint, masked
+
+ORDERS = ("nad", "mean activation", "taylor", "model lego")  # rankings of each class's channels
+DRAWS = 100              # uniformly random channel sets per k
+POPULARITY_DRAWS = 10    # popularity-matched sets per class and k
+PER_CLASS = 20           # test images of each class
+
+
+def k_grid(n: int) -> list[int]:
+    """1, 2, 4, ... below ``n``, then ``n``: the sizes a deletion curve is measured at."""
+    ks = [1 << i for i in range(max(1, n).bit_length()) if 1 << i < n]
+    return ks + [max(1, n)]
+
+
+def ranking(scores: Tensor) -> Tensor:
+    """[K, C] channel indices of each row, highest score first (ties: lower index; NaN last)."""
+    s = scores.detach().float().cpu()
+    return torch.sort(torch.where(s.isnan(), -torch.inf, s), dim=1, descending=True, stable=True).indices
+
+
+def first_k(order: Tensor, ks: Sequence[int]) -> Tensor:
+    """[len(ks), C] bool: the first k channels of ``order`` [C], one row per k."""
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    return rank[None] < torch.tensor(list(ks))[:, None]
+
+
+def popularity_matched(order: Tensor, binary: Tensor, gen: torch.Generator) -> Tensor:
+    """``order`` [K, C] with each channel replaced by a random channel that as many classes keep
+    (``binary`` [K, C]): a random control that keeps the hub channels' share of the set."""
+    popularity = binary.sum(0)
+    swap = torch.arange(binary.shape[1])
+    for v in popularity.unique():
+        same = torch.nonzero(popularity == v).flatten()
+        swap[same] = same[torch.randperm(len(same), generator=gen)]
+    return swap[order]
+
+
+def class_measures(pred: Tensor, labels: Tensor, classes: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """(accuracy, one-vs-rest balanced accuracy), each [M, len(classes)], of predictions [M, N]."""
+    said = torch.stack([pred == c for c in classes], -1).float()           # [M, N, K]
+    pos = torch.stack([labels == c for c in classes], -1).float()[None]     # [1, N, K]
+    recall = (said * pos).sum(1) / pos.sum(1)
+    tnr = 1 - (said * (1 - pos)).sum(1) / (1 - pos).sum(1)
+    return recall, (recall + tnr) / 2
+
+
+@torch.no_grad()
+def ablated_predictions(model: nn.Module, point: MaskPoint, x: Tensor, zero: Tensor, chunk: int = 2048) -> Tensor:
+    """[M, N] top-1 predictions on images ``x`` [N, ...] with the channels ``zero[m]`` [M, C] of
+    ``point`` set to 0, one row per set. Where the network allows (nothing after the point reads
+    a tensor from before it), the part up to the point runs once for many sets: the point's output
+    is expanded to one copy per set; otherwise the images are repeated."""
+    dev = next(model.parameters()).device
+    keep, x = (~zero).to(dev, torch.float32), x.to(dev)
+    n, out = len(x), []
+    per = max(1, chunk // n)
+    expand = n > 1  # (with one image, broadcasting could hide a mismatch)
+    for i in range(0, len(keep), per):
+        kb = keep[i:i + per]
+        if expand:
+            try:
+                logits = _expanded_forward(model, point, x, kb)
+            except RuntimeError:  # a skip connection from before the point: repeat the images
+                expand = False
+        if not expand:
+            owner = torch.arange(len(kb), device=dev).repeat_interleave(n)
+            with masked(model, [point], [kb], owner):
+                logits = model(x.repeat(len(kb), *[1] * (x.ndim - 1)))
+        out.append(logits.argmax(1).view(len(kb), n).cpu())
+    return torch.cat(out)
+
+
+def _expanded_forward(model: nn.Module, point: MaskPoint, x: Tensor, keep: Tensor) -> Tensor:
+    def hook(module, inputs, output):
+        output = torch.relu(output) if point.relu else output
+        return (output[None] * keep[:, None, :, None, None].to(output.dtype)).flatten(0, 1)
+
+    handle = model.get_submodule(point.module).register_forward_hook(hook)
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    if logits.shape[0] != len(keep) * len(x):
+        raise RuntimeError("the expanded batch did not reach the output")
+    return logits
+
+
+def test_sample(data: ImageData, classes: Sequence[int], per_class: int) -> tuple[Tensor, Tensor]:
+    """The first ``per_class`` test images of each class (images, labels): the same every run."""
+    index = class_index(data.labels, len(data.class_names))
+    idx = torch.cat([index[c][:per_class] for c in classes])
+    return data.load(idx), data.labels[idx]
+
+
+def ablate_point(model: nn.Module, point: MaskPoint, x: Tensor, labels: Tensor, classes: Sequence[int],
+                 binary: Tensor, orders: dict[str, Tensor], ks: Sequence[int], draws: int = DRAWS,
+                 popularity_draws: int = POPULARITY_DRAWS, seed: int = 0) -> dict[str, Tensor]:
+    """Every ablation of one point: per ranking in ``orders`` (name -> [K, C] channel indices),
+    class c's first k channels zeroed for each k; ``draws`` uniform random sets per k; per class
+    ``popularity_draws`` popularity-matched versions of NAD's sets; and the sufficiency test
+    (only class c's kept channels, ``binary`` [K, C], left). Each as balanced accuracy and
+    accuracy of every class: ``NAME.balanced`` / ``NAME.accuracy``."""
+    K, C = binary.shape
+    gen = torch.Generator().manual_seed(seed)
+    sets = {"base": torch.zeros(1, C, dtype=torch.bool)}
+    for name, order in orders.items():
+        sets[name] = torch.cat([first_k(o, ks) for o in order])                      # [K*len(ks), C]
+    sets["random"] = torch.cat([first_k(torch.randperm(C, generator=gen), ks) for _ in range(draws)])
+    if "nad" in orders and popularity_draws:
+        matched = [popularity_matched(orders["nad"], binary, gen) for _ in range(popularity_draws)]
+        sets["popularity"] = torch.cat([first_k(o, ks) for m in matched for o in m])
+    sets["keep only"] = ~binary
+    names, sizes = list(sets), [len(s) for s in sets.values()]
+    pred = ablated_predictions(model, point, x, torch.cat(list(sets.values())))
+    out = {}
+    for name, p in zip(names, torch.split(pred, sizes)):
+        acc, bal = class_measures(p, labels, classes)
+        shape = {"base": (K,), "keep only": (K, K), "random": (draws, len(ks), K),
+                 "popularity": (popularity_draws, K, len(ks), K)}.get(name, (K, len(ks), K))
+        out[f"{name}.accuracy"], out[f"{name}.balanced"] = acc.reshape(shape), bal.reshape(shape)
+    out["ks"] = torch.tensor(list(ks))
+    return out
+
+
+def auto_ks(binary: Tensor) -> list[int]:
+    """The deletion grid of a point: ``k_grid`` of the largest set any class keeps there, with the
+    median set size (the k of the class x class matrix) added."""
+    kept = binary.sum(1)
+    return sorted(set(k_grid(int(kept.max()))) | {matrix_k(binary)})
+
+
+def matrix_k(binary: Tensor) -> int:
+    """The one k of the class x class matrix at a point: the median number of channels kept there."""
+    return max(1, int(binary.sum(1).float().median().round()))
+
+
+def run_points(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[Tensor], orders: dict[str, list[Tensor]],
+               x: Tensor, labels: Tensor, classes: Sequence[int], ks: Sequence[int] | None = None,
+               draws: int = DRAWS, popularity_draws: int = POPULARITY_DRAWS, seed: int = 0,
+               done: Callable[[int], dict | None] = lambda i: None,
+               save: Callable[[int, dict], None] = lambda i, r: None, progress: bool = True) -> list[dict]:
+    """``ablate_point`` at every point (``orders``: name -> per point [K, C] rankings); ``done(i)``
+    returns point i's saved result when it has one, ``save`` is called as each point finishes."""
+    results = []
+    for i, p in enumerate(tqdm(points, desc="ablation", unit="point", disable=not progress)):
+        got = done(i)
+        if got is None:
+            width = binary[i].shape[1]
+            grid = sorted({min(k, width) for k in ks}) if ks else auto_ks(binary[i])
+            got = ablate_point(model, p, x, labels, classes, binary[i], {n: o[i] for n, o in orders.items()},
+                               grid, draws, popularity_draws, seed + i)
+            save(i, got)
+        results.append(got)
+    return results
+
+
+# --- reading a result ---------------------------------------------------------------------------
+def drops(point: dict, name: str) -> np.ndarray:
+    """Base balanced accuracy minus ``name``'s, per ablation (same shape as ``name.balanced``)."""
+    return point["base.balanced"].numpy() - point[f"{name}.balanced"].numpy()
+
+
+def selectivity(point: dict, name: str, k: int) -> np.ndarray:
+    """Drop on the ablated class minus the mean drop on the other classes, at ``k`` channels.
+    Rankings: [K]; "popularity": [draws, K]; "random" (sets that belong to no class): [draws, K],
+    column c read as if the set were class c's."""
+    j = int(np.flatnonzero(point["ks"].numpy() == k)[0])
+    d = drops(point, name)
+    if name == "random":
+        own = d[:, j, :]                                       # [draws, K]
+        return own - (own.sum(1, keepdims=True) - own) / (own.shape[1] - 1)
+    d = d[..., j, :]                                           # [(draws,) K ablated, K measured]
+    own = np.diagonal(d, axis1=-2, axis2=-1)
+    return own - (d.sum(-1) - own) / (d.shape[-1] - 1)
+
+
+def own_drop(point: dict, name: str) -> np.ndarray:
+    """Drop on the ablated class per k: rankings [K, ks], "popularity" [draws, K, ks], "random"
+    [draws, K, ks] (every class's drop under each random set)."""
+    d = drops(point, name)
+    if name == "random":
+        return np.transpose(d, (0, 2, 1))
+    return np.diagonal(d, axis1=-3, axis2=-1).swapaxes(-1, -2)  # d[..., c, k, c]
+
+
+def deletion_area(point: dict, name: str, kept: np.ndarray) -> np.ndarray:
+    """Mean drop on the own class over the grid's k up to the number of channels the class keeps
+    (``kept`` [K]): the area under its deletion curve, as RISE's deletion metric, per unit k-step."""
+    own, ks = own_drop(point, name), point["ks"].numpy()
+    upto = ks[None, :] <= np.maximum(kept, ks.min())[:, None]   # [K, ks]
+    return (own * upto).sum(-1) / upto.sum(-1)
+
+
+def save_point(path: Path, result: dict, config: dict) -> None:
+    """One finished point, atomically, with the configuration it belongs to."""
+    from safetensors.torch import save_file
+
+    from .subarch import _atomic
+
+    tensors = {k: v.contiguous() for k, v in result.items()}
+    _atomic(path, lambda p: save_file(tensors, str(p), metadata={"config": json.dumps(config, sort_keys=True)}))
+
+
+def load_point(path: Path, config: dict | None = None) -> dict | None:
+    """A saved point, or None when absent, damaged or of another configuration."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            if config is not None and (f.metadata() or {}).get("config") != json.dumps(config, sort_keys=True):
+                return None
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except Exception:  # noqa: BLE001 - truncated, bit-flipped or not a safetensors file at all
+        return None
+
+
+def check_orders(names: Sequence[str]) -> list[str]:
+    """The rankings asked for, by their canonical names; one line for an unknown one."""
+    out = []
+    for n in names:
+        m = n.replace("_", " ").replace("-", " ").strip().lower()
+        if m not in ORDERS:
+            raise NadkitError(f"unknown order {n!r}; choose from: {', '.join(o.replace(' ', '-') for o in ORDERS)}")
+        out.append(m)
+    if "nad" not in out:
+        raise NadkitError("--orders must include nad: the controls are measured against NAD's channels")
+    return out
+
+
+# --- a result folder ----------------------------------------------------------------------------
+def ablation(folder: str | Path, out: str | Path | None = None, points: Sequence[str] | None = None,
+             ks: Sequence[int] | None = None, orders: Sequence[str] = ORDERS, draws: int = DRAWS,
+             popularity_draws: int = POPULARITY_DRAWS, per_class: int = PER_CLASS, device: str = "cpu",
+             progress: bool = True, allow_other_weights: bool = False) -> dict:
+    """``nadkit ablate``: every ablation of the sub-architectures in ``folder`` at ``points``
+    (default all), into ``out`` (default ``folder/ablation``): one safetensors file per point,
+    then ``ablation.json`` (configuration, provenance, classes, points, files' sha256). Re-running
+    the same command resumes; a finished one is loaded. Returns ``load(out)``."""
+    from .baselines import channel_scores
+    from .pipeline import fit_channels, network_of, provenance, split, Spec
+    from .subarch import SubArchitectures, _atomic, file_sha256
+
+    sub = SubArchitectures.load(folder)
+    out = Path(out) if out is not None else Path(folder) / "ablation"
+    if out.exists() and not out.is_dir():
+        raise NadkitError(f"--out {out} is a file; name a folder for the ablation's results")
+    orders = check_orders(orders)
+    if draws < 1 or popularity_draws < 0 or per_class < 1:
+        raise NadkitError("--draws and --per-class must be at least 1 (--popularity-draws at least 0)")
+    if ks is not None and (not ks or min(ks) < 1):
+        raise NadkitError("--k must list numbers of channels of at least 1, e.g. 1,2,4,8 (or auto)")
+    chosen = list(sub.points) if not points else list(points)
+    unknown = [p for p in chosen if p not in sub.points]
+    if unknown:
+        raise NadkitError(f"{folder} has no mask point {unknown[0]!r}; its points: {', '.join(sub.points)}")
+    model, all_points, test = network_of(sub, device, allow_other_weights)
+    idx = [sub.points.index(p) for p in chosen]
+    binary = [sub.binary()[i] for i in idx]
+    config = {"of": Path(folder).name, "masks_sha256": file_sha256(Path(folder) / "masks.safetensors"),
+              "points": chosen, "ks": list(ks) if ks else "auto", "orders": orders, "draws": draws,
+              "popularity_draws": popularity_draws, "per_class": per_class, "seed": sub.config["seed"]}
+    final = out / "ablation.json"
+    if final.exists():
+        try:
+            if json.loads(final.read_text()).get("config") == config:
+                return load(out)
+        except (ValueError, UnicodeDecodeError, NadkitError):
+            pass  # damaged: computed again from the finished points
+    cfg = sub.config
+    spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), image_size=cfg.get("image_size", 224))
+    ranks = {"nad": [ranking(sub.masks[p]) for p in chosen]}
+    train = fit_channels(split(spec, "train"), model) if len(orders) > 1 else None
+    for name in orders[1:]:
+        scores = channel_scores(name, model, [all_points[i] for i in idx], train, sub.classes, seed=cfg["seed"])
+        ranks[name] = [ranking(s) for s in scores]
+    x, labels = test_sample(test, sub.classes, per_class)
+    files = out / "points"
+    files.mkdir(parents=True, exist_ok=True)
+    run_points(model, [all_points[i] for i in idx], binary, ranks, x, labels, sub.classes, ks, draws,
+               popularity_draws, cfg["seed"], done=lambda i: load_point(files / f"{chosen[i]}.safetensors", config),
+               save=lambda i, r: save_point(files / f"{chosen[i]}.safetensors", r, config), progress=progress)
+    meta = {"config": config, "provenance": provenance(cfg), "classes": sub.classes,
+            "class_names": sub.class_names, "points": chosen,
+            "kept": {p: b.sum(1).tolist() for p, b in zip(chosen, binary)},
+            "matrix_k": {p: matrix_k(b) for p, b in zip(chosen, binary)},
+            "files": {p: file_sha256(files / f"{p}.safetensors") for p in chosen}}
+    _atomic(final, lambda p: p.write_text(json.dumps(meta, indent=1) + "\n"))
+    return load(out)
+
+
+def load(out: str | Path) -> dict:
+    """A finished ablation: its ``ablation.json`` with ``results`` (point name -> tensors) added;
+    one line unless every point file is there with its recorded sha256."""
+    from .subarch import file_sha256
+
+    out = Path(out)
+    try:
+        meta = json.loads((out / "ablation.json").read_text())
+        points = meta["points"]
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
+        raise NadkitError(f"{out} holds no finished ablation; run nadkit ablate RESULT --out {out}") from None
+    meta["results"] = {}
+    for p in points:
+        path = out / "points" / f"{p}.safetensors"
+        if not path.exists() or file_sha256(path) != meta["files"].get(p):
+            raise NadkitError(f"{path} is missing or damaged; re-run the same nadkit ablate command to redo it")
+        meta["results"][p] = load_point(path)
+    return meta

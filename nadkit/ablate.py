@@ -15,7 +15,6 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -177,43 +176,6 @@ def run_points(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[T
             save(i, got)
         results.append(got)
     return results
-
-
-# --- reading a result ---------------------------------------------------------------------------
-def drops(point: dict, name: str) -> np.ndarray:
-    """Base balanced accuracy minus ``name``'s, per ablation (same shape as ``name.balanced``)."""
-    return point["base.balanced"].numpy() - point[f"{name}.balanced"].numpy()
-
-
-def selectivity(point: dict, name: str, k: int) -> np.ndarray:
-    """Drop on the ablated class minus the mean drop on the other classes, at ``k`` channels.
-    Rankings: [K]; "popularity": [draws, K]; "random" (sets that belong to no class): [draws, K],
-    column c read as if the set were class c's."""
-    j = int(np.flatnonzero(point["ks"].numpy() == k)[0])
-    d = drops(point, name)
-    if name == "random":
-        own = d[:, j, :]                                       # [draws, K]
-        return own - (own.sum(1, keepdims=True) - own) / (own.shape[1] - 1)
-    d = d[..., j, :]                                           # [(draws,) K ablated, K measured]
-    own = np.diagonal(d, axis1=-2, axis2=-1)
-    return own - (d.sum(-1) - own) / (d.shape[-1] - 1)
-
-
-def own_drop(point: dict, name: str) -> np.ndarray:
-    """Drop on the ablated class per k: rankings [K, ks], "popularity" [draws, K, ks], "random"
-    [draws, K, ks] (every class's drop under each random set)."""
-    d = drops(point, name)
-    if name == "random":
-        return np.transpose(d, (0, 2, 1))
-    return np.diagonal(d, axis1=-3, axis2=-1).swapaxes(-1, -2)  # d[..., c, k, c]
-
-
-def deletion_area(point: dict, name: str, kept: np.ndarray) -> np.ndarray:
-    """Mean drop on the own class over the grid's k up to the number of channels the class keeps
-    (``kept`` [K]): the area under its deletion curve, as RISE's deletion metric, per unit k-step."""
-    own, ks = own_drop(point, name), point["ks"].numpy()
-    upto = ks[None, :] <= np.maximum(kept, ks.min())[:, None]   # [K, ks]
-    return (own * upto).sum(-1) / upto.sum(-1)
 
 
 def save_point(path: Path, result: dict, config: dict) -> None:

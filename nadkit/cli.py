@@ -151,7 +151,7 @@ def print_ablation(r: dict) -> None:
     """Per point: selectivity at the matrix k for NAD and its controls (mean over classes)."""
     import numpy as np
 
-    from .ablate import selectivity
+    from .necessity import selectivity
 
     names = [n for n in r["config"]["orders"]] + ["popularity", "random"]
     print(f"selectivity (drop on the class - mean drop on the others, balanced accuracy), mean over "

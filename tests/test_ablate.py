@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from nadkit import ablate as A
+from nadkit import necessity as N
 from nadkit.cli import main
 from nadkit.networks import load_network
 from nadkit.points import MaskPoint, mask_points
@@ -45,17 +46,17 @@ def test_the_planted_channel_is_necessary_for_its_class_only():
     res = A.ablate_point(Planted(), point, x, labels, classes, binary, {"nad": order}, [1], draws=5,
                          popularity_draws=2)
     assert torch.equal(res["base.balanced"], torch.ones(4))
-    drop = A.drops(res, "nad")[:, 0, :]                     # [ablated, measured]
+    drop = N.drops(res, "nad")[:, 0, :]                     # [ablated, measured]
     np.testing.assert_allclose(np.diag(drop), 0.5)          # down to chance...
     recall = (res["base.accuracy"] - res["nad.accuracy"][:, 0, :]).numpy()
     np.testing.assert_allclose(np.diag(recall), 1.0)        # no image of the class is recognised...
     np.testing.assert_allclose(recall - np.diag(np.diag(recall)), 0.0)  # ...every other class's still are
     # (its images now go to other classes: their true-negative rate falls by at most 5 of 15 images)
     assert (drop - np.diag(np.diag(drop)) <= 5 / 15 / 2 + 1e-6).all()
-    assert (A.selectivity(res, "nad", 1) > 0.5 - 5 / 15 / 2 / 3 - 1e-6).all()
+    assert (N.selectivity(res, "nad", 1) > 0.5 - 5 / 15 / 2 / 3 - 1e-6).all()
     kept = res["keep only.accuracy"].numpy()               # only its own channel left: its images are
     assert (np.diag(kept) == 1).all()                       # still recognised (and so is every image:
-    np.testing.assert_allclose(np.diag(A.drops(res, "keep only")), 0.5)  # balanced accuracy at chance)
+    np.testing.assert_allclose(np.diag(N.drops(res, "keep only")), 0.5)  # balanced accuracy at chance)
 
 
 def test_random_rankings_are_not_selective_on_average():
@@ -67,7 +68,7 @@ def test_random_rankings_are_not_selective_on_average():
         order = torch.stack([torch.randperm(8, generator=gen) for _ in classes])
         res = A.ablate_point(Planted(), MaskPoint("feat", "feat"), x, labels, classes, binary, {"nad": order},
                              [1], draws=1, popularity_draws=0)
-        sel.append(A.selectivity(res, "nad", 1))
+        sel.append(N.selectivity(res, "nad", 1))
     sel = np.array(sel)
     assert abs(sel.mean()) < 0.03 and sel.std() > 0.05  # (one random channel is class c's 1 time in 8)
 
@@ -177,3 +178,22 @@ def test_bad_input_is_one_line(result, tmp_path, capsys, argv, says):
     assert main(["ablate", str(result), *argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and "\n" not in err
+
+
+def test_versus_finds_a_selective_ranking_and_only_where_it_is():
+    x, labels = planted_images(k=8, per_class=3)
+    classes = list(range(8))
+    binary = torch.eye(8, dtype=torch.bool)
+    planted = torch.stack([torch.cat([torch.tensor([c]), torch.tensor([j for j in range(8) if j != c])])
+                           for c in classes])
+    gen = torch.Generator().manual_seed(0)
+    shuffled = torch.stack([torch.randperm(8, generator=gen) for _ in classes])
+    point = MaskPoint("feat", "feat")
+    results = {name: A.ablate_point(Planted(), point, x, labels, classes, binary, {"nad": order}, [1],
+                                    draws=20, popularity_draws=3)
+               for name, order in (("planted", planted), ("shuffled", shuffled))}
+    abl = {"results": results, "matrix_k": {"planted": 1, "shuffled": 1}, "kept": {"planted": [1] * 8,
+                                                                                  "shuffled": [1] * 8}}
+    test = N.versus(abl, "random")
+    assert test["estimate"][0] > 0.4 and test["p_holm"][0] < 0.05
+    assert list(N.holds_at(test)) == [0]

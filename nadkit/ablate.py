@@ -12,6 +12,7 @@ chance 0.5) and plain accuracy. A run writes one file per finished point and res
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,6 +28,7 @@ ORDERS = ("nad", "mean activation", "taylor", "model lego")  # rankings of each 
 DRAWS = 100              # uniformly random channel sets per k
 POPULARITY_DRAWS = 10    # popularity-matched sets per class and k
 PER_CLASS = 20           # test images of each class
+CURVE_SHARE = 0.1        # of the random draws, measured at every k (all of them at the matrix's k)
 
 
 def k_grid(n: int) -> list[int]:
@@ -118,29 +120,45 @@ def test_sample(data: ImageData, classes: Sequence[int], per_class: int) -> tupl
 
 def ablate_point(model: nn.Module, point: MaskPoint, x: Tensor, labels: Tensor, classes: Sequence[int],
                  binary: Tensor, orders: dict[str, Tensor], ks: Sequence[int], draws: int = DRAWS,
-                 popularity_draws: int = POPULARITY_DRAWS, seed: int = 0) -> dict[str, Tensor]:
+                 popularity_draws: int = POPULARITY_DRAWS, seed: int = 0, at: int | None = None,
+                 curve_share: float = CURVE_SHARE) -> dict[str, Tensor]:
     """Every ablation of one point: per ranking in ``orders`` (name -> [K, C] channel indices),
-    class c's first k channels zeroed for each k; ``draws`` uniform random sets per k; per class
+    class c's first k channels zeroed for each k; ``draws`` uniform random sets; per class
     ``popularity_draws`` popularity-matched versions of NAD's sets; and the sufficiency test
-    (only class c's kept channels, ``binary`` [K, C], left). Each as balanced accuracy and
-    accuracy of every class: ``NAME.balanced`` / ``NAME.accuracy``."""
-    K, C = binary.shape
+    (only class c's kept channels, ``binary`` [K, C], left). The random controls run every draw
+    at k = ``at`` (default: every k) and the first ``curve_share`` of them at the other k (NaN for
+    the rest). Each as balanced accuracy and accuracy of every class: ``NAME.balanced`` /
+    ``NAME.accuracy``, shaped [K] (base), [K, K] (keep only), [draws, ks, K] (random),
+    [draws, K, ks, K] (popularity), [K, ks, K] (rankings)."""
+    K, C, n = *binary.shape, len(ks)
     gen = torch.Generator().manual_seed(seed)
     sets = {"base": torch.zeros(1, C, dtype=torch.bool)}
     for name, order in orders.items():
         sets[name] = torch.cat([first_k(o, ks) for o in order])                      # [K*len(ks), C]
-    sets["random"] = torch.cat([first_k(torch.randperm(C, generator=gen), ks) for _ in range(draws)])
+    # which (draw, k) of a random control are measured: all draws at k = at, a share elsewhere
+    def measured(d: int) -> Tensor:
+        few = max(1, math.ceil(curve_share * d))
+        return torch.tensor([[i < few or at is None or k == at for k in ks] for i in range(d)])
+
+    which = {"random": measured(draws)}
+    perms = [first_k(torch.randperm(C, generator=gen), ks) for _ in range(draws)]
+    sets["random"] = torch.cat(perms)[which["random"].flatten()]
     if "nad" in orders and popularity_draws:
-        matched = [popularity_matched(orders["nad"], binary, gen) for _ in range(popularity_draws)]
-        sets["popularity"] = torch.cat([first_k(o, ks) for m in matched for o in m])
+        which["popularity"] = measured(popularity_draws)[:, None, :].expand(-1, K, -1)
+        matched = [first_k(o, ks) for _ in range(popularity_draws)
+                   for o in popularity_matched(orders["nad"], binary, gen)]
+        sets["popularity"] = torch.cat(matched)[which["popularity"].flatten()]
     sets["keep only"] = ~binary
     names, sizes = list(sets), [len(s) for s in sets.values()]
     pred = ablated_predictions(model, point, x, torch.cat(list(sets.values())))
     out = {}
     for name, p in zip(names, torch.split(pred, sizes)):
         acc, bal = class_measures(p, labels, classes)
-        shape = {"base": (K,), "keep only": (K, K), "random": (draws, len(ks), K),
-                 "popularity": (popularity_draws, K, len(ks), K)}.get(name, (K, len(ks), K))
+        if name in which:  # NaN where a draw was not measured
+            full = torch.full((*which[name].shape, K), math.nan)
+            acc, bal = full.clone().index_put_((which[name],), acc), full.index_put_((which[name],), bal)
+        shape = {"base": (K,), "keep only": (K, K), "random": (draws, n, K),
+                 "popularity": (popularity_draws, K, n, K)}.get(name, (K, n, K))
         out[f"{name}.accuracy"], out[f"{name}.balanced"] = acc.reshape(shape), bal.reshape(shape)
     out["ks"] = torch.tensor(list(ks))
     return out
@@ -170,9 +188,10 @@ def run_points(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[T
         got = done(i)
         if got is None:
             width = binary[i].shape[1]
-            grid = sorted({min(k, width) for k in ks}) if ks else auto_ks(binary[i])
+            at = min(matrix_k(binary[i]), width)
+            grid = sorted({min(k, width) for k in ks} | {at}) if ks else auto_ks(binary[i])
             got = ablate_point(model, p, x, labels, classes, binary[i], {n: o[i] for n, o in orders.items()},
-                               grid, draws, popularity_draws, seed + i)
+                               grid, draws, popularity_draws, seed + i, at)
             save(i, got)
         results.append(got)
     return results

@@ -366,6 +366,33 @@ def baselines(source: str, s: Settings, progress: bool = True) -> dict[str, list
     return out
 
 
+# --- ablation: are the channels necessary? ---------------------------------------------------
+ABLATION = {"points": 5, "per_class": 10, "draws": 100, "popularity_draws": 10,
+            "orders": ("nad", "mean activation", "taylor", "model lego")}
+SMOKE_ABLATION = {"points": 2, "per_class": 4, "draws": 5, "popularity_draws": 2,
+                  "orders": ("nad", "mean activation")}
+
+
+def spread(names: list[str], n: int) -> list[str]:
+    """``n`` points spread evenly from the first to the last (all when there are fewer)."""
+    idx = sorted({round(i * (len(names) - 1) / max(1, n - 1)) for i in range(n)})
+    return [names[i] for i in idx]
+
+
+def ablations(source: str, s: Settings, progress: bool = True) -> list[dict]:
+    """``nadkit ablate`` of every trained instance's run at ``ABLATION``'s settings (the smoke
+    profile's: ``SMOKE_ABLATION``), cached beside the runs."""
+    from .ablate import ablation
+
+    a = SMOKE_ABLATION if profile() == "smoke" else ABLATION
+    out = []
+    for f in instance_folders(source, s, progress):
+        points = spread(SubArchitectures.load(f).points, a["points"])
+        out.append(ablation(f, _cache(f, "ablation"), points, None, a["orders"], a["draws"],
+                            a["popularity_draws"], a["per_class"], s.device, progress))
+    return out
+
+
 # --- sanity checks ----------------------------------------------------------------------------
 def sanity_weights(arch: str) -> list[str]:
     """The randomised networks of the sanity checks: the untrained one, and for vgg16 the cascade
@@ -420,6 +447,7 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None) -> lis
         for protocol in ("paper", "authors"):
             evaluated(arch, s, protocol=protocol, over="instances")
         controls(arch, s, over="instances")
+        ablations(arch, s)
         used += instance_folders(arch, s)
         for w in sanity_weights(arch) if arch in SANITY_ARCHS else []:
             sanity(arch, w, s)
@@ -449,6 +477,9 @@ def ship(used: list[Path]) -> None:
         if cached.is_dir() and cached.resolve() != f.resolve():
             for extra in cached.glob("*.json"):
                 shutil.copy2(extra, SHIPPED / f.name / extra.name)
+            if (cached / "ablation" / "ablation.json").exists():
+                shutil.rmtree(SHIPPED / f.name / "ablation", ignore_errors=True)
+                shutil.copytree(cached / "ablation", SHIPPED / f.name / "ablation")
 
 
 def choose_beta(arch: str, max_steps: int = 2000) -> dict:

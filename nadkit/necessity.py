@@ -46,7 +46,7 @@ def deletion_area(point: dict, name: str, kept: np.ndarray) -> np.ndarray:
     (``kept`` [K]): the area under its deletion curve, as RISE's deletion metric, per unit k-step."""
     own, ks = own_drop(point, name), point["ks"].numpy()
     upto = ks[None, :] <= np.maximum(kept, ks.min())[:, None]   # [K, ks]
-    return (own * upto).sum(-1) / upto.sum(-1)
+    return np.where(upto, own, 0).sum(-1) / upto.sum(-1)
 
 
 def measure(point: dict, name: str, what: str, k: int, kept: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ def versus(abl: dict, control: str, what: str = "selectivity") -> dict[str, np.n
             continue
         k, kept = abl["matrix_k"][name], np.asarray(abl["kept"][name])
         nad, other = measure(point, "nad", what, k, kept), measure(point, control, what, k, kept)
-        diff = nad - (other.mean(0) if other.ndim == 2 else other)
+        diff = nad - (np.nanmean(other, 0) if other.ndim == 2 else other)  # (draws not measured: NaN)
         est.append(float(diff.mean()))
         p.append(float(stats.wilcoxon(diff).pvalue) if np.any(diff != 0) and len(diff) > 1 else 1.0)
     return {"estimate": np.array(est), "p": np.array(p), "p_holm": holm(p)}

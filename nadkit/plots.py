@@ -181,3 +181,18 @@ def cascade(similarity: dict[str, Sequence[float]], hits: dict[str, Sequence[flo
     right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
+
+
+def deletion_curves(curves: dict[str, dict[str, tuple[Sequence[int], Sequence[float]]]], title: str):
+    """One panel per network: drop in the own class's balanced accuracy against the number of its
+    channels zeroed (log scale), one line per ranking or control (``curves[arch][name] = (ks, drop)``)."""
+    fig, axes = panels(len(curves), sharey=True)
+    for ax, (arch, series) in zip(axes, curves.items()):
+        for j, (name, (ks, drop)) in enumerate(series.items()):
+            ax.plot(ks, drop, "o-" if j == 0 else ".-", ms=4, color=f"C{j}", label=name, lw=2 if j == 0 else 1)
+        ax.set(xscale="log", title=arch, xlabel="channels zeroed (k)", ylabel="drop, own class")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -15,7 +15,7 @@ book: setup
 	@echo "book: open _build/html/index.html"
 
 test: setup
-	NADKIT_PROFILE=smoke $(BIN)/python -m pytest --nbmake --nbmake-timeout=1800 tests book
+	NADKIT_PROFILE=smoke $(BIN)/python -m pytest --nbmake --nbmake-timeout=1800 --durations=30 tests book
 
 # recompute every result the book ships in data/results/, from scratch (hours of CPU), with one
 # thread as they were made (a convolution's sums, so the last bits, depend on the thread count)

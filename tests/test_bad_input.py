@@ -4,6 +4,7 @@ status 2, before any work is lost or any finished result touched."""
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,7 +116,7 @@ def test_out_naming_an_existing_file(tmp_path, capsys):
     assert "empty folder name" in error_of(capsys, ["evaluate", ""])
 
 
-def cut_run(tmp_path, monkeypatch) -> "Path":  # noqa: F821
+def cut_run(tmp_path, monkeypatch) -> Path:
     """A run of classes 0 and 1 killed after both finished but before the merge."""
     out = tmp_path / "cut"
 

@@ -180,9 +180,12 @@ def run_points(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[T
                x: Tensor, labels: Tensor, classes: Sequence[int], ks: Sequence[int] | None = None,
                draws: int = DRAWS, popularity_draws: int = POPULARITY_DRAWS, seed: int = 0,
                done: Callable[[int], dict | None] = lambda i: None,
-               save: Callable[[int, dict], None] = lambda i, r: None, progress: bool = True) -> list[dict]:
+               save: Callable[[int, dict], None] = lambda i, r: None, progress: bool = True,
+               positions: Sequence[int] | None = None) -> list[dict]:
     """``ablate_point`` at every point (``orders``: name -> per point [K, C] rankings); ``done(i)``
-    returns point i's saved result when it has one, ``save`` is called as each point finishes."""
+    returns point i's saved result when it has one, ``save`` is called as each point finishes.
+    Point i draws its random sets from ``seed + positions[i]`` (its place among the network's
+    points; default i), so ablating a subset of points repeats their draws exactly."""
     results = []
     for i, p in enumerate(tqdm(points, desc="ablation", unit="point", disable=not progress)):
         got = done(i)
@@ -191,7 +194,7 @@ def run_points(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[T
             at = min(matrix_k(binary[i]), width)
             grid = sorted({min(k, width) for k in ks} | {at}) if ks else auto_ks(binary[i])
             got = ablate_point(model, p, x, labels, classes, binary[i], {n: o[i] for n, o in orders.items()},
-                               grid, draws, popularity_draws, seed + i, at)
+                               grid, draws, popularity_draws, seed + (positions or range(len(points)))[i], at)
             save(i, got)
         results.append(got)
     return results
@@ -284,7 +287,8 @@ def ablation(folder: str | Path, out: str | Path | None = None, points: Sequence
     files.mkdir(parents=True, exist_ok=True)
     run_points(model, [all_points[i] for i in idx], binary, ranks, x, labels, sub.classes, ks, draws,
                popularity_draws, cfg["seed"], done=lambda i: load_point(files / f"{chosen[i]}.safetensors", config),
-               save=lambda i, r: save_point(files / f"{chosen[i]}.safetensors", r, config), progress=progress)
+               save=lambda i, r: save_point(files / f"{chosen[i]}.safetensors", r, config), progress=progress,
+               positions=idx)
     meta = {"config": config, "provenance": provenance(cfg), "classes": sub.classes,
             "class_names": sub.class_names, "points": chosen,
             "kept": {p: b.sum(1).tolist() for p, b in zip(chosen, binary)},

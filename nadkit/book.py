@@ -29,7 +29,7 @@ from .networks import ARCHS, load_network, model_card, weights_sha256
 from .subarch import SubArchitectures, load_history
 
 SMOKE = {"classes": 4, "steps": 4, "mosaics": 16, "elbow_steps": 3, "chance_draws": 99,
-         "instances": 2}
+         "instances": 2, "test_per_class": 50}
 SHIPPED = REPO_ROOT / "data" / "results"
 SNAPSHOT_EVERY = 100  # the convergence study's grain (full profile)
 ELBOW_CLASSES = 4     # classes in the Elbow sweep, spread over the data set's
@@ -41,7 +41,28 @@ def profile() -> str:
     return os.environ.get("NADKIT_PROFILE", "full")
 
 
-network_of = pipeline.network_of  # the chapters' name for it
+def test_per_class() -> int | None:
+    """Test images per class that the chapters evaluate on: all (None); the smoke profile's
+    first ``SMOKE["test_per_class"]`` of each class."""
+    return SMOKE["test_per_class"] if profile() == "smoke" else None
+
+
+def network_of(sub: SubArchitectures, device: str = "cpu", allow_other_weights: bool = False):
+    """``pipeline.network_of`` with the profile's test set (``test_per_class``)."""
+    return pipeline.network_of(sub, device, allow_other_weights, test_per_class())
+
+
+def _test_key(key: dict) -> dict:
+    """A cache key with the profile's test set in it where that is not the whole split (so the
+    keys of the full profile's shipped files stay what they were)."""
+    return key | ({"test_per_class": test_per_class()} if test_per_class() else {})
+
+
+def test_set():
+    """Fashion-MNIST's test split as the profile evaluates it (``test_per_class``)."""
+    from .data import fashion_mnist, first_per_class
+
+    return first_per_class(fashion_mnist("test"), test_per_class())
 
 
 def chance_draws() -> int:
@@ -211,10 +232,11 @@ def history(source: str, s: Settings, seed: int | None = None) -> dict | None:
 def _evaluated(out: Path, s: Settings, protocol: str, progress: bool) -> dict:
     mosaics = s.mosaics if protocol == "paper" else min(s.mosaics, 100)
     top = s.top if protocol == "paper" else 0.10
-    path = _cache(out, f"evaluation-{_key({'mosaics': mosaics, 'top': top, 'seed': 0, 'protocol': protocol})}.json")
+    key = _test_key({'mosaics': mosaics, 'top': top, 'seed': 0, 'protocol': protocol})
+    path = _cache(out, f"evaluation-{_key(key)}.json")
     if not path.exists():
         report = pipeline.evaluate(out, mosaics, top, 0, s.device, progress=progress, hit_protocol=protocol,
-                                   chance_draws=chance_draws())
+                                   chance_draws=chance_draws(), test_per_class=test_per_class())
         path.write_text(json.dumps(report) + "\n")
     report = json.loads(path.read_text())
     if "similarity_p_swap" not in report:  # made before the measures against chance: add them, once
@@ -291,11 +313,11 @@ def agreement_of(runs) -> dict:
 
 def _controls(out: Path, s: Settings, progress: bool) -> dict:
     draws, n = HIT_DRAWS, max(4, s.mosaics // 20)
-    path = _cache(out, f"controls-{_key({'mosaics': n, 'top': s.top, 'seed': 0, 'draws': draws})}.json")
+    path = _cache(out, f"controls-{_key(_test_key({'mosaics': n, 'top': s.top, 'seed': 0, 'draws': draws}))}.json")
     if path.exists():
         return json.loads(path.read_text())
     sub = SubArchitectures.load(out)
-    model, points, test = pipeline.network_of(sub, s.device)
+    model, points, test = network_of(sub, s.device)
     rand = random_like(sub.binary(), seed=sub.config["seed"])
     keep = torch.isin(test.labels, torch.tensor(sub.classes))
     pred = predict(model, test, points, rand, sub.classes, subset=keep,
@@ -303,7 +325,7 @@ def _controls(out: Path, s: Settings, progress: bool) -> dict:
     result = {
         "random_accuracy": class_accuracy(pred, test.labels[keep], sub.classes).tolist(),
         "cross_accuracy": cross_accuracy(model, points, sub.binary(), sub.classes, test,
-                                         per_class=max(1, 1000 // len(test.class_names)), progress=progress).tolist(),
+                                         per_class=min(100, test_per_class() or 100), progress=progress).tolist(),
         "class_names": test.class_names,
     }
     if len(sub.classes) >= 4:
@@ -340,9 +362,9 @@ def _cross(out: Path, s: Settings, progress: bool) -> list[list[float]]:
     path = _cache(out, "cross-accuracy.json")
     if not path.exists():
         sub = SubArchitectures.load(out)
-        model, points, test = pipeline.network_of(sub, s.device)
+        model, points, test = network_of(sub, s.device)
         cross = cross_accuracy(model, points, sub.binary(), sub.classes, test,
-                               per_class=max(1, 1000 // len(test.class_names)), progress=progress)
+                               per_class=min(100, test_per_class() or 100), progress=progress)
         path.write_text(json.dumps(cross.tolist()) + "\n")
     return json.loads(path.read_text())
 
@@ -603,10 +625,10 @@ def control_hit(out: Path, s: Settings, progress: bool = True) -> list[float]:
     """The hit rate of the run in ``out`` on its NAD run's control mosaics (a baseline has NAD's
     channel counts, so NAD's random draws are its control too), cached."""
     n = max(4, s.mosaics // 20)
-    path = _cache(out, f"control-hit-{_key({'mosaics': n, 'top': s.top, 'seed': 0})}.json")
+    path = _cache(out, f"control-hit-{_key(_test_key({'mosaics': n, 'top': s.top, 'seed': 0}))}.json")
     if not path.exists():
         sub = SubArchitectures.load(out)
-        model, points, test = pipeline.network_of(sub, s.device)
+        model, points, test = network_of(sub, s.device)
         hits = hit_rate(model, points, sub.binary(), sub.classes, test, n, s.top, 0, progress=progress)
         path.write_text(json.dumps(hits.mean((0, 1)).tolist()) + "\n")
     return json.loads(path.read_text())

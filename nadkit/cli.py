@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    e.add_argument("--test-per-class", type=int, default=None,
+                   help="only the first N test images of each class (a quick look; default: all)")
     e.add_argument("--allow-other-weights", action="store_true",
                    help="evaluate masks on a network whose weights differ from those they were learned on")
 
@@ -253,7 +255,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"{args.method} sub-architectures of {len(sub.classes)} classes in {args.out}")
     elif args.command == "evaluate":
         report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device,
-                                   hit_protocol=args.hit_protocol, allow_other_weights=args.allow_other_weights)
+                                   hit_protocol=args.hit_protocol, allow_other_weights=args.allow_other_weights,
+                                   test_per_class=args.test_per_class)
         print_report(report)
         if args.json:
             from .subarch import _atomic

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -56,6 +56,30 @@ class TensorImages:
         """Float images for ``indices``, normalised (no augmentation: Fashion-MNIST needs none)."""
         x = self.images[indices].float().div_(255.0)
         return x.sub_(self.mean).div_(self.std)
+
+
+class SubsetImages:
+    """A view of some images of a data set, by index."""
+
+    def __init__(self, data: ImageData, indices: Tensor):
+        self.data, self.indices = data, indices
+        self.labels, self.class_names = data.labels[indices], data.class_names
+
+    def load(self, indices: Tensor, train: bool = False) -> Tensor:
+        return self.data.load(self.indices[indices], train)
+
+
+def first_per_class(data: ImageData, n: int | None) -> ImageData:
+    """The first ``n`` images of each class (all when ``n`` is None), in their order: a smaller
+    test set that still has every class (the book's smoke profile evaluates on one)."""
+    if n is None:
+        return data
+    if n < 1:
+        raise NadkitError(f"images per class must be >= 1, got {n}")
+    idx = torch.cat([i[:n] for i in class_index(data.labels, len(data.class_names))]).sort().values
+    if isinstance(data, TensorImages):
+        return replace(data, images=data.images[idx], labels=data.labels[idx])
+    return SubsetImages(data, idx)
 
 
 def fashion_mnist_dirs() -> list[Path]:

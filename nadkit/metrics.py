@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data import ImageData, mosaics
+from .data import ImageData, SubsetImages, mosaics
 from .errors import NadkitError
 from .points import MaskPoint, masked
 
@@ -211,17 +211,6 @@ def cross_accuracy(model: nn.Module, points: Sequence[MaskPoint], binary: Sequen
         pred = predict(model, sub, points, binary, classes, mask_class=torch.full_like(sub.labels, c))
         rows.append(torch.stack([(pred[sub.labels == d] == c).float().mean() for d in range(len(data.class_names))]))
     return torch.stack(rows)
-
-
-class SubsetImages:
-    """A view of some images of a data set, by index."""
-
-    def __init__(self, data: ImageData, indices: Tensor):
-        self.data, self.indices = data, indices
-        self.labels, self.class_names = data.labels[indices], data.class_names
-
-    def load(self, indices: Tensor, train: bool = False) -> Tensor:
-        return self.data.load(self.indices[indices], train)
 
 
 @torch.no_grad()

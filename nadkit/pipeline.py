@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from .anynet import input_channels, is_external
-from .data import load_split
+from .data import first_per_class, load_split
 from .disentangle import ELBOW_BETAS, NAD, OBJECTIVES, TARGETS, Convergence, elbow_sweep
 from .errors import NadkitError
 from .findpoints import resolve_points
@@ -424,16 +424,18 @@ def auto_class_batch(nad: NAD, classes: int) -> int:
     return max(1, min(classes, nad.classes_that_fit()))
 
 
-def network_of(sub: SubArchitectures, device: str = "cpu", allow_other_weights: bool = False):
+def network_of(sub: SubArchitectures, device: str = "cpu", allow_other_weights: bool = False,
+               test_per_class: int | None = None):
     """(model, mask points, test split) of the network and data a result was computed on, with
     the masks checked against the network, and the network's weights against those the masks were
-    learned on (refused unless ``allow_other_weights``)."""
+    learned on (refused unless ``allow_other_weights``); the test split cut to its first
+    ``test_per_class`` images of each class when given."""
     cfg = sub.config
     if "weights_sha256" not in cfg:
         check_weights(cfg, None, "this result")
     spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=device,
                 image_size=cfg.get("image_size", 224))
-    test = split(spec, "test")
+    test = first_per_class(split(spec, "test"), test_per_class)
     model, points = network(cfg["arch"], cfg["dataset"], cfg.get("weights"), device, len(test.class_names),
                             cfg.get("points"), spec.image_size)
     test = fit_channels(test, model)
@@ -465,11 +467,13 @@ def baseline(folder: str | Path, method: str, out: str | Path, per_class: int = 
 
 def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None = None, seed: int = 0,
              device: str = "cpu", progress: bool = True, hit_protocol: str = "paper",
-             allow_other_weights: bool = False, chance_draws: int = 999) -> dict:
+             allow_other_weights: bool = False, chance_draws: int = 999,
+             test_per_class: int | None = None) -> dict:
     """Every per-layer figure of the paper for the sub-architectures in ``folder``, with what
     random channels of the same sizes give (``with_chance``, ``chance_draws`` null draws).
     ``mosaics`` and ``top`` default to the hit-rate protocol's ("paper": 1,000 and 5%;
-    "authors": 100 and 10%)."""
+    "authors": 100 and 10%). ``test_per_class``: only the first so many test images of each class
+    (a quick look; the paper's figures use the whole test set)."""
     if hit_protocol not in HIT_PROTOCOLS:
         raise NadkitError(f"unknown hit-rate protocol {hit_protocol!r}; choose one of: {', '.join(HIT_PROTOCOLS)}")
     mosaics = HIT_PROTOCOLS[hit_protocol]["mosaics"] if mosaics is None else mosaics
@@ -479,7 +483,7 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
     if mosaics < 1:
         raise NadkitError(f"mosaics must be >= 1, got {mosaics}")
     sub = SubArchitectures.load(folder)
-    model, points, test = network_of(sub, device, allow_other_weights)
+    model, points, test = network_of(sub, device, allow_other_weights, test_per_class)
     cfg = sub.config
     binary = sub.binary()
     pred = predict(model, test, desc="accuracy (network)" if progress else None)
@@ -503,7 +507,7 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
         "confusion": conf.tolist(),
         "misjudgment": misjudgment(conf, sim, sub.classes),
         "mosaics": mosaics, "top": top, "hit_protocol": hit_protocol,
-    }
+    } | ({"test_per_class": test_per_class} if test_per_class is not None else {})
     return with_chance(report, binary, chance_draws)
 
 

@@ -165,6 +165,13 @@ def test_an_interrupted_ablation_resumes_to_the_same_result(result, tmp_path, mo
             torch.testing.assert_close(a["results"][p][k], b["results"][p][k], rtol=0, atol=0, equal_nan=True)
     meta = json.loads((whole / "ablation.json").read_text())
     assert meta["provenance"]["weights_sha256"] and meta["kept"]["conv1_1"]
+    # one point alone repeats its draws: a shipped ablation can be checked one point at a time
+    one = ARGS.copy()
+    one[1] = "conv5_3"
+    assert main(["ablate", str(result), *one, "--out", str(tmp_path / "one")]) == 0
+    c = A.load(tmp_path / "one")["results"]["conv5_3"]
+    for k in c:
+        torch.testing.assert_close(c[k], a["results"]["conv5_3"][k], rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -83,6 +83,11 @@ def test_two_classes_and_rerun_reuses_the_result(tmp_path, capsys):
     assert main(argv) == 0
     assert (tmp_path / "masks.safetensors").stat().st_mtime_ns == stamp
     assert main(["evaluate", str(tmp_path), "--mosaics", "4"]) == 0  # fewer than 4 classes: no hit rate
+    quick = tmp_path / "quick.json"
+    assert main(["evaluate", str(tmp_path), "--mosaics", "4", "--test-per-class", "5", "--json", str(quick)]) == 0
+    r = json.loads(quick.read_text())
+    assert r["test_per_class"] == 5 and sum(map(sum, r["confusion"])) == 50  # 5 images of each of 10 classes
+    assert "per class must be >= 1" in error_of(capsys, ["evaluate", str(tmp_path), "--test-per-class", "0"])
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -50,3 +50,19 @@ def test_missing_data_set_says_how_to_get_it(monkeypatch, tmp_path):
 def test_unknown_dataset():
     with pytest.raises(NadkitError, match="unknown dataset"):
         D.load_split("cifar", "train")
+
+
+def test_first_per_class_keeps_every_class_in_order(test_data):
+    few = D.first_per_class(test_data, 7)
+    assert torch.equal(torch.bincount(few.labels), torch.full((10,), 7))
+    index = D.class_index(test_data.labels, 10)
+    want = torch.cat([i[:7] for i in index]).sort().values
+    assert torch.equal(few.load(torch.arange(len(few.labels))), test_data.load(want))
+    part = D.SubsetImages(test_data, torch.arange(200))  # any ImageData, not only tensors
+    view = D.first_per_class(part, 3)
+    assert torch.equal(torch.bincount(view.labels, minlength=10), torch.full((10,), 3))
+    first = torch.cat([i[:3] for i in D.class_index(part.labels, 10)]).sort().values
+    assert torch.equal(view.load(torch.arange(30)), test_data.load(first))
+    assert D.first_per_class(test_data, None) is test_data
+    with pytest.raises(NadkitError, match="per class must be >= 1"):
+        D.first_per_class(test_data, 0)

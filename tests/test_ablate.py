@@ -2,6 +2,10 @@
 selective; the hook ablation is the weight edit; an interrupted run resumes to the same result."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -165,6 +169,20 @@ def test_an_interrupted_ablation_resumes_to_the_same_result(result, tmp_path, mo
             torch.testing.assert_close(a["results"][p][k], b["results"][p][k], rtol=0, atol=0, equal_nan=True)
     meta = json.loads((whole / "ablation.json").read_text())
     assert meta["provenance"]["weights_sha256"] and meta["kept"]["conv1_1"]
+    # SIGKILLed inside the write of the second point's file, then inside ablation.json's: each
+    # rerun of the same command finishes what is left, and the result is the uninterrupted one
+    killed = tmp_path / "killed"
+    for window in ("conv5_3.safetensors", "ablation.json"):
+        env = dict(os.environ, NADKIT_TEST_KILL_AT=window, OMP_NUM_THREADS="1")
+        rc = subprocess.run([sys.executable, "-m", "nadkit", "ablate", str(result), *ARGS, "--out", str(killed)],
+                            env=env, capture_output=True, text=True).returncode
+        assert rc == -signal.SIGKILL
+        assert not (killed / "ablation.json").exists()
+    assert main(["ablate", str(result), *ARGS, "--out", str(killed)]) == 0
+    k = A.load(killed)
+    for p in a["points"]:
+        for key in a["results"][p]:
+            torch.testing.assert_close(k["results"][p][key], a["results"][p][key], rtol=0, atol=0, equal_nan=True)
     # one point alone repeats its draws: a shipped ablation can be checked one point at a time
     one = ARGS.copy()
     one[1] = "conv5_3"

@@ -82,3 +82,15 @@ def versus(abl: dict, control: str, what: str = "selectivity") -> dict[str, np.n
 def holds_at(test: dict, alpha: float = 0.05) -> np.ndarray:
     """Points where NAD's channels beat the control: Holm p below ``alpha`` and a positive estimate."""
     return np.flatnonzero((test["p_holm"] < alpha) & (test["estimate"] > 0))
+
+
+def held_on(runs: list[dict], control: str, what: str = "selectivity", need: int = 2) -> list[str] | None:
+    """The points at which NAD beats ``control`` on ``what`` on at least ``need`` of ``runs``
+    (ablations of independently trained instances, the same points); None when there are fewer
+    than ``need`` runs, so nothing can replicate."""
+    if len(runs) < need:
+        return None
+    counts = np.zeros(len(runs[0]["points"]), dtype=int)
+    for run in runs:
+        counts[holds_at(versus(run, control, what))] += 1
+    return [p for p, n in zip(runs[0]["points"], counts) if n >= need]

@@ -223,3 +223,7 @@ def test_versus_finds_a_selective_ranking_and_only_where_it_is():
     test = N.versus(abl, "random")
     assert test["estimate"][0] > 0.4 and test["p_holm"][0] < 0.05
     assert list(N.holds_at(test)) == [0]
+    # replication over instances: the planted point holds on both, nothing with one instance
+    abl["points"] = ["planted", "shuffled"]
+    assert N.held_on([abl, abl], "random") == ["planted"]
+    assert N.held_on([abl], "random") is None

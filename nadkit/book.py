@@ -559,9 +559,6 @@ def main(argv: list[str] | None = None) -> None:
         precompute(archs=archs or None)
 
 
-if __name__ == "__main__":
-    main()
-
 
 # --- the convergence study ---------------------------------------------------------------------
 def convergence_study(arch: str, s: Settings, smooth: int = 50) -> dict:
@@ -638,3 +635,7 @@ def skipped_share(sub: SubArchitectures) -> float:
     """Share of the class-steps that the authors' rule skipped (no image right)."""
     st = list(sub.status.values())
     return sum(s.get("skipped_steps", 0) for s in st) / max(sum(s.get("steps", 0) for s in st), 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -186,7 +186,7 @@ def run_points(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[T
     returns point i's saved result when it has one, ``save`` is called as each point finishes.
     Point i draws its random sets from ``seed + positions[i]`` (its place among the network's
     points; default i), so ablating a subset of points repeats their draws exactly."""
-    results = []
+    results, positions = [], list(range(len(points)) if positions is None else positions)
     for i, p in enumerate(tqdm(points, desc="ablation", unit="point", disable=not progress)):
         got = done(i)
         if got is None:
@@ -194,7 +194,7 @@ def run_points(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[T
             at = min(matrix_k(binary[i]), width)
             grid = sorted({min(k, width) for k in ks} | {at}) if ks else auto_ks(binary[i])
             got = ablate_point(model, p, x, labels, classes, binary[i], {n: o[i] for n, o in orders.items()},
-                               grid, draws, popularity_draws, seed + (positions or range(len(points)))[i], at)
+                               grid, draws, popularity_draws, seed + positions[i], at)
             save(i, got)
         results.append(got)
     return results

@@ -58,6 +58,11 @@ def _test_key(key: dict) -> dict:
     return key | ({"test_per_class": test_per_class()} if test_per_class() else {})
 
 
+def _cross_per_class() -> int:
+    """Images per class of the cross-class accuracy: 100, or the profile's fewer."""
+    return min(100, test_per_class() or 100)
+
+
 def test_set():
     """Fashion-MNIST's test split as the profile evaluates it (``test_per_class``)."""
     from .data import fashion_mnist, first_per_class
@@ -325,7 +330,7 @@ def _controls(out: Path, s: Settings, progress: bool) -> dict:
     result = {
         "random_accuracy": class_accuracy(pred, test.labels[keep], sub.classes).tolist(),
         "cross_accuracy": cross_accuracy(model, points, sub.binary(), sub.classes, test,
-                                         per_class=min(100, test_per_class() or 100), progress=progress).tolist(),
+                                         per_class=_cross_per_class(), progress=progress).tolist(),
         "class_names": test.class_names,
     }
     if len(sub.classes) >= 4:
@@ -364,7 +369,7 @@ def _cross(out: Path, s: Settings, progress: bool) -> list[list[float]]:
         sub = SubArchitectures.load(out)
         model, points, test = network_of(sub, s.device)
         cross = cross_accuracy(model, points, sub.binary(), sub.classes, test,
-                               per_class=min(100, test_per_class() or 100), progress=progress)
+                               per_class=_cross_per_class(), progress=progress)
         path.write_text(json.dumps(cross.tolist()) + "\n")
     return json.loads(path.read_text())
 

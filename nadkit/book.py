@@ -155,7 +155,7 @@ def _spec(cfg: dict) -> pipeline.Spec:
     return pipeline.Spec(cfg["arch"], classes=cfg["classes"], beta=cfg["beta"], steps=cfg["steps"],
                          max_steps=cfg.get("max_steps"), seed=cfg["seed"], device=cfg["device"],
                          weights=cfg.get("weights"), snapshot_every=cfg.get("snapshot_every"),
-                         target=cfg.get("target", "label"))
+                         target=cfg.get("target", "label"), fused=cfg.get("fused", False))
 
 
 def run_dir(config: dict) -> Path:
@@ -458,13 +458,17 @@ def label(source: str) -> str:
     return cfg["arch"] if cfg["dataset"] == "fashion-mnist" else f"{cfg['arch']} ({data})"
 
 
-def precompute(s: Settings | None = None, archs: list[str] | None = None) -> list[Path]:
+def precompute(s: Settings | None = None, archs: list[str] | None = None,
+               seconds: dict[str, float] | None = None) -> list[Path]:
     """Compute, with progress bars, everything the chapters read at their default parameters, so
     that building the book shows its progress and the notebooks only load and plot. Returns the
-    run folders used."""
+    run folders used; ``seconds`` receives each network's wall time."""
+    import time
+
     s = s or Settings.of()
     used = []
     for arch in tqdm(archs or s.archs, desc=f"book results ({profile()} profile)", unit="network"):
+        start = time.perf_counter()
         used.append(run_dir(elbow_config(arch, s)))
         if profile() == "full" and s.beta is None:
             used += [f for t in beta_choice(arch, s)["tried"] for f in t["folders"]]
@@ -480,6 +484,8 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None) -> lis
             sanity(arch, w, s)
             used.append(sanity_folder(arch, w, s))
         used += [run["folder"] for method, runs in baselines(arch, s).items() if method != "nad" for run in runs]
+        if seconds is not None:
+            seconds[arch] = time.perf_counter() - start
     return used
 
 
@@ -543,18 +549,20 @@ def main(argv: list[str] | None = None) -> None:
     book reads (reusing shipped results); recompute every shipped result from scratch and ship
     it; ship what was computed; or choose the cards' beta with the Elbow sweep."""
     import sys
-    import time
 
     args = sys.argv[1:] if argv is None else argv
     command, archs = (args[0], args[1:]) if args else ("precompute", [])
     if command == "reproduce":
         global SHIPPED
         target, SHIPPED = SHIPPED, Path("/nonexistent")  # read nothing shipped: compute everything
-        start = time.time()
-        used = precompute(archs=archs or None)
+        seconds: dict[str, float] = {}
+        used = precompute(archs=archs or None, seconds=seconds)
         SHIPPED = target
-        print(f"reproduced in {time.time() - start:.0f} s")
         ship(used)
+        print(f"reproduced on {torch.get_num_threads()} thread(s), wall time:")
+        for arch, t in seconds.items():
+            print(f"  {arch:<12} {t / 60:7.1f} min")
+        print(f"  {'total':<12} {sum(seconds.values()) / 60:7.1f} min")
     elif command == "beta":
         for arch in archs:
             print(arch, choose_beta(arch))

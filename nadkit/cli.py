@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "re-drawn) or 'instance:S' (the instance trained from seed S); default: the shipped network")
     d.add_argument("--image-size", type=int, default=224, help="paper scale: image side after the transforms")
     d.add_argument("--precision", default="fp32", help="fp32, or bf16 (autocast; for GPUs)")
+    d.add_argument("--unfused", dest="fused", action="store_false",
+                   help="the reference arithmetic: no BatchNorm folded, the mask and its error by autograd "
+                        "(slower; what the book's shipped results were computed with)")
     d.add_argument("--workers", type=int, default=0, help="paper scale: image-reading processes")
     d.add_argument("--decode", default="workers",
                    help="paper scale: decode JPEGs in the workers (PIL) or on the device (nvJPEG on a GPU)")

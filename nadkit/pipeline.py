@@ -50,6 +50,7 @@ class Spec:
     decode: str = "workers"               # paper scale: "workers" (PIL) or "device" (nvJPEG on the GPU)
     snapshot_every: int | None = None     # keep the binarised masks every this many steps (history)
     points: str | list[str] | None = None  # "auto", module names; None: the authors' (auto for others)
+    fused: bool = True                    # BatchNorms folded, fused mask step (NAD's ``fused``)
 
     def input_shape(self, channels: int = 1) -> tuple[int, ...]:
         """One image's shape: Fashion-MNIST is 32x32 (gray, repeated for 3-channel networks)."""
@@ -180,6 +181,8 @@ def _prepare(spec: Spec):
         config["snapshot_every"] = s.snapshot_every
     if s.target != "label":
         config["target"] = s.target
+    if s.fused:  # absent: the reference arithmetic (results made before nadkit fused the step)
+        config["fused"] = True
     if s.points is not None or is_external(s.arch):
         config["points"] = [p.module for p in points]  # what evaluate, merge and resume rebuild
     if s.dataset != "fashion-mnist":
@@ -187,7 +190,7 @@ def _prepare(spec: Spec):
     nad = NAD(model, points, beta=0.0, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
               objective=s.objective, target=s.target, seed=s.seed, input_shape=s.input_shape(input_channels(model)), workers=s.workers,
               precision=s.precision, decode_on_device=s.decode == "device", convergence=convergence,
-              snapshot_every=s.snapshot_every)
+              snapshot_every=s.snapshot_every, fused=s.fused)
     return nad, train, classes, config
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up nadkit and its book: a virtual environment with torch 2.14.1 / torchvision 0.29.1, the
-# package with its book and test extras, Fashion-MNIST, the book's offline assets (MathJax and the
-# widget manager from the npm registry) and Chromium for the browser test. Idempotent, and quick
+# package with its book and test extras, Fashion-MNIST, the book's offline assets (MathJax, the
+# widget manager and Vega from the npm registry) and Chromium for the browser test. Idempotent, and quick
 # when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,12 +42,15 @@ fi
 # (the widget manager asks for its icon fonts relative to the page, from one of two folders
 # depending on which of its scripts resolves them first: book_extra/ puts them in both)
 if [ ! -f book_assets/.stamp ] || [ package-lock.json -nt book_assets/.stamp ]; then
-    echo "setup: installing MathJax and the Jupyter widget manager into book_assets/"
+    echo "setup: installing MathJax, the Jupyter widget manager and Vega into book_assets/"
     npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
     rm -rf book_assets book_extra && mkdir -p book_assets/widgets
     cp -r node_modules/mathjax/es5 book_assets/mathjax
     cp -r node_modules/@jupyter-widgets/html-manager/dist/. book_assets/widgets/
     cp node_modules/requirejs/require.js book_assets/widgets/require.js
+    mkdir -p book_assets/vega
+    cp node_modules/vega/build/vega.min.js node_modules/vega-lite/build/vega-lite.min.js \
+        node_modules/vega-embed/build/vega-embed.min.js book_assets/vega/
     for fonts in book_extra/book/@jupyter-widgets book_extra/book/@jupyter-widgets/html-manager/dist; do
         mkdir -p "$fonts"
         cp node_modules/@jupyter-widgets/html-manager/dist/*.{woff,woff2,ttf,eot,svg} "$fonts"/

@@ -84,8 +84,60 @@ def test_every_page_renders_offline_in_a_browser(html):
             if path.stem == "10_explorer":
                 page.wait_for_selector(".widget-dropdown", timeout=20_000)
                 assert page.locator(".widget-output img, .jp-OutputArea-output img").count() >= 1
+            assert not wider_than_the_column(page), f"{path.name}: tables wider than the text column"
         browser.close()
     assert not outside, f"pages fetched from outside: {outside[:3]}"
     assert not failed, f"files the pages asked for and did not find: {failed[:3]}"
     equations = (html / "book" / "02_method.html").read_text()
     assert "eq-ib" in equations
+
+
+def wider_than_the_column(page) -> list[str]:
+    """The tables of the page wider than its text column (read by scrolling sideways)."""
+    return page.evaluate("""() => {
+        const column = document.querySelector("article.bd-article") || document.body;
+        const width = column.getBoundingClientRect().width;
+        return [...column.querySelectorAll("table")]
+            .filter(t => t.scrollWidth > width + 1)
+            .map(t => t.innerText.slice(0, 60));
+    }""")
+
+
+def svg_text(figure) -> list[str]:
+    return figure.locator("svg text").all_text_contents()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (the set-up installs the Debian package as root)")
+@pytest.mark.parametrize("chapter, control", [("10_explorer", "class"), ("10_explorer", "network"),
+                                              ("10_explorer", "point"), ("06_where", "network"),
+                                              ("06_where", "measure")])
+def test_interactive_figures_answer_their_controls_offline(html, chapter, control):
+    """The figures drawn in the page (Vega-Lite, no kernel): changing a control redraws the
+    figure (its text changes: title, caption or axis), with no error and nothing fetched."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors, outside = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("file:", "data:", "about:", "blob:")) else None)
+        page.goto((html / "book" / f"{chapter}.html").as_uri(), wait_until="load")
+        page.wait_for_selector(".nadkit-vega svg", timeout=30_000)
+        figure = page.locator(".nadkit-vega").first
+        field = figure.locator(".vega-bind", has_text=control)
+        before = svg_text(figure)
+        if field.locator("select").count():
+            select = field.locator("select")
+            options = select.locator("option").all_text_contents()
+            assert len(options) >= 2, f"{control} offers one choice only"
+            select.select_option(options[-1])
+        else:  # a slider
+            field.locator("input[type=range]").fill("1")
+        page.wait_for_timeout(500)
+        after = svg_text(figure)
+        browser.close()
+    assert after != before, f"changing the {control} left the figure as it was"
+    assert not errors, f"console errors: {errors[:3]}"
+    assert not outside, f"fetched from outside: {outside[:3]}"

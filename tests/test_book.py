@@ -85,6 +85,7 @@ def test_every_page_renders_offline_in_a_browser(html):
                 page.wait_for_selector(".widget-dropdown", timeout=20_000)
                 assert page.locator(".widget-output img, .jp-OutputArea-output img").count() >= 1
             assert not wider_than_the_column(page), f"{path.name}: tables wider than the text column"
+            assert not scrolled_code(page), f"{path.name}: code read by scrolling sideways"
         browser.close()
     assert not outside, f"pages fetched from outside: {outside[:3]}"
     assert not failed, f"files the pages asked for and did not find: {failed[:3]}"
@@ -101,6 +102,13 @@ def wider_than_the_column(page) -> list[str]:
             .filter(t => t.scrollWidth > width + 1)
             .map(t => t.innerText.slice(0, 60));
     }""")
+
+
+def scrolled_code(page) -> list[str]:
+    """The code cells of the page whose lines do not fit their box (folded ones opened)."""
+    page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+    return page.evaluate("""() => [...document.querySelectorAll("div.cell_input pre")]
+        .filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.innerText.slice(0, 60))""")
 
 
 def svg_text(figure) -> list[str]:

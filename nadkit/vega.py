@@ -80,14 +80,14 @@ def rows(network: str, points: Sequence[str], series: Mapping[tuple[str, str], S
 def curves(rows: Sequence[Mapping], title: str, y: str = "value") -> VegaLite:
     """Per-point curves with a network and a measure to choose; ``rows``: dicts with
     ``network``, ``measure``, ``series`` (one line each), ``point`` (1-based), ``name`` and
-    ``value``. A series named "chance..." is dashed."""
+    ``value``. A series named "chance..." or "random..." (a null) is dashed."""
     nets = list(dict.fromkeys(r["network"] for r in rows))
     measures = list(dict.fromkeys(r["measure"] for r in rows))
     return VegaLite({
         "params": [_select("network", nets), _select("measure", measures)],
         "data": {"values": [dict(r) for r in rows]},
         "transform": [{"filter": "datum.network === network && datum.measure === measure"},
-                      {"calculate": "indexof(datum.series, 'chance') === 0 ? 'chance' : 'observed'",
+                      {"calculate": "test(/^(chance|random)/, datum.series) ? 'chance' : 'observed'",
                        "as": "kind"}],
         "title": {"text": {"expr": "network + ': ' + measure + " + json.dumps(f" — {title}")}},
         "width": 560, "height": 260,

@@ -118,7 +118,7 @@ def svg_text(figure) -> list[str]:
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (the set-up installs the Debian package as root)")
 @pytest.mark.parametrize("chapter, control", [("10_explorer", "class"), ("10_explorer", "network"),
                                               ("10_explorer", "point"), ("06_where", "network"),
-                                              ("06_where", "measure")])
+                                              ("06_where", "measure"), ("09_baselines", "network")])
 def test_interactive_figures_answer_their_controls_offline(html, chapter, control):
     """The figures drawn in the page (Vega-Lite, no kernel): changing a control redraws the
     figure (its text changes: title, caption or axis), with no error and nothing fetched."""

@@ -77,15 +77,15 @@ def rows(network: str, points: Sequence[str], series: Mapping[tuple[str, str], S
     return out
 
 
-def curves(rows: Sequence[Mapping], title: str, y: str = "value") -> VegaLite:
-    """Per-point curves with a network and a measure to choose; ``rows``: dicts with
+def curves(data: Sequence[Mapping], title: str, y: str = "value") -> VegaLite:
+    """Per-point curves with a network and a measure to choose; ``data``: dicts (``rows``) with
     ``network``, ``measure``, ``series`` (one line each), ``point`` (1-based), ``name`` and
     ``value``. A series named "chance..." or "random..." (a null) is dashed."""
-    nets = list(dict.fromkeys(r["network"] for r in rows))
-    measures = list(dict.fromkeys(r["measure"] for r in rows))
+    nets = list(dict.fromkeys(r["network"] for r in data))
+    measures = list(dict.fromkeys(r["measure"] for r in data))
     return VegaLite({
         "params": [_select("network", nets), _select("measure", measures)],
-        "data": {"values": [dict(r) for r in rows]},
+        "data": {"values": [dict(r) for r in data]},
         "transform": [{"filter": "datum.network === network && datum.measure === measure"},
                       {"calculate": "test(/^(chance|random)/, datum.series) ? 'chance' : 'observed'",
                        "as": "kind"}],
@@ -102,9 +102,9 @@ def curves(rows: Sequence[Mapping], title: str, y: str = "value") -> VegaLite:
     })
 
 
-def _data_url(im: Image.Image) -> str:
+def _data_url(im: Image.Image, **save) -> str:
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
+    im.save(buf, format="PNG", optimize=True, **save)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -120,11 +120,7 @@ def _palette_png(index: np.ndarray, colors: Sequence[tuple[int, int, int]], tran
     im = Image.fromarray(index.astype(np.uint8), mode="P")
     im.putpalette([v for c in colors for v in c])
     im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-    if transparent is not None:
-        im.info["transparency"] = transparent
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True, **({"transparency": transparent} if transparent is not None else {}))
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return _data_url(im, **({"transparency": transparent} if transparent is not None else {}))
 
 
 def top_png(top: Tensor) -> str:

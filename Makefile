@@ -20,7 +20,7 @@ test: setup
 # recompute every result the book ships in data/results/, from scratch (hours of CPU), with one
 # thread as they were made (a convolution's sums, so the last bits, depend on the thread count)
 reproduce: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m nadkit.book reproduce
+	OMP_NUM_THREADS=1 $(BIN)/python -m nadkit.book reproduce --jobs 2
 
 bench: setup
 	$(BIN)/python benchmarks/nad_throughput.py

@@ -544,25 +544,62 @@ def choose_beta(arch: str, max_steps: int = 2000) -> dict:
     return choice
 
 
+def _reproduce_network(arch: str) -> tuple[list[str], float]:
+    """One network of ``reproduce``, in its own process on one thread (the shipped results were
+    computed on one, which fixes the summation order): its run folders and wall time."""
+    global SHIPPED
+    torch.set_num_threads(1)
+    SHIPPED = Path("/nonexistent")  # read nothing shipped: compute everything
+    seconds: dict[str, float] = {}
+    used = precompute(archs=[arch], seconds=seconds)
+    print(f"{arch}: reproduced in {seconds[arch] / 60:.1f} min", flush=True)
+    return [str(f) for f in used], seconds[arch]
+
+
+def reproduce(archs: list[str] | None = None, jobs: int = 2) -> tuple[list[Path], dict[str, float]]:
+    """Recompute everything the book reads for ``archs`` from scratch, networks shared out over
+    ``jobs`` one-thread processes (bit for bit what one process gives: each network's arithmetic
+    is unchanged). Returns the run folders and each network's wall time and the total."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from . import book  # by name, so that spawned processes find it when this runs as __main__
+
+    archs = archs or Settings.of().archs
+    start, used, seconds = time.perf_counter(), [], {}
+    context = multiprocessing.get_context("spawn")  # no forked OpenMP or torch state
+    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(archs))), mp_context=context) as pool:
+        for arch, (folders_, wall) in zip(archs, pool.map(book._reproduce_network, archs)):
+            used += [Path(f) for f in folders_]
+            seconds[arch] = wall
+    seconds["total"] = time.perf_counter() - start
+    return used, seconds
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m nadkit.book [precompute|reproduce|ship|beta] [ARCH ...]``: compute what the
-    book reads (reusing shipped results); recompute every shipped result from scratch and ship
-    it; ship what was computed; or choose the cards' beta with the Elbow sweep."""
+    """``python -m nadkit.book [precompute|reproduce [--jobs N]|ship|beta] [ARCH ...]``: compute
+    what the book reads (reusing shipped results); recompute every shipped result from scratch
+    (networks over N one-thread processes, default 2) and ship it; ship what was computed; or
+    choose the cards' beta with the Elbow sweep."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     command, archs = (args[0], args[1:]) if args else ("precompute", [])
     if command == "reproduce":
-        global SHIPPED
-        target, SHIPPED = SHIPPED, Path("/nonexistent")  # read nothing shipped: compute everything
-        seconds: dict[str, float] = {}
-        used = precompute(archs=archs or None, seconds=seconds)
-        SHIPPED = target
+        jobs = 2
+        if archs[:1] == ["--jobs"]:
+            if len(archs) < 2 or not archs[1].isdigit() or int(archs[1]) < 1:
+                raise SystemExit("reproduce --jobs takes a whole number of processes, e.g. --jobs 2")
+            jobs, archs = int(archs[1]), archs[2:]
+        unknown = [a for a in archs if a not in ARCHS]
+        if unknown:
+            raise SystemExit(f"unknown network(s) {', '.join(unknown)}: choose from {', '.join(ARCHS)}")
+        used, seconds = reproduce(archs or None, jobs)
         ship(used)
-        print(f"reproduced on {torch.get_num_threads()} thread(s), wall time:")
+        print(f"reproduced in {jobs} one-thread process(es), wall time:")
         for arch, t in seconds.items():
             print(f"  {arch:<12} {t / 60:7.1f} min")
-        print(f"  {'total':<12} {sum(seconds.values()) / 60:7.1f} min")
     elif command == "beta":
         for arch in archs:
             print(arch, choose_beta(arch))
@@ -570,7 +607,6 @@ def main(argv: list[str] | None = None) -> None:
         ship(precompute(archs=archs or None))
     else:
         precompute(archs=archs or None)
-
 
 
 # --- the convergence study ---------------------------------------------------------------------

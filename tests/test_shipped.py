@@ -70,3 +70,10 @@ def test_a_shipped_ablation_point_is_recomputed(tmp_path):
         assert torch.equal(a[k].isnan(), b[k].isnan()), k
         moved = (a[k] - b[k]).nan_to_num().abs() > 1e-6
         assert moved.float().mean() < 1e-3, f"{k}: {int(moved.sum())} of {moved.numel()} values differ"
+
+
+def test_reproduce_refuses_bad_arguments_in_one_line():
+    with pytest.raises(SystemExit, match="whole number of processes"):
+        book.main(["reproduce", "--jobs", "two"])
+    with pytest.raises(SystemExit, match="unknown network.*vgg61.*choose from vgg16"):
+        book.main(["reproduce", "vgg61"])

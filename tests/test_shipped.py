@@ -77,3 +77,14 @@ def test_reproduce_refuses_bad_arguments_in_one_line():
         book.main(["reproduce", "--jobs", "two"])
     with pytest.raises(SystemExit, match="unknown network.*vgg61.*choose from vgg16"):
         book.main(["reproduce", "vgg61"])
+
+
+def test_the_shipped_tree_is_what_the_full_book_reads(tmp_path, monkeypatch):
+    """With data/results/ as shipped, precompute (everything the chapters read at their defaults)
+    computes nothing, and every shipped folder is one it uses: nothing missing, nothing stale."""
+    monkeypatch.delenv("NADKIT_PROFILE", raising=False)
+    monkeypatch.setenv("NADKIT_RESULTS", str(tmp_path / "computed"))
+    used = {f.name for f in book.precompute()}
+    computed = list((tmp_path / "computed").rglob("*.*")) if (tmp_path / "computed").exists() else []
+    assert not computed, f"not shipped: {computed[:5]}"
+    assert {f.name for f in book.SHIPPED.iterdir()} == used

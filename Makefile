@@ -18,7 +18,8 @@ test: setup
 	NADKIT_PROFILE=smoke $(BIN)/python -m pytest --nbmake --nbmake-timeout=1800 --durations=30 tests book
 
 # recompute every result the book ships in data/results/, from scratch (hours of CPU), with one
-# thread as they were made (a convolution's sums, so the last bits, depend on the thread count)
+# thread as they were made (a convolution's sums, so the last bits, depend on the thread count),
+# two networks at a time in two processes
 reproduce: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m nadkit.book reproduce --jobs 2
 

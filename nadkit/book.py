@@ -479,9 +479,9 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
             evaluated(arch, s, protocol=protocol, over="instances")
         controls(arch, s, over="instances")
         ablations(arch, s)
-        used += instance_folders(arch, s)
-        for f in instance_folders(arch, s):  # the findings' random control (chapters 01 and 09)
-            random_report(f, s)
+        for f in instance_folders(arch, s):
+            random_report(f, s)  # the findings' random control (chapters 01 and 09)
+            used.append(f)
         for w in sanity_weights(arch) if arch in SANITY_ARCHS else []:
             sanity(arch, w, s)
             used.append(sanity_folder(arch, w, s))

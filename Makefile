@@ -3,11 +3,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: all setup book test bench vgg16 reproduce clean
+.PHONY: all setup lock book test bench vgg16 reproduce clean
 all: book
 
 setup:
 	bash scripts/setup.sh
+
+# regenerate requirements.lock (exact versions with hashes) from pyproject.toml and scripts/pins.in
+lock:
+	bash scripts/lock.sh
 
 book: setup
 	$(BIN)/python -m nadkit.book

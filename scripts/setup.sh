@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Set up nadkit and its book: a virtual environment with torch 2.14.1 / torchvision 0.29.1, the
-# package with its book and test extras, Fashion-MNIST, the book's offline assets (MathJax, the
-# widget manager and Vega from the npm registry) and Chromium for the browser test. Idempotent, and quick
-# when already done.
+# Set up nadkit and its book: a virtual environment with the locked packages (requirements.lock:
+# torch 2.14.1 / torchvision 0.29.1 and the book, test and timm extras, exact versions with
+# hashes), the package, Fashion-MNIST, the book's offline assets (MathJax, the widget manager and
+# Vega from the npm registry) and Chromium for the browser test. Idempotent, and quick when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -14,13 +14,23 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# 1. Python packages
+# 1. Python packages: the locked environment (requirements.lock, exact versions with hashes,
+# written by `make lock`), then nadkit itself from this checkout without its dependencies
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-want=$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -d' ' -f1)
+want=$(cat requirements.lock pyproject.toml scripts/setup.sh | sha1sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.nadkit-setup" 2>/dev/null)" != "$want" ]; then
-    echo "setup: installing torch, torchvision and nadkit (with its book and test extras) into $VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[book,test,timm]"
+    echo "setup: installing the locked environment (requirements.lock, hashes checked) and nadkit into $VENV"
+    pip_quiet() {  # pip, less this machine's notes on its missing local indexes; fails as pip does
+        local log rc=0
+        log=$(mktemp)
+        "$VENV/bin/pip" "$@" >"$log" 2>&1 || rc=$?
+        grep -v "^WARNING: Location" "$log" >&2 || true
+        rm -f "$log"
+        return "$rc"
+    }
+    pip_quiet install -q --disable-pip-version-check --require-hashes -r requirements.lock
+    pip_quiet install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+    "$VENV/bin/pip" check --disable-pip-version-check
     echo "$want" > "$VENV/.nadkit-setup"
 fi
 

@@ -1,0 +1,47 @@
+"""The sparsity sweep: NAD until convergence on all ten classes at betas from the card's beta
+through the transition (where the kept share falls) to past the collapse (where the masked
+network stops keeping its class), for instance 0 of each embedded network.
+
+The grids are read off the shipped Elbow sweeps (four classes, betas 0.01 to 10): each starts at
+the card's beta and is denser where the Elbow sweep's kept share and loss change fastest. Every run
+uses the reference arithmetic (``fused=False``), as the shipped runs at the card's beta do, so that
+run is the sweep's first point as it is, byte for byte, and all points share one arithmetic.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from . import book
+
+BETAS: dict[str, tuple[float, ...]] = {
+    # card 0.3; Elbow kept share 0.83 at 0.3, 0.098 at 1.0
+    "vgg16": (0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.5),
+    # card 0.3; 0.83 at 1.0, 0.012 at 3.0
+    "resnet50": (0.3, 0.6, 1.0, 1.3, 1.6, 2.0, 2.4, 3.0),
+    # card 0.1; 0.85 at 0.1, 0.50 at 0.3, 0.086 at 1.0
+    "densenet121": (0.1, 0.15, 0.2, 0.3, 0.4, 0.55, 0.75, 1.0),
+    # card 1.0; 0.89 at 1.0, 0.092 at 3.0
+    "darts": (1.0, 1.3, 1.6, 1.8, 2.0, 2.4, 3.0, 4.0),
+}
+
+
+def folders(arch: str, s: book.Settings | None = None, instance: int = 0,
+            progress: bool = True) -> list[Path]:
+    """The sweep's result folders of ``arch`` (one per beta of ``BETAS``), each computed on first
+    use (a killed run resumes where it stopped)."""
+    s = s or book.Settings.of(archs=arch)
+    return [book.folder(arch, replace(s, beta=b), weights=book.instance_weights(instance), progress=progress)
+            for b in BETAS[arch]]
+
+
+def run(archs: list[str], instance: int = 0) -> None:
+    """Compute the sweep of each network in turn, printing each beta's wall time."""
+    for arch in archs:
+        s = book.Settings.of(archs=arch)
+        for b in BETAS[arch]:
+            start = time.time()
+            out = book.folder(arch, replace(s, beta=b), weights=book.instance_weights(instance))
+            print(f"sweep {arch} instance {instance} beta {b}: {out} ({time.time() - start:.0f} s)", flush=True)

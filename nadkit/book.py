@@ -414,9 +414,12 @@ def ablations(source: str, s: Settings, progress: bool = True) -> list[dict]:
     a = SMOKE_ABLATION if profile() == "smoke" else ABLATION
     out = []
     for f in instance_folders(source, s, progress):
-        points = spread(SubArchitectures.load(f).points, a["points"])
-        out.append(ablation(f, _cache(f, "ablation"), points, None, a["orders"], a["draws"],
-                            a["popularity_draws"], a["per_class"], s.device, progress))
+        sub = SubArchitectures.load(f)
+        points = spread(sub.points, a["points"])
+        abl = ablation(f, _cache(f, "ablation"), points, None, a["orders"], a["draws"],
+                       a["popularity_draws"], a["per_class"], s.device, progress)
+        abl["widths"] = {p: int(sub.masks[p].shape[1]) for p in points}  # channels per point
+        out.append(abl)
     return out
 
 
@@ -650,6 +653,27 @@ def findings(source: str, s: Settings, progress: bool = True) -> list[dict]:
 
     reports = evaluated(source, s, progress, over="instances")
     return [of_run(r, c) for r, c in zip(reports, controls(source, s, progress, over="instances"))]
+
+
+def rival_findings(source: str, s: Settings, progress: bool = True) -> dict[str, list[dict]]:
+    """The same findings for each heuristic of ``BASELINE_METHODS`` at NAD's channel counts, per
+    trained instance (its hit rate on NAD's control mosaics, tested against NAD's random draws)."""
+    from .findings import of_run
+
+    res = baselines(source, s, progress)
+    ctrl = controls(source, s, progress, over="instances")
+    return {m: [of_run(r["report"], c, hit=r["hit"], cross=r["cross"]) for r, c in zip(res[m], ctrl)]
+            for m in BASELINE_METHODS}
+
+
+def verdicts(source: str, s: Settings, progress: bool = True) -> dict:
+    """Every finding's verdict on ``source`` (``nadkit.verdicts.network_verdicts``): over its
+    trained instances, with the best heuristic at the same counts as its rival."""
+    from .verdicts import network_verdicts
+
+    points = SubArchitectures.load(instance_folders(source, s, progress)[0]).points
+    return network_verdicts(label(source), points, findings(source, s, progress),
+                            rival_findings(source, s, progress))
 
 
 def random_report(out: Path, s: Settings, progress: bool = True) -> dict:

@@ -3,12 +3,19 @@ and their replication over independently trained instances of a network.
 
 Per point, against random channels of the same sizes (``overlap``): do classes share fewer (or
 more) channels than chance, and is their overlap spread over the pairs of classes more unevenly
-than hub channels explain (swap null)? Is the hit rate above that of random sub-architectures
-(``HIT_DRAWS`` draws, a prediction interval)? Each over the points with Holm's correction. Per
-class: do sub-architectures beat random ones on their own images; is a class's top confusion
+than the channels' popularity explains (swap null)? Is the hit rate above that of random
+sub-architectures (``HIT_DRAWS`` draws, a prediction interval)? Each over the *testable* points
+with Holm's correction: a point where every class keeps the whole layer (the chance overlap is 1)
+or where the hit rate cannot differ from random channels' (every set full, or every set empty)
+cannot tell the alternatives apart, so it gets no verdict and leaves the family. Per class: do
+sub-architectures beat random ones on their own images; are they specific to their class (as a
+detector of it, balanced accuracy above the 0.5 of a constant answer); is a class's top confusion
 among its most similar sub-architectures. Per matrix (QAP): are misjudged classes more similar,
-raw and beyond chance. A finding holds for a network when it holds on at least
-``REPLICATE`` of its trained instances.
+raw and beyond chance.
+
+Over instances (``replicated``): a per-point finding holds at a point when it holds there on at
+least ``REPLICATE`` instances and no instance is significant the opposite way there; a point
+where instances are significant in both directions is *inconsistent across instances*.
 """
 
 from __future__ import annotations
@@ -19,45 +26,58 @@ import numpy as np
 from scipy import stats
 
 from .overlap import holm
-from .stats import ALPHA, mean_interval, top_confusion_among_similar
+from .stats import ALPHA, mean_interval, others_taken, top_confusion_among_similar
 
 REPLICATE = 2  # instances on which a finding must hold (of three)
+FULL = 1 - 1e-9  # a chance overlap (or kept share) at or above this: every set is the whole layer
 
+# One name per finding, used by every chapter, table and figure (the keys are the JSON's).
 NAMES = {
-    "fewer": "classes share fewer channels than random ones",
-    "more": "classes share more channels than random ones",
-    "structure": "overlap uneven over class pairs beyond hub channels",
+    "fewer": "classes share fewer channels than chance",
+    "more": "classes share more channels than chance",
+    "structure": "overlap uneven over class pairs",
     "hit": "hit rate above random sub-architectures",
-    "accuracy": "sub-architectures beat random ones on their class",
+    "accuracy": "sub-architectures keep their class",
+    "specific": "sub-architectures are specific to their class",
     "misjudged": "misjudged classes are more similar (raw)",
     "misjudged beyond chance": "misjudged classes are more similar beyond chance",
     "top confusion": "top confusion among the 3 most similar",
 }
+PER_POINT = ("fewer", "more", "structure", "hit")
+OPPOSITE = {"fewer": "more", "more": "fewer"}
 
 
 @dataclass
 class Finding:
-    """Whether a finding holds in one run, its estimate, the evidence in words, and, for a
-    per-point finding, the points (1-based) where it holds after Holm's correction."""
+    """Whether a finding holds in one run, its estimate, the evidence in words; for a per-point
+    finding the points (1-based) where it holds after Holm's correction over the testable points,
+    the untestable points, and its statistic per point (``values``: kappa, or the hit-rate gap).
+    ``testable`` is False where the run cannot tell the alternatives apart at all."""
 
     holds: bool
     estimate: float
     evidence: str
     points: list[int] = field(default_factory=list)
+    untestable: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    testable: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _points(p, keep=None) -> list[int]:
-    """1-based points whose Holm-adjusted p is below ALPHA (and where ``keep`` says so)."""
-    adjusted = holm(np.asarray(p, dtype=float))
+def _points(p, testable, keep=None) -> list[int]:
+    """1-based points whose Holm-adjusted p (over the testable points only) is below ALPHA and
+    where ``keep`` says so."""
+    p = np.where(testable, np.asarray(p, dtype=float), np.nan)
+    adjusted = holm(p)
     keep = np.ones(len(adjusted), dtype=bool) if keep is None else np.asarray(keep)
     return [i + 1 for i, (q, k) in enumerate(zip(adjusted, keep)) if q < ALPHA and k]
 
 
-def _where(points: list[int], n: int) -> str:
-    return f"at {len(points)} of {n} points" + (f" ({', '.join(map(str, points))})" if points else "")
+def _where(points: list[int], n: int, untestable: list[int]) -> str:
+    text = f"at {len(points)} of {n - len(untestable)} testable points"
+    return text + (f" ({', '.join(map(str, points))})" if points else "")
 
 
 def hit_above_random(nad, draws) -> np.ndarray:
@@ -70,67 +90,145 @@ def hit_above_random(nad, draws) -> np.ndarray:
     return stats.t.sf(t, d - 1)
 
 
-def of_run(report: dict, control: dict | None = None, hit: list[float] | None = None) -> dict[str, Finding]:
+def specificity(cross, classes) -> dict[str, np.ndarray]:
+    """Each sub-architecture as a detector of its class, from ``metrics.cross_accuracy``: the
+    share of its class's images it labels as its class (``own``), the share of the other classes'
+    images it labels as its class (``others``), and the balanced accuracy of the two (0.5 is a
+    constant answer, whatever the image)."""
+    m = np.asarray(cross, dtype=float)
+    own = np.array([m[k, c] for k, c in enumerate(classes)])
+    others = others_taken(m, classes)
+    return {"own": own, "others": others, "balanced": (own + 1 - others) / 2}
+
+
+def of_run(report: dict, control: dict | None = None, hit: list[float] | None = None,
+           cross=None) -> dict[str, Finding]:
     """The findings of one run from its evaluation (``book.evaluated``) and its controls
     (``book.controls``); ``hit`` is the run's hit rate on the control's mosaics when the run is
-    not the one the control was made for (a baseline with NAD's channel counts)."""
+    not the one the control was made for (a baseline with NAD's channel counts), ``cross`` its
+    cross-class accuracy (default: the control's, NAD's own)."""
     out: dict[str, Finding] = {}
     n = len(report["points"])
-    kappa = np.array(report["similarity_kappa"], dtype=float)
+    kept = np.asarray(report["kept"], dtype=float)
+    kappa = np.array([np.nan if v is None else v for v in report["similarity_kappa"]], dtype=float)
     if report.get("similarity_p_uniform") is not None:
-        below = _points(report["similarity_p_uniform"], kappa < 0)
-        above = _points(report["similarity_p_uniform"], kappa > 0)
-        uneven = _points(report["similarity_p_swap"])
-        out["fewer"] = Finding(bool(below), float(np.nanmin(kappa)), f"kappa < 0 {_where(below, n)}", below)
-        out["more"] = Finding(bool(above), float(np.nanmax(kappa)), f"kappa > 0 {_where(above, n)}", above)
-        out["structure"] = Finding(bool(uneven), float(len(uneven)), f"swap null {_where(uneven, n)}", uneven)
+        expected = np.asarray(report.get("similarity_expected", np.zeros(n)), dtype=float)
+        testable = (expected < FULL) & np.isfinite(kappa)
+        untestable = [i + 1 for i in np.flatnonzero(~testable)]
+        p, p_swap = report["similarity_p_uniform"], report["similarity_p_swap"]
+        below, above = _points(p, testable, kappa < 0), _points(p, testable, kappa > 0)
+        uneven = _points(p_swap, testable)
+        values = [float(v) for v in kappa]
+        some = bool(testable.any())
+        out["fewer"] = Finding(bool(below), float(np.nanmin(kappa)) if some else np.nan,
+                               f"kappa < 0 {_where(below, n, untestable)}", below, untestable, values, some)
+        out["more"] = Finding(bool(above), float(np.nanmax(kappa)) if some else np.nan,
+                              f"kappa > 0 {_where(above, n, untestable)}", above, untestable, values, some)
+        out["structure"] = Finding(bool(uneven), float(len(uneven)), f"swap null {_where(uneven, n, untestable)}",
+                                   uneven, untestable, values, some)
     if control and control.get("random_hit_rate_draws"):
-        own = control["nad_hit_rate"] if hit is None else hit
+        own = np.asarray(control["nad_hit_rate"] if hit is None else hit, dtype=float)
         draws = np.array(control["random_hit_rate_draws"])
-        ahead = _points(hit_above_random(own, draws))
-        best = int(np.argmax(np.array(own) - draws.mean(0)))
-        out["hit"] = Finding(bool(ahead), float(own[best] - draws.mean(0)[best]),
-                             f"{_where(ahead, n)}; largest gap {own[best] - draws.mean(0)[best]:+.3f} "
-                             f"at point {best + 1} ({len(draws)} random draws)", ahead)
+        testable = (kept < FULL) & (kept > 0)
+        untestable = [i + 1 for i in np.flatnonzero(~testable)]
+        ahead = _points(hit_above_random(own, draws), testable)
+        gap = own - draws.mean(0)
+        best = int(np.argmax(np.where(testable, gap, -np.inf))) if testable.any() else 0
+        out["hit"] = Finding(bool(ahead), float(gap[best]),
+                             f"{_where(ahead, n, untestable)}; largest gap {gap[best]:+.3f} "
+                             f"at point {best + 1} ({len(draws)} random draws)", ahead, untestable,
+                             [float(v) for v in gap], bool(testable.any()))
     if control and control.get("random_accuracy"):
-        acc = mean_interval(np.array(report["accuracy"]["subarch"]) - np.array(control["random_accuracy"]))
+        diff = np.array(report["accuracy"]["subarch"]) - np.array(control["random_accuracy"])
+        acc = mean_interval(diff)
         out["accuracy"] = Finding(acc.holds and acc.estimate > 0, acc.estimate,
-                                  f"{100 * acc.estimate:+.1f} points, 95% CI {acc.interval(100, 1)} over classes")
+                                  f"{100 * acc.estimate:+.1f} points, 95% CI {acc.interval(100, 1)} over classes",
+                                  values=diff.tolist())
+    cross = control.get("cross_accuracy") if cross is None and control else cross
+    if cross is not None:
+        spec = specificity(cross, report["classes"])
+        v = mean_interval(spec["balanced"] - 0.5)
+        answered = _top_share(report)
+        ok = answered < 0.99
+        out["specific"] = Finding(
+            bool(ok and v.holds and v.estimate > 0), float(spec["balanced"].mean()),
+            f"balanced accuracy {spec['balanced'].mean():.2f} (0.5: a constant answer), 95% CI "
+            f"[{0.5 + v.low:.2f}, {0.5 + v.high:.2f}] over classes; labels "
+            f"{100 * spec['others'].mean():.1f}% of other classes' images as its class",
+            values=spec["balanced"].tolist(), testable=ok)
     mis = report["misjudgment"]
     if mis.get("p_qap") is not None:
         out["misjudged"] = Finding(mis["p_qap"] < ALPHA, mis["dif"],
-                                   f"Dif {100 * mis['dif']:+.2f}, QAP p = {mis['p_qap']:.3f}")
+                                   f"Dif {100 * mis['dif']:+.2f}, QAP p = {_p(mis['p_qap'])}")
         out["misjudged beyond chance"] = Finding(
             mis["p_qap_delta"] < ALPHA, mis["dif_delta"],
             f"Dif beyond chance {100 * mis['dif_delta']:+.2f} (size part {100 * mis['dif_size']:+.2f}), "
-            f"QAP p = {mis['p_qap_delta']:.3f}")
+            f"QAP p = {_p(mis['p_qap_delta'])}")
     top = top_confusion_among_similar(report["similarity_matrix"], report["confusion"], report["classes"])
     if top["classes"]:
         out["top confusion"] = Finding(top["p"] < ALPHA, top["hits"] / top["classes"],
                                        f"{top['hits']}/{top['classes']} classes (chance {top['chance']:.2f}), "
-                                       f"binomial p = {top['p']:.3f}")
+                                       f"binomial p = {_p(top['p'])}")
     return out
 
 
+def _top_share(report: dict) -> float:
+    """The share of the test images that the whole network assigns to its most frequent answer."""
+    conf = np.asarray(report["confusion"], dtype=float)
+    return float(conf.sum(0).max() / max(conf.sum(), 1))
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def replicated(runs: list[dict[str, Finding]], need: int = REPLICATE) -> dict[str, dict]:
-    """Per finding over instances: on how many it holds, whether that reaches ``need``, and for
-    per-point findings the points where it holds on ``need`` or more."""
+    """Per finding over instances: on how many it holds and is testable, its status, and for
+    per-point findings the points where it holds consistently (on ``need`` or more instances, and
+    on none significantly the other way), the inconsistent points (significant both ways on
+    different instances) and the points testable on fewer than ``need`` instances."""
     out = {}
     for key in NAMES:
         have = [r[key] for r in runs if key in r]
         if not have:
             continue
         count = sum(f.holds for f in have)
-        points = sorted({p for f in have for p in f.points if sum(p in g.points for g in have) >= need})
-        out[key] = {"finding": NAMES[key], "holds_in": count, "instances": len(have),
-                    "holds": count >= need, "points": points,
-                    "estimates": [f.estimate for f in have]}
+        testable = sum(f.testable for f in have)
+        entry = {"finding": NAMES[key], "holds_in": count, "instances": len(have), "testable_in": testable,
+                 "estimates": [f.estimate for f in have], "points": [], "inconsistent": [], "untestable": []}
+        if key in PER_POINT:
+            opposite = [r[OPPOSITE[key]] for r in runs if OPPOSITE.get(key) in r]
+            n = len(have[0].values)
+            for p in range(1, n + 1):
+                yes = sum(p in f.points for f in have)
+                no = sum(p in g.points for g in opposite)
+                if sum(p not in f.untestable for f in have) < need:
+                    entry["untestable"].append(p)
+                elif yes >= need and no == 0:
+                    entry["points"].append(p)
+                elif yes and no:
+                    entry["inconsistent"].append(p)
+            entry["holds"] = bool(entry["points"])
+        else:
+            entry["holds"] = count >= need
+        entry["status"] = status(entry, need)
+        out[key] = entry
     return out
 
 
+def status(entry: dict, need: int = REPLICATE) -> str:
+    """"holds", "not testable here", "inconsistent across instances" or "not shown at this scale"."""
+    if entry["testable_in"] < need:
+        return "not testable here"
+    if entry["holds"]:
+        return "holds"
+    if entry.get("inconsistent"):
+        return "inconsistent across instances"
+    return "not shown at this scale"
+
+
 def verdict(r: dict) -> str:
-    """A replicated finding in words: "holds (3/3)" or "not shown at this scale (1/3)"."""
+    """A replicated finding in words: "holds (3/3)", "not shown at this scale (1/3)", ..."""
     if r["instances"] < REPLICATE:
         return f"not replicated ({r['holds_in']}/{r['instances']} instance)"
-    word = "holds" if r["holds"] else "not shown at this scale"
-    return f"{word} ({r['holds_in']}/{r['instances']})"
+    return f"{r.get('status', 'holds' if r['holds'] else 'not shown at this scale')} ({r['holds_in']}/{r['instances']})"

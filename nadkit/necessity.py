@@ -11,6 +11,20 @@ from .overlap import holm
 
 CONTROLS = ("random", "popularity", "mean activation", "taylor", "model lego")
 MEASURES = ("selectivity", "own drop", "deletion area")
+WHOLE = 0.8        # a zeroed set of at least this share of the layer is (nearly) the layer itself
+RESOLUTION = 1e-6  # differences of balanced accuracy below this are float32 rounding, not effects
+
+
+def untestable(abl: dict) -> dict[str, str]:
+    """The points of an ablation whose test cannot tell NAD's channels from any other choice,
+    with why: the zeroed set is at least ``WHOLE`` of the layer (NAD's, random and heuristic sets
+    are then nearly the same channels). Needs ``abl["widths"]`` (``book.ablations`` adds it)."""
+    widths = abl.get("widths") or {}
+    out = {}
+    for name in abl.get("points", list(abl["results"])):
+        if name in widths and abl["matrix_k"][name] >= WHOLE * widths[name]:
+            out[name] = f"the set is {abl['matrix_k'][name]} of {widths[name]} channels"
+    return out
 
 
 def drops(point: dict, name: str) -> np.ndarray:
@@ -64,19 +78,26 @@ def measure(point: dict, name: str, what: str, k: int, kept: np.ndarray) -> np.n
 
 def versus(abl: dict, control: str, what: str = "selectivity") -> dict[str, np.ndarray]:
     """NAD against ``control`` at every point of an ablation (``ablate.load``): per point the mean
-    over classes of NAD's measure minus the control's (its draws averaged per class), the
-    Wilcoxon signed-rank p over classes (two-sided) and the Holm-adjusted p over points."""
-    est, p = [], []
+    over classes of NAD's measure minus the control's (its draws averaged per class), computed in
+    float64, the Wilcoxon signed-rank p over classes (two-sided) and the Holm-adjusted p over the
+    testable points. A point is untestable (p NaN, out of the Holm family; ``why`` says so) where
+    the zeroed set is nearly the whole layer (``untestable``) or every difference is below float
+    resolution (``RESOLUTION``): a Wilcoxon test on rounding says nothing."""
+    est, p, why = [], [], dict(untestable(abl))
     for name, point in abl["results"].items():
         if f"{control}.balanced" not in point:
             est.append(np.nan), p.append(np.nan)
             continue
         k, kept = abl["matrix_k"][name], np.asarray(abl["kept"][name])
-        nad, other = measure(point, "nad", what, k, kept), measure(point, control, what, k, kept)
+        nad = measure(point, "nad", what, k, kept).astype(np.float64)
+        other = measure(point, control, what, k, kept).astype(np.float64)
         diff = nad - (np.nanmean(other, 0) if other.ndim == 2 else other)  # (draws not measured: NaN)
+        diff = np.where(np.abs(diff) < RESOLUTION, 0.0, diff)
         est.append(float(diff.mean()))
-        p.append(float(stats.wilcoxon(diff).pvalue) if np.any(diff != 0) and len(diff) > 1 else 1.0)
-    return {"estimate": np.array(est), "p": np.array(p), "p_holm": holm(p)}
+        if name not in why and not np.any(diff != 0):
+            why[name] = "every difference is below float resolution"
+        p.append(np.nan if name in why or len(diff) < 2 else float(stats.wilcoxon(diff).pvalue))
+    return {"estimate": np.array(est), "p": np.array(p), "p_holm": holm(p), "untestable": why}
 
 
 def holds_at(test: dict, alpha: float = 0.05) -> np.ndarray:
@@ -86,11 +107,24 @@ def holds_at(test: dict, alpha: float = 0.05) -> np.ndarray:
 
 def held_on(runs: list[dict], control: str, what: str = "selectivity", need: int = 2) -> list[str] | None:
     """The points at which NAD beats ``control`` on ``what`` on at least ``need`` of ``runs``
-    (ablations of independently trained instances, the same points); None when there are fewer
-    than ``need`` runs, so nothing can replicate."""
+    (ablations of independently trained instances, the same points) and loses significantly on
+    none; None when there are fewer than ``need`` runs, so nothing can replicate."""
     if len(runs) < need:
         return None
-    counts = np.zeros(len(runs[0]["points"]), dtype=int)
+    ahead = np.zeros(len(runs[0]["points"]), dtype=int)
+    behind = np.zeros_like(ahead)
     for run in runs:
-        counts[holds_at(versus(run, control, what))] += 1
-    return [p for p, n in zip(runs[0]["points"], counts) if n >= need]
+        test = versus(run, control, what)
+        ahead[holds_at(test)] += 1
+        behind[np.flatnonzero((test["p_holm"] < 0.05) & (test["estimate"] < 0))] += 1
+    return [p for p, n, m in zip(runs[0]["points"], ahead, behind) if n >= need and m == 0]
+
+
+def testable_on(runs: list[dict], control: str, what: str = "selectivity", need: int = 2) -> dict[str, str]:
+    """The points testable on at least ``need`` of ``runs`` -> "" , and the others -> why not."""
+    out = {}
+    for i, name in enumerate(runs[0]["points"]):
+        whys = [versus(r, control, what)["untestable"].get(name) for r in runs]
+        bad = [w for w in whys if w]
+        out[name] = "" if len(runs) - len(bad) >= need else bad[0]
+    return out

@@ -227,3 +227,26 @@ def test_versus_finds_a_selective_ranking_and_only_where_it_is():
     abl["points"] = ["planted", "shuffled"]
     assert N.held_on([abl, abl], "random") == ["planted"]
     assert N.held_on([abl], "random") is None
+
+
+def test_a_whole_layer_or_rounding_is_not_testable_and_leaves_holm():
+    x, labels = planted_images(k=8, per_class=3)
+    classes = list(range(8))
+    binary = torch.eye(8, dtype=torch.bool)
+    planted = torch.stack([torch.cat([torch.tensor([c]), torch.tensor([j for j in range(8) if j != c])])
+                           for c in classes])
+    point = MaskPoint("feat", "feat")
+    res = A.ablate_point(Planted(), point, x, labels, classes, binary, {"nad": planted}, [1],
+                         draws=20, popularity_draws=3)
+    abl = {"results": {"a": res, "b": res}, "matrix_k": {"a": 1, "b": 1}, "kept": {"a": [1] * 8, "b": [1] * 8},
+           "points": ["a", "b"], "widths": {"a": 8, "b": 8}}
+    both = N.versus(abl, "random")
+    # "b" as a whole layer: untestable, so Holm runs over "a" alone
+    abl["widths"] = {"a": 8, "b": 1}
+    one = N.versus(abl, "random")
+    assert np.isnan(one["p"][1]) and "1 of 1 channels" in one["untestable"]["b"]
+    assert one["p_holm"][0] == one["p"][0] <= both["p_holm"][0]
+    assert N.testable_on([abl, abl], "random") == {"a": "", "b": "the set is 1 of 1 channels"}
+    # NAD's own order against itself: every difference is zero, no Wilcoxon on it
+    self_test = N.versus({**abl, "widths": {}}, "nad")
+    assert np.all(np.isnan(self_test["p"])) and "float resolution" in self_test["untestable"]["a"]

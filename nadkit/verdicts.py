@@ -1,0 +1,280 @@
+"""The verdict writer: every sentence of the book that states a result is written here, from the
+findings (``nadkit.findings``), so that it changes when they do.
+
+For one network, a finding's verdict carries its status over the trained instances (holds, not
+shown at this scale, inconsistent across instances, not testable here), the points where it holds
+by name, its effect with a 95% interval (over instances: a t interval, since three instances give
+a bootstrap nothing to resample), the strongest rival at the same channel counts (the heuristic
+of ``book.BASELINE_METHODS`` whose effect is largest) with its effect, and whether the finding is
+**NAD's own**: NAD's effect exceeds every heuristic's, tested on the finding's unit (the class,
+with a one-sided Wilcoxon test per instance, replicated on ``REPLICATE`` instances and the other
+way on none; where the unit is the instance, three instances cannot make a test significant, so
+the column says "not testable" and gives the count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from .findings import NAMES, PER_POINT, REPLICATE, Finding, replicated
+from .stats import ALPHA
+
+# How each finding's effect is read: its scale and unit in words, the direction of "stronger",
+# and the size below which it is called small.
+EFFECTS = {
+    "fewer": ("kappa", 1.0, -1, 0.1),
+    "more": ("kappa", 1.0, +1, 0.1),
+    "structure": ("share of testable points uneven", 1.0, +1, 0.0),
+    "hit": ("hit-rate gap over random", 1.0, +1, 0.05),
+    "accuracy": ("accuracy over random, points", 100.0, +1, 5.0),
+    "specific": ("balanced accuracy", 1.0, +1, 0.6),
+    "misjudged": ("Dif x100", 100.0, +1, 1.0),
+    "misjudged beyond chance": ("Dif beyond chance x100", 100.0, +1, 1.0),
+    "top confusion": ("share of classes", 1.0, +1, 0.0),
+}
+CLASS_UNIT = ("accuracy", "specific")
+
+
+def sig(x: float, digits: int = 2) -> str:
+    """``x`` to ``digits`` significant digits, with its sign; "n/a" for a missing number."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    if x == 0:
+        return "0"
+    return f"{x:+.{max(digits - 1 - int(np.floor(np.log10(abs(x)))), 0)}f}"
+
+
+@dataclass
+class Effect:
+    """An effect's estimate with its 95% interval over ``n`` units of ``unit``."""
+
+    estimate: float
+    low: float = float("nan")
+    high: float = float("nan")
+    n: int = 0
+    unit: str = "instances"
+
+    @classmethod
+    def over(cls, values, unit: str = "instances") -> "Effect":
+        v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+        if len(v) == 0:
+            return cls(float("nan"), n=0, unit=unit)
+        if len(v) < 2 or np.ptp(v) == 0:
+            return cls(float(v.mean()), n=len(v), unit=unit)
+        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+        return cls(float(v.mean()), float(v.mean() - half), float(v.mean() + half), len(v), unit)
+
+    def text(self) -> str:
+        if not np.isfinite(self.estimate):
+            return "n/a"
+        if not np.isfinite(self.low):
+            return f"{sig(self.estimate)} (no interval: {self.n} {self.unit[:-1] if self.n == 1 else self.unit})"
+        return f"{sig(self.estimate)} [{sig(self.low)}, {sig(self.high)}]"
+
+
+@dataclass
+class NetworkVerdict:
+    """One finding on one network, over its trained instances, with its rival and whether it is
+    NAD's own. ``sentence()`` says it in words."""
+
+    network: str
+    key: str
+    status: str
+    holds_in: int
+    instances: int
+    points: list[str] = field(default_factory=list)
+    inconsistent: list[str] = field(default_factory=list)
+    untestable: list[str] = field(default_factory=list)
+    effect: Effect | None = None
+    rival: str | None = None
+    rival_effect: Effect | None = None
+    own: bool | None = None
+    own_note: str = ""
+
+    @property
+    def name(self) -> str:
+        return NAMES[self.key]
+
+    @property
+    def small(self) -> bool:
+        """Whether the effect is small (below ``EFFECTS``'s threshold in size)."""
+        if self.effect is None or not np.isfinite(self.effect.estimate):
+            return False
+        _, _, sign, size = EFFECTS[self.key]
+        if self.key == "specific":
+            return self.effect.estimate < size
+        return abs(self.effect.estimate) < size
+
+    def own_text(self) -> str:
+        if self.status != "holds":
+            return "-"
+        if self.own is None:
+            return f"not testable ({self.own_note})"
+        return ("yes" if self.own else "no") + (f" ({self.own_note})" if self.own_note else "")
+
+    def sentence(self) -> str:
+        """The verdict in words, written from the numbers."""
+        what = EFFECTS[self.key][0]
+        head = f"On {self.network}, *{self.name}*"
+        if self.status == "not testable here":
+            return f"{head} is not testable here: the test cannot tell its alternatives apart on " \
+                   f"{self.instances - self.holds_in} of {self.instances} instances."
+        if self.status == "inconsistent across instances":
+            return f"{head} is inconsistent across instances: instances are significant in opposite " \
+                   f"directions at {', '.join(self.inconsistent)}."
+        effect = f"{what} {self.effect.text()}" if self.effect else ""
+        if self.status != "holds":
+            return f"{head} is not shown at this scale (holds on {self.holds_in} of {self.instances} " \
+                   f"instances; {effect})."
+        where = f" at {', '.join(self.points)}" if self.points else ""
+        size = "a small effect" if self.small else "effect"
+        text = f"{head} holds ({self.holds_in} of {self.instances} instances){where}: {size} {effect}"
+        if self.inconsistent:
+            text += f"; inconsistent across instances at {', '.join(self.inconsistent)}"
+        if self.rival:
+            text += f". The best heuristic at the same channel counts, {self.rival}, gives " \
+                    f"{self.rival_effect.text()}"
+            text += {True: "; the finding is NAD's own", False: "; the finding is not NAD's own",
+                     None: "; whether it is NAD's own is not testable"}[self.own]
+            text += f" ({self.own_note})" if self.own_note else ""
+        return text + "."
+
+
+def _per_instance(key: str, runs: list[dict[str, Finding]], points: list[int]) -> list[float]:
+    """Each instance's effect of ``key``: at ``points`` (1-based) for the per-point findings
+    (mean of the point statistic there), its estimate otherwise; scaled as ``EFFECTS`` says."""
+    scale = EFFECTS[key][1]
+    out = []
+    for r in runs:
+        f = r.get(key)
+        if f is None:
+            continue
+        if key == "structure":
+            n = len(f.values) - len(f.untestable)
+            out.append(len(f.points) / n if n else np.nan)
+        elif key in PER_POINT:
+            v = [f.values[p - 1] for p in points if np.isfinite(f.values[p - 1])]
+            out.append(scale * float(np.mean(v)) if v else np.nan)
+        else:
+            out.append(scale * f.estimate)
+    return out
+
+
+def _effect(key: str, runs: list[dict[str, Finding]], points: list[int]) -> Effect:
+    """The network's effect of ``key``: over classes (each class's value averaged over instances)
+    for the class-unit findings, over instances otherwise."""
+    if key in CLASS_UNIT:
+        per_class = np.nanmean([r[key].values for r in runs if key in r], 0)
+        return Effect.over(EFFECTS[key][1] * per_class, "classes")
+    return Effect.over(_per_instance(key, runs, points), "instances")
+
+
+def _effect_points(entry: dict, runs: list[dict[str, Finding]], key: str) -> list[int]:
+    """Where a per-point effect is read: the points where it holds, else the last testable one."""
+    if entry["points"]:
+        return entry["points"]
+    if key not in PER_POINT or not runs or key not in runs[0]:
+        return []
+    n = len(runs[0][key].values)
+    testable = [p for p in range(1, n + 1) if p not in entry["untestable"]]
+    return testable[-1:]
+
+
+def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]], nad_fx: list[float],
+         rival_fx: list[float], need: int) -> tuple[bool | None, str]:
+    """Whether NAD beats the rival on ``key``: per class (one-sided Wilcoxon per instance) for the
+    class-unit findings; otherwise the count of instances, which three cannot make significant."""
+    sign = EFFECTS[key][2]
+    if key in CLASS_UNIT:
+        ahead = behind = 0
+        for a, b in zip(nad, rival):
+            x, y = np.asarray(a[key].values, dtype=float), np.asarray(b[key].values, dtype=float)
+            d = sign * (x - y)
+            if len(d) < 2 or np.all(np.abs(d) < 1e-9):
+                continue
+            ahead += stats.wilcoxon(d, alternative="greater").pvalue < ALPHA
+            behind += stats.wilcoxon(d, alternative="less").pvalue < ALPHA
+        note = f"NAD ahead on {ahead}, behind on {behind} of {len(nad)} instances, Wilcoxon over classes"
+        return (ahead >= need and behind == 0), note
+    pairs = [(a, b) for a, b in zip(nad_fx, rival_fx) if np.isfinite(a) and np.isfinite(b)]
+    ahead = sum(sign * (a - b) > 0 for a, b in pairs)
+    return None, f"NAD ahead on {ahead} of {len(pairs)} instances; {len(pairs)} instances cannot reach p < 0.05"
+
+
+def network_verdicts(network: str, points: list[str], nad: list[dict[str, Finding]],
+                     rivals: dict[str, list[dict[str, Finding]]] | None = None,
+                     need: int = REPLICATE) -> dict[str, NetworkVerdict]:
+    """The verdict on every finding for one network: ``nad`` has the findings of each trained
+    instance, ``rivals`` the same for each heuristic at NAD's channel counts (same instances)."""
+    rivals = rivals or {}
+    reps = replicated(nad, need)
+    out = {}
+    for key, entry in reps.items():
+        at = _effect_points(entry, nad, key)
+        fx = _per_instance(key, nad, at)
+        v = NetworkVerdict(network, key, entry["status"], entry["holds_in"], entry["instances"],
+                           [points[p - 1] for p in entry["points"]],
+                           [points[p - 1] for p in entry["inconsistent"]],
+                           [points[p - 1] for p in entry["untestable"]], _effect(key, nad, at))
+        scored = {m: _per_instance(key, runs, at) for m, runs in rivals.items()
+                  if all(key in r for r in runs)}
+        if scored:
+            sign = EFFECTS[key][2]
+            best = max(scored, key=lambda m: sign * np.nanmean(scored[m]) if np.any(np.isfinite(scored[m]))
+                       else -np.inf)
+            v.rival, v.rival_effect = best, _effect(key, rivals[best], at)
+            owns = [_own(key, nad, rivals[m], fx, scored[m], need) for m in scored]
+            if all(o is not None for o, _ in owns):
+                v.own = all(o for o, _ in owns)
+                v.own_note = _own(key, nad, rivals[best], fx, scored[best], need)[1] + f" against {best}"
+            else:
+                v.own, v.own_note = None, _own(key, nad, rivals[best], fx, scored[best], need)[1] + \
+                    f" against {best}"
+        out[key] = v
+    return out
+
+
+def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> str:
+    """The book's answer in three sentences, from every network's verdicts on ``keys``: what
+    holds and on how many networks, how large it is, and whether it is NAD's own."""
+    networks = list(verdicts)
+    n = len(networks)
+    held = {k: [a for a in networks if k in verdicts[a] and verdicts[a][k].status == "holds"] for k in keys}
+    holds = [k for k in keys if len(held[k]) * 2 >= n and held[k]]
+    rest = [k for k in keys if k not in holds]
+    first = (f"Of the paper's findings, {_list([f'*{NAMES[k]}* ({len(held[k])} of {n})' for k in holds])} "
+             f"hold on at least half of the {n} networks" if holds
+             else f"None of the paper's findings holds on half of the {n} networks")
+    first += (f"; {_list([f'*{NAMES[k]}*' for k in rest])} do not" if rest and holds else "") + "."
+    sizes = []
+    for k in holds:
+        fx = [verdicts[a][k].effect.estimate for a in held[k] if verdicts[a][k].effect]
+        small = sum(verdicts[a][k].small for a in held[k])
+        label = EFFECTS[k][0]
+        sizes.append(f"{label} {sig(min(fx))} to {sig(max(fx))}" + (f" (small on {small} of {len(held[k])})"
+                                                                      if small else ""))
+    second = ("Where they hold, the effects are " + "; ".join(sizes) + ".") if sizes else \
+        "No effect is large enough to report."
+    own = [(a, k) for k in keys for a in networks if k in verdicts[a] and verdicts[a][k].own]
+    untested = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
+                   for k in keys for a in networks if k in verdicts[a])
+    beaten = sum(verdicts[a][k].own is False for k in keys for a in networks if k in verdicts[a])
+    behind = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
+                 and verdicts[a][k].own_note.startswith("NAD ahead on 0 ")
+                 for k in keys for a in networks if k in verdicts[a])
+    third = (f"NAD's own (its effect beats every heuristic at the same channel counts): "
+             f"{_list([f'*{NAMES[k]}* on {a}' for a, k in own])}" if own else
+             "On no finding is NAD shown to beat the best heuristic at the same channel counts")
+    third += f"; on {beaten} network-finding cells a heuristic does as well or better" if beaten else ""
+    third += (f"; on {untested} the comparison is not testable with three instances (on {behind} of them "
+              f"the heuristic's effect is the larger on every instance)") if untested else ""
+    return " ".join([first, second, third + "."])
+
+
+def _list(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]

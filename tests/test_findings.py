@@ -1,0 +1,56 @@
+"""Findings on synthetic evaluations: untestable points leave the Holm family, a per-point finding
+holds only where instances agree, and a constant answer is not specific."""
+
+import numpy as np
+
+from nadkit.findings import of_run, replicated, specificity
+
+
+def report(p, kappa, expected=None, n_classes=4):
+    n = len(p)
+    conf = np.eye(n_classes) * 90 + 1
+    return {"points": [f"p{i}" for i in range(n)], "kept": [0.5] * n, "classes": list(range(n_classes)),
+            "similarity_kappa": kappa, "similarity_expected": expected or [0.5] * n,
+            "similarity_p_uniform": p, "similarity_p_swap": [1.0] * n,
+            "similarity_matrix": np.eye(n_classes).tolist(), "confusion": conf.tolist(),
+            "misjudgment": {}, "accuracy": {"subarch": [1.0] * n_classes}}
+
+
+def test_a_point_whose_sets_are_whole_leaves_the_holm_family():
+    # three points at p 0.02: Holm over 3 gives 0.06 (nothing); the whole-layer one is untestable,
+    # so Holm runs over 2 and both others hold
+    p = [0.02, 0.02, 0.02]
+    with_full = of_run(report(p, [-0.1, -0.1, None], expected=[0.5, 0.5, 1.0]))["fewer"]
+    assert with_full.points == [1, 2] and with_full.untestable == [3]
+    counted = of_run(report(p, [-0.1, -0.1, -0.1]))["fewer"]
+    assert counted.points == [] and not counted.holds
+
+
+def test_a_point_holds_only_where_instances_agree():
+    fewer = report([0.001, 0.001], [-0.1, -0.1])
+    more_at_2 = report([0.001, 0.001], [-0.1, 0.2])
+    runs = [of_run(fewer), of_run(fewer), of_run(more_at_2)]
+    r = replicated(runs)["fewer"]
+    assert r["points"] == [1] and r["inconsistent"] == [2] and r["status"] == "holds"
+    # with two instances significantly the other way at both points, nothing holds
+    runs = [of_run(fewer), of_run(report([0.001, 0.001], [0.2, 0.2])), of_run(report([0.001, 0.001], [0.2, 0.2]))]
+    r = replicated(runs)
+    assert r["fewer"]["points"] == [] and r["fewer"]["status"] == "inconsistent across instances"
+    assert r["more"]["points"] == [] and r["more"]["inconsistent"] == [1, 2]
+
+
+def test_untestable_everywhere_is_not_testable_not_negative():
+    full = report([1.0, 1.0], [None, None], expected=[1.0, 1.0])
+    r = replicated([of_run(full)] * 3)["fewer"]
+    assert r["status"] == "not testable here" and not r["holds"]
+
+
+def test_a_constant_answer_is_not_specific():
+    classes = [0, 1, 2, 3]
+    constant = np.ones((4, 4))            # every sub-architecture names its class for every image
+    s = specificity(constant, classes)
+    assert np.allclose(s["balanced"], 0.5) and np.allclose(s["others"], 1.0)
+    control = {"cross_accuracy": constant.tolist()}
+    assert not of_run(report([1.0], [0.0]), control)["specific"].holds
+    detector = np.diag([0.9, 0.95, 0.97, 0.99]) + 0.02
+    assert of_run(report([1.0], [0.0]), {"cross_accuracy": detector.tolist()})["specific"].holds

@@ -1,0 +1,61 @@
+"""The verdict writer's words follow the numbers: a finding that fails is not said to hold,
+instances that disagree are named, a heuristic that does better makes the finding not NAD's own."""
+
+import numpy as np
+
+from nadkit.findings import Finding
+from nadkit.verdicts import Effect, answer, network_verdicts
+
+POINTS = ["conv1", "conv2", "conv3"]
+
+
+def run(fewer_at=(), more_at=(), kappa=(-0.2, -0.2, -0.2), acc=(0.9,) * 10):
+    fx = {"fewer": Finding(bool(fewer_at), min(kappa), "", list(fewer_at), [], list(kappa)),
+          "more": Finding(bool(more_at), max(kappa), "", list(more_at), [], list(kappa)),
+          "accuracy": Finding(True, float(np.mean(acc)), "", values=list(acc))}
+    return fx
+
+
+def test_a_finding_that_holds_is_said_to_hold_with_its_points_and_effect():
+    v = network_verdicts("net", POINTS, [run([3]), run([3]), run([3])])["fewer"]
+    assert v.status == "holds" and v.points == ["conv3"]
+    assert "holds (3 of 3 instances) at conv3" in v.sentence() and "-0.20" in v.sentence()
+
+
+def test_a_finding_that_fails_is_not_said_to_hold():
+    v = network_verdicts("net", POINTS, [run([3]), run(), run()])["fewer"]
+    assert v.status == "not shown at this scale"
+    assert "not shown at this scale" in v.sentence() and "holds (" not in v.sentence()
+
+
+def test_instances_that_disagree_are_named():
+    runs = [run([3]), run([3]), run(more_at=[3], kappa=(0.2, 0.2, 0.2))]
+    v = network_verdicts("net", POINTS, runs)["fewer"]
+    assert v.status == "inconsistent across instances" and v.inconsistent == ["conv3"] and not v.points
+    assert "opposite directions at conv3" in v.sentence() and "holds" not in v.sentence()
+
+
+def test_a_better_heuristic_makes_it_not_nads_own():
+    nad = [run(acc=tuple(0.5 + 0.01 * i for i in range(10)))] * 3
+    better = [run(acc=tuple(0.7 + 0.01 * i for i in range(10)))] * 3
+    worse = [run(acc=tuple(0.3 + 0.01 * i for i in range(10)))] * 3
+    v = network_verdicts("net", POINTS, nad, {"good heuristic": better, "bad heuristic": worse})["accuracy"]
+    assert v.rival == "good heuristic" and v.own is False and "not NAD's own" in v.sentence()
+    v = network_verdicts("net", POINTS, better, {"bad heuristic": worse})["accuracy"]
+    assert v.own is True and "NAD's own" in v.sentence() and "not NAD's own" not in v.sentence()
+    # with the instance as the unit, three instances cannot make it significant
+    f = network_verdicts("net", POINTS, [run([3])] * 3, {"h": [run([3], kappa=(0, 0, -0.1))] * 3})["fewer"]
+    assert f.own is None and "not testable" in f.sentence()
+
+
+def test_the_answer_changes_with_the_findings():
+    holds = {"a": network_verdicts("a", POINTS, [run([3])] * 3)}
+    fails = {"a": network_verdicts("a", POINTS, [run()] * 3)}
+    assert "classes share fewer channels than chance* (1 of 1)" in answer(holds, ["fewer"])
+    assert answer(fails, ["fewer"]).startswith("None of the paper's findings")
+
+
+def test_an_effect_interval_is_over_its_units():
+    e = Effect.over([1.0, 2.0, 3.0])
+    assert e.low < 2.0 < e.high and e.n == 3
+    assert "no interval" in Effect.over([1.0]).text()

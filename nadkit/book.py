@@ -31,6 +31,13 @@ from .subarch import SubArchitectures, load_history
 SMOKE = {"classes": 4, "steps": 4, "mosaics": 16, "elbow_steps": 3, "chance_draws": 99,
          "instances": 2, "test_per_class": 50}
 SHIPPED = REPO_ROOT / "data" / "results"
+# Seconds a chapter's cell may run before its execution fails, naming the chapter and the cell
+# (_config.yml's execute.timeout for the full profile, the Makefile's --nbmake-timeout and the
+# tests' smoke build for the smoke profile; tests/test_lock.py checks they agree). Full profile:
+# its cells read shipped results (seconds); the longest, chapter 10's own-network run, took
+# under 2 min with both cores busy. Smoke: the longest cell measured, chapter 01's first (it
+# computes every network's runs), took 709 s with both cores shared by five processes.
+CELL_TIMEOUT = {"full": 600, "smoke": 1500}
 SNAPSHOT_EVERY = 100  # the convergence study's grain (full profile)
 ELBOW_CLASSES = 4     # classes in the Elbow sweep, spread over the data set's
 HIT_DRAWS = 20        # random sub-architectures drawn for the hit-rate control

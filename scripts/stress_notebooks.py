@@ -1,8 +1,9 @@
 """Execute chapters again and again under load and count the hangs (issue 21).
 
 Each execution goes through the library that `make` and `make test` use to run a chapter:
-nbclient (jupyter-book's myst-nb and nbmake both drive the kernel with it), or nbmake itself
-(``--via nbmake``), with a short per-cell timeout. While it runs, a CPU hog keeps every core busy
+nbclient (jupyter-book's myst-nb and nbmake both drive the kernel with it), nbmake itself (``--via
+nbmake``) or a jupyter-book build of the chapter alone (``--via jupyter-book``, as `make` builds
+it), with a short per-cell timeout. While it runs, a CPU hog keeps every core busy
 (``--hogs``, started and stopped here). A cell that gets no reply within the timeout is a hang; a
 cell that fails is an error. Every execution starts from an empty results folder
 (``NADKIT_RESULTS``), as after a fresh clone's precompute, in the profile asked for.
@@ -73,19 +74,47 @@ def via_nbmake(chapter: Path, timeout: int) -> tuple[str, str]:
     return "error", text.strip().splitlines()[-1][:200]
 
 
+def via_jupyter_book(chapter: Path, timeout: int) -> tuple[str, str]:
+    """A book of this one chapter, built as `make` builds the whole book (jupyter-book, myst-nb's
+    execution, this repository's _config.yml with the timeout set to ``timeout``)."""
+    import shutil
+
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = yaml.safe_load((ROOT / "_config.yml").read_text())
+        config["execute"].update(timeout=timeout, execute_notebooks="force")
+        config["sphinx"]["config"]["html_static_path"] = []
+        config["sphinx"]["config"].pop("html_extra_path", None)
+        config.pop("bibtex_bibfiles", None)
+        config["only_build_toc_files"] = True
+        (Path(tmp) / "_config.yml").write_text(yaml.safe_dump(config))
+        (Path(tmp) / "_toc.yml").write_text(f"format: jb-book\nroot: {chapter.stem}\n")
+        shutil.copy(chapter, Path(tmp) / chapter.name)
+        jb = Path(sys.executable).parent / "jupyter-book"
+        run = subprocess.run([str(jb), "build", tmp, "--keep-going"], capture_output=True, text=True)
+        logs = "".join(p.read_text() for p in Path(tmp).glob("_build/html/reports/**/*.log"))
+        text = run.stdout + run.stderr + logs
+    if "CellTimeoutError" in text or "timed out" in text:
+        return "hang", "cell timed out"
+    if run.returncode != 0 or "Execution Failed" in text or "Traceback" in logs:
+        return "error", [line for line in text.splitlines() if line.strip()][-1][:200]
+    return "ok", ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("chapters", nargs="+", type=Path)
     ap.add_argument("--runs", type=int, default=20, help="executions of each chapter")
     ap.add_argument("--timeout", type=int, default=300, help="seconds a cell may take before it counts as hung")
     ap.add_argument("--hogs", type=int, default=os.cpu_count(), help="busy processes kept running (default: one per core)")
-    ap.add_argument("--via", choices=["nbclient", "nbmake"], default="nbclient")
+    ap.add_argument("--via", choices=["nbclient", "nbmake", "jupyter-book"], default="nbclient")
     ap.add_argument("--profile", choices=["full", "smoke"], default="full")
     ap.add_argument("--keep-results", action="store_true",
                     help="one results folder for all executions (to time cells as `make` runs them)")
     ap.add_argument("--json", type=Path, help="write the counts and every execution's time here")
     a = ap.parse_args()
-    execute = via_nbclient if a.via == "nbclient" else via_nbmake
+    execute = {"nbclient": via_nbclient, "nbmake": via_nbmake, "jupyter-book": via_jupyter_book}[a.via]
     import ipykernel
 
     hogs = [mp.Process(target=hog, args=(i,), daemon=True) for i in range(a.hogs)]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from nadkit.book import CELL_TIMEOUT
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -45,8 +47,11 @@ def html(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("book")
     env = dict(os.environ, NADKIT_PROFILE="smoke", NADKIT_QUIET="1")
     jb = Path(sys.executable).parent / "jupyter-book"
-    run = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
-                         env=env, capture_output=True, text=True)
+    config = out / "_config.yml"  # the book's, with the smoke profile's cell timeout
+    config.write_text((ROOT / "_config.yml").read_text().replace(
+        f"timeout: {CELL_TIMEOUT['full']}", f"timeout: {CELL_TIMEOUT['smoke']}"))
+    run = subprocess.run([str(jb), "build", str(ROOT), "--config", str(config), "--path-output", str(out),
+                          "-W", "-n", "--keep-going"], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return out / "_build" / "html"
 

@@ -58,3 +58,15 @@ def test_this_environment_is_the_lock():
         if have is None or have.split("+")[0] != version.split("+")[0]:
             wrong[name] = (have, version)
     assert not wrong, f"installed differs from requirements.lock (installed, locked): {wrong}; run `make setup`"
+
+
+def test_every_execution_path_has_the_cell_timeout_of_its_profile():
+    import yaml
+
+    from nadkit.book import CELL_TIMEOUT
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["timeout"] == CELL_TIMEOUT["full"]
+    make = (ROOT / "Makefile").read_text()
+    assert f"--nbmake-timeout={CELL_TIMEOUT['smoke']}" in make
+    assert f"--execution-timeout {CELL_TIMEOUT['full']}" in make and f"each cell {CELL_TIMEOUT['full']} s" in make

@@ -188,6 +188,11 @@ def print_report(r: dict) -> None:
     acc = r["accuracy"]
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     print(f"accuracy on own class: network {mean(acc['original']):.3f}, sub-architectures {mean(acc['subarch']):.3f}")
+    if acc.get("subarch_balanced"):
+        print(f"specific to their class: sub-architectures label {mean(acc['subarch_others']):.1%} of other classes' "
+              f"images as their class; balanced accuracy {mean(acc['subarch_balanced']):.3f} (0.5: a constant answer)")
+    if r["hit_rate"] is None:
+        print("hit rate: not measured (a 2x2 mosaic needs 4 classes)")
     m = r["misjudgment"]
     print(f"misjudgment (similarity x100, dif = mis - oth): mis {100 * m['mis']:.2f}  oth {100 * m['oth']:.2f}  "
           f"dif {100 * m['dif']:+.2f}  over {len(m['classes'])} classes")

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 
 from .overlap import holm
-from .stats import ALPHA, mean_interval, others_taken, top_confusion_among_similar
+from .stats import ALPHA, mean_interval, specificity, top_confusion_among_similar
 
 REPLICATE = 2  # instances on which a finding must hold (of three)
 FULL = 1 - 1e-9  # a chance overlap (or kept share) at or above this: every set is the whole layer
@@ -88,17 +88,6 @@ def hit_above_random(nad, draws) -> np.ndarray:
     sd = draws.std(0, ddof=1) * np.sqrt(1 + 1 / d)
     t = np.where(sd > 0, (nad - draws.mean(0)) / np.where(sd > 0, sd, 1), np.where(nad > draws.mean(0), np.inf, 0))
     return stats.t.sf(t, d - 1)
-
-
-def specificity(cross, classes) -> dict[str, np.ndarray]:
-    """Each sub-architecture as a detector of its class, from ``metrics.cross_accuracy``: the
-    share of its class's images it labels as its class (``own``), the share of the other classes'
-    images it labels as its class (``others``), and the balanced accuracy of the two (0.5 is a
-    constant answer, whatever the image)."""
-    m = np.asarray(cross, dtype=float)
-    own = np.array([m[k, c] for k, c in enumerate(classes)])
-    others = others_taken(m, classes)
-    return {"own": own, "others": others, "balanced": (own + 1 - others) / 2}
 
 
 def of_run(report: dict, control: dict | None = None, hit: list[float] | None = None,

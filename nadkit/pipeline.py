@@ -19,10 +19,12 @@ from .data import first_per_class, load_split
 from .disentangle import ELBOW_BETAS, NAD, OBJECTIVES, TARGETS, Convergence, elbow_sweep
 from .errors import NadkitError
 from .findpoints import resolve_points
-from .metrics import HIT_PROTOCOLS, class_accuracy, confusion, hit_rate, misjudgment, predict, similarity
+from .metrics import (HIT_PROTOCOLS, class_accuracy, confusion, cross_accuracy, hit_rate, misjudgment, predict,
+                      similarity)
 from .networks import check_arch, load_network, model_card, weights_sha256
 from .points import mask_points
 from .ranks import Ranks
+from .stats import specificity
 from .subarch import PartialRun, SubArchitectures, _atomic, file_sha256, history_tensors, read_meta
 
 
@@ -497,6 +499,9 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
     hits = hit_rate(model, points, binary, sub.classes, test, mosaics, top, seed, progress=progress,
                     protocol=hit_protocol) if len(sub.classes) >= 4 else None
     conf = confusion(pred, test.labels, len(test.class_names))
+    per_class = min(100, int(torch.bincount(test.labels).min()))
+    spec = specificity(cross_accuracy(model, points, binary, sub.classes, test, per_class=per_class,
+                                      progress=progress), sub.classes)
     report = {
         "arch": cfg["arch"], "seed": cfg.get("seed"), "points": sub.points, "classes": sub.classes,
         "class_names": sub.class_names, "kept": sub.kept().mean(0).tolist(),
@@ -506,7 +511,12 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
         "hit_rate_std": hits.mean(1).std(0).tolist() if hits is not None else None,
         "hit_rate_per_mosaic": hits.mean(1).tolist() if hits is not None else None,
         "accuracy": {"original": class_accuracy(pred, test.labels, sub.classes).tolist(),
-                     "subarch": class_accuracy(sub_pred, test.labels[keep], sub.classes).tolist()},
+                     "subarch": class_accuracy(sub_pred, test.labels[keep], sub.classes).tolist(),
+                     # each sub-architecture as a detector of its class, on up to 100 images per
+                     # class: the share of the other classes' images it labels as its class, and
+                     # its balanced accuracy (0.5: a constant answer)
+                     "subarch_others": spec["others"].tolist(),
+                     "subarch_balanced": spec["balanced"].tolist()},
         "confusion": conf.tolist(),
         "misjudgment": misjudgment(conf, sim, sub.classes),
         "mosaics": mosaics, "top": top, "hit_protocol": hit_protocol,

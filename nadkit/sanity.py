@@ -61,3 +61,30 @@ def randomize_top(model: nn.Module, fresh: nn.Module, arch: str, blocks: int) ->
     state, new = model.state_dict(), fresh.state_dict()
     model.load_state_dict({k: new[k] if block_of(k) < blocks else v for k, v in state.items()})
     return model
+
+
+COLLAPSED_POINTS = 0.5  # a run whose masks are empty at more than this share of class-points
+ONE_CLASS = 0.99        # a network that gives one answer for at least this share of its images
+
+
+def collapse(binary, confusion) -> dict[str, float]:
+    """How far a run can say anything: the share of (class, point) sub-architectures that keep no
+    channel (an empty point makes the masked network answer a constant), the share of the test
+    images that the network gives its most frequent answer, and the points where kappa is defined
+    is left to the evaluation (``similarity_kappa``)."""
+    empty = torch.cat([(b.sum(1) == 0).float() for b in binary])
+    conf = torch.as_tensor(confusion, dtype=torch.float64)
+    return {"empty class-points": float(empty.mean()),
+            "top answer share": float(conf.sum(0).max() / conf.sum().clamp_min(1))}
+
+
+def measurable(c: dict[str, float]) -> tuple[bool, str]:
+    """Whether findings can be measured on a run with ``collapse`` ``c``, and if not, why: with
+    most sub-architectures empty, or a network that answers one class, every test compares
+    constants."""
+    why = []
+    if c["empty class-points"] > COLLAPSED_POINTS:
+        why.append(f"{100 * c['empty class-points']:.0f}% of class-points keep no channel")
+    if c["top answer share"] >= ONE_CLASS:
+        why.append(f"the network answers one class for {100 * c['top answer share']:.2f}% of images")
+    return not why, "; ".join(why)

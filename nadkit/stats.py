@@ -178,3 +178,14 @@ def versus(nad: dict, other: dict, seed: int = 0) -> dict:
     acc = [np.asarray(r["report"]["accuracy"]["subarch"]) for r in (nad, other)]
     return {"own class": mean_interval(acc[0] - acc[1], seed),
             "rejects others": mean_interval(others(other["cross"]) - others(nad["cross"]), seed)}
+
+
+def specificity(cross, classes) -> dict[str, np.ndarray]:
+    """Each sub-architecture as a detector of its class, from ``metrics.cross_accuracy``: the
+    share of its class's images it labels as its class (``own``), the share of the other classes'
+    images it labels as its class (``others``), and the balanced accuracy of the two (0.5 is a
+    constant answer, whatever the image)."""
+    m = np.asarray(cross, dtype=float)
+    own = np.array([m[k, c] for k, c in enumerate(classes)])
+    others = others_taken(m, classes)
+    return {"own": own, "others": others, "balanced": (own + 1 - others) / 2}

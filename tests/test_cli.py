@@ -33,6 +33,11 @@ def test_end_to_end_on_four_classes(tmp_path):
     assert len(r["points"]) == len(r["kept"]) == len(r["similarity"]) == len(r["hit_rate"]) == 13
     assert len(r["accuracy"]["original"]) == len(r["accuracy"]["subarch"]) == 4
     assert {"mis", "oth", "dif"} <= set(r["misjudgment"])
+    # specificity: each sub-architecture as a detector of its class, balanced with its own rate
+    acc = r["accuracy"]
+    assert len(acc["subarch_others"]) == len(acc["subarch_balanced"]) == 4
+    for others, balanced in zip(acc["subarch_others"], acc["subarch_balanced"]):
+        assert 0 <= others <= 1 and 0 <= balanced <= 1
     agrees_with_an_independent_computation(r, out)
 
 

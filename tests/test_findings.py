@@ -54,3 +54,18 @@ def test_a_constant_answer_is_not_specific():
     assert not of_run(report([1.0], [0.0]), control)["specific"].holds
     detector = np.diag([0.9, 0.95, 0.97, 0.99]) + 0.02
     assert of_run(report([1.0], [0.0]), {"cross_accuracy": detector.tolist()})["specific"].holds
+
+
+def test_a_collapsed_run_is_not_measurable():
+    import torch
+
+    from nadkit.sanity import collapse, measurable
+
+    empty = [torch.zeros(4, 8, dtype=torch.bool), torch.ones(4, 8, dtype=torch.bool)]
+    empty[1][:3] = False  # 7 of 8 class-points empty
+    one_class = np.zeros((4, 4))
+    one_class[:, 2] = 10
+    ok, why = measurable(collapse(empty, one_class))
+    assert not ok and "88% of class-points" in why and "one class for 100.00%" in why
+    full = [torch.ones(4, 8, dtype=torch.bool)]
+    assert measurable(collapse(full, np.eye(4) * 10)) == (True, "")

@@ -491,6 +491,7 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
         ablations(arch, s)
         for f in instance_folders(arch, s):
             random_report(f, s)  # the findings' random control (chapters 01 and 09)
+            uniform_p(f, s)      # the verdicts' p against random channels, with enough draws
             used.append(f)
         for w in sanity_weights(arch) if arch in SANITY_ARCHS else []:
             sanity(arch, w, s)
@@ -659,7 +660,32 @@ def findings(source: str, s: Settings, progress: bool = True) -> list[dict]:
     from .findings import of_run
 
     reports = evaluated(source, s, progress, over="instances")
+    reports = [r | {"similarity_p_uniform": uniform_p(f, s, progress)}
+               for r, f in zip(reports, instance_folders(source, s, progress))]
     return [of_run(r, c) for r, c in zip(reports, controls(source, s, progress, over="instances"))]
+
+
+VERDICT_DRAWS = 9_999  # uniform-overlap null draws behind a verdict: smallest two-sided p 0.0002,
+# so Holm over 17 points can still reach 0.05 (with 999 draws it stops at 0.034)
+
+
+def uniform_p(out: Path, s: Settings, progress: bool = True) -> list[float] | None:
+    """Per point, the two-sided p of the run's mean pairwise overlap against random channels of
+    each class's size, with ``VERDICT_DRAWS`` draws (the smoke profile: its ``chance_draws``).
+    Cached beside the run."""
+    from .overlap import point_test
+
+    draws = chance_draws() if profile() == "smoke" else VERDICT_DRAWS
+    path = _cache(out, f"p-uniform-{_key({'draws': draws, 'seed': 0})}.json")
+    if not path.exists():
+        masks = [b.numpy() for b in SubArchitectures.load(out).binary()]
+        if len(masks[0]) < 3:
+            return None
+        p = [point_test(m, "uniform", draws, seed=i)["p"]
+             for i, m in enumerate(tqdm(masks, desc="p against random channels", disable=not progress,
+                                        leave=False))]
+        path.write_text(json.dumps({"draws": draws, "p": p}) + "\n")
+    return json.loads(path.read_text())["p"]
 
 
 def rival_findings(source: str, s: Settings, progress: bool = True) -> dict[str, list[dict]]:

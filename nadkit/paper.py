@@ -19,8 +19,11 @@ AUTHORS_PASSES = 21
 
 
 def authors_defaults(arch: str, dataset: str) -> dict:
-    """NAD's defaults at paper scale, as in the authors' code; Places365 when the data set's path
-    names it."""
+    """NAD's defaults at paper scale: the authors' beta per network (Places365 when the data set's
+    path names it), learning rate and batch. Stopping is nadkit's, not theirs: the authors stop
+    after 21 epochs over a class's images, nadkit on convergence (``steps="auto"``) with
+    ``passes`` as its cap; their runs also draw starts and batches from one global stream (seed
+    233) and augment during NAD, which nadkit does not."""
     places = "places365" in dataset.lower()
     beta = AUTHORS_BETA.get(arch, (0.02, 0.02))[1 if places else 0]
     return {"beta": beta, "steps": "auto", "passes": AUTHORS_PASSES, "lr": 0.1, "batch_per_class": 16}

@@ -45,3 +45,45 @@ def run(archs: list[str], instance: int = 0) -> None:
             start = time.time()
             out = book.folder(arch, replace(s, beta=b), weights=book.instance_weights(instance))
             print(f"sweep {arch} instance {instance} beta {b}: {out} ({time.time() - start:.0f} s)", flush=True)
+
+
+def at_beta(folder: Path, s: book.Settings, progress: bool = True) -> dict:
+    """Everything the sparsity chapter reads about one run of the sweep, each part cached beside
+    the run as the other chapters' are: its kept share (overall and per point), how far it
+    collapsed (empty class-points, the network's top answer), and its findings (NAD's, each
+    heuristic's at NAD's counts, random channels'), from which ``nadkit.verdicts`` reads the
+    effects."""
+    from .findings import of_run
+    from .sanity import collapse
+    from .subarch import SubArchitectures
+
+    sub = SubArchitectures.load(folder)
+    report = book._evaluated(folder, s, "paper", progress) | {"similarity_p_uniform":
+                                                              book.uniform_p(folder, s, progress)}
+    control = book._controls(folder, s, progress)
+    rivals = {}
+    for method in book.BASELINE_METHODS:
+        b = book.baseline_folder(folder, method)
+        if not (b / "meta.json").exists():
+            book.pipeline.baseline(folder, method, b, device=s.device)
+        rivals[method] = of_run(book._evaluated(b, s, "paper", progress), control,
+                                hit=book.control_hit(b, s, progress), cross=book._cross(b, s, progress))
+    kept = sub.kept()  # [classes, points]
+    return {"beta": sub.config["beta"], "folder": folder.name, "kept": float(kept.mean()),
+            "kept_per_point": kept.mean(0).tolist(),
+            **collapse(sub.binary(), report["confusion"]),
+            "nad": of_run(report, control), "rivals": rivals,
+            "random": of_run(book.random_report(folder, s, progress))}
+
+
+def summary(arch: str, s: book.Settings | None = None, instance: int = 0, progress: bool = True) -> list[dict]:
+    """``at_beta`` for every beta of the sweep of ``arch`` that has run (a beta still running or
+    not started is left out, so the chapter shows what there is)."""
+    s = s or book.Settings.of(archs=arch)
+    out = []
+    for b in BETAS[arch]:
+        cfg = replace(s, beta=b).run_config(arch, weights=book.instance_weights(instance))
+        folder = book.run_dir(cfg)
+        if (folder / "meta.json").exists():
+            out.append(at_beta(folder, s, progress))
+    return out

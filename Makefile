@@ -15,14 +15,16 @@ lock:
 
 book: setup
 	$(BIN)/python -m nadkit.book
-	NADKIT_QUIET=1 $(BIN)/jupyter-book build . $(JB_FLAGS) || { echo "book: a chapter failed or \
-	timed out (_config.yml gives each cell 600 s); the lines above name the chapter and show the \
-	cell; rerun that chapter alone: $(BIN)/papermill book/CHAPTER.ipynb out.ipynb \
-	--execution-timeout 600" >&2; exit 1; }
+	NADKIT_QUIET=1 timeout 1800 $(BIN)/jupyter-book build . $(JB_FLAGS) || { echo "book: a chapter failed or \
+	timed out (_config.yml gives each cell 600 s, the whole build 1800 s); the lines above name the \
+	chapter and show the cell; rerun that chapter alone: $(BIN)/papermill book/CHAPTER.ipynb \
+	out.ipynb --execution-timeout 600" >&2; exit 1; }
 	@echo "book: open _build/html/index.html"
 
 test: setup
-	NADKIT_PROFILE=smoke $(BIN)/python -m pytest --nbmake --nbmake-timeout=1500 --durations=30 tests book
+	NADKIT_PROFILE=smoke timeout 2700 $(BIN)/python -m pytest --nbmake --nbmake-timeout=1500 \
+	--durations=30 tests book || { rc=$$?; [ $$rc = 124 ] && echo "test: stopped after 45 min \
+	(timeout 2700): the last test named above is where it stopped" >&2; exit $$rc; }
 
 # recompute every result the book ships in data/results/, from scratch (hours of CPU), with one
 # thread as they were made (a convolution's sums, so the last bits, depend on the thread count),

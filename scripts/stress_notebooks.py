@@ -32,19 +32,47 @@ def hog(_: int) -> None:
 
 
 def via_nbclient(chapter: Path, timeout: int) -> tuple[str, str]:
+    """nbclient as jupyter-book and nbmake drive it. nbclient's own cell timeout does not fire
+    when it is stuck waiting on a message that never comes, so a watchdog kills the kernel once
+    the execution has run ``WALL`` times the cell timeout: that counts as a hang too."""
+    import threading
+
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(chapter, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+    stuck = threading.Event()
+
+    def kill_kernel():
+        stuck.set()
+        subprocess.run(["pkill", "-9", "-P", str(os.getpid()), "-f", "ipykernel_launcher"], check=False)
+
+    watchdog = threading.Timer(WALL * timeout, kill_kernel)
+    watchdog.start()
     try:
         client.execute()
     except CellTimeoutError as e:
         return "hang", str(e).splitlines()[0]
     except (CellExecutionError, DeadKernelError) as e:
+        if stuck.is_set():
+            return "hang", f"no reply after {WALL * timeout} s (the cell timeout did not fire); {last_cell(nb)}"
         return "error", str(e).strip().splitlines()[-1][:200]
+    finally:
+        watchdog.cancel()
     return "ok", slowest_cell(nb)
+
+
+WALL = 3  # an execution past this many cell timeouts is stuck
+
+
+def last_cell(nb) -> str:
+    """The last code cell that got a reply, by its first line."""
+    done = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count")]
+    if not done:
+        return "no cell finished"
+    return f"after cell {done[-1]}: {nb.cells[done[-1]].source.splitlines()[0][:60]!r}"
 
 
 def slowest_cell(nb) -> str:

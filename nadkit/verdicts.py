@@ -245,9 +245,9 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
     held = {k: [a for a in networks if k in verdicts[a] and verdicts[a][k].status == "holds"] for k in keys}
     holds = [k for k in keys if len(held[k]) * 2 >= n and held[k]]
     rest = [k for k in keys if k not in holds]
-    first = (f"Of the paper's findings, {_list([f'*{NAMES[k]}* ({len(held[k])} of {n})' for k in holds])} "
+    first = (f"Of the findings tested, {_list([f'*{NAMES[k]}* ({len(held[k])} of {n})' for k in holds])} "
              f"hold on at least half of the {n} networks" if holds
-             else f"None of the paper's findings holds on half of the {n} networks")
+             else f"None of the findings tested holds on half of the {n} networks")
     first += (f"; {_list([f'*{NAMES[k]}*' for k in rest])} do not" if rest and holds else "") + "."
     sizes = []
     for k in holds:

@@ -52,7 +52,7 @@ def test_the_answer_changes_with_the_findings():
     holds = {"a": network_verdicts("a", POINTS, [run([3])] * 3)}
     fails = {"a": network_verdicts("a", POINTS, [run()] * 3)}
     assert "classes share fewer channels than chance* (1 of 1)" in answer(holds, ["fewer"])
-    assert answer(fails, ["fewer"]).startswith("None of the paper's findings")
+    assert answer(fails, ["fewer"]).startswith("None of the findings tested")
 
 
 def test_an_effect_interval_is_over_its_units():

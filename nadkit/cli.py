@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="folder for ARCH.safetensors and ARCH.json (default: a new folder under "
                                                "runs/; pass --out data/models to replace the shipped network)")
+    t.add_argument("--permute-labels", type=int, default=None, metavar="SEED",
+                   help="train on labels permuted once by SEED, without augmentation (the data-randomisation test)")
+    t.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
 
     d = sub.add_parser("disentangle", help="learn per-class sub-architectures into --out")
     d.add_argument("--arch", required=True, help=ARCH_HELP)
@@ -244,7 +247,8 @@ def run(args: argparse.Namespace) -> None:
         from .train import default_out, train_network
 
         out = args.out or default_out(check_arch(args.arch, external=False))
-        card = train_network(check_arch(args.arch, external=False), epochs=args.epochs, seed=args.seed, out=out)
+        card = train_network(check_arch(args.arch, external=False), epochs=args.epochs, seed=args.seed, out=out,
+                             permute_labels=args.permute_labels, subset=args.subset)
         print(json.dumps(card, indent=1))
         print(f"{args.arch} written to {out}", file=sys.stderr)
     elif args.command == "disentangle":

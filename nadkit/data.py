@@ -65,6 +65,9 @@ class SubsetImages:
         self.data, self.indices = data, indices
         self.labels, self.class_names = data.labels[indices], data.class_names
 
+    def __len__(self) -> int:
+        return len(self.indices)
+
     def load(self, indices: Tensor, train: bool = False) -> Tensor:
         return self.data.load(self.indices[indices], train)
 

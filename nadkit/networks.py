@@ -219,8 +219,9 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
     """The network ``arch`` for ``dataset``, frozen and in eval mode.
 
     Embedded (``fashion-mnist``): the shipped weights unless ``weights`` names a file, "none"
-    (untrained), "randomized:K" (top K blocks re-initialised: ``nadkit.sanity``) or "instance:S"
-    (the instance trained from seed S: ``instance_weights``). Paper scale
+    (untrained), "randomized:K" (top K blocks re-initialised: ``nadkit.sanity``), "instance:S"
+    (the instance trained from seed S: ``instance_weights``) or "permuted" (trained on permuted
+    labels: ``data/models/permuted``, the data-randomisation test). Paper scale
     (``imagefolder:ROOT``): torchvision's network with ``weights`` "torchvision" (default, from the
     user's cache), a file, or "none" (random). Any other network by string (``nadkit.anynet``):
     weights from the library's cache (default), a file, or "none".
@@ -248,6 +249,12 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
             if not path.exists():
                 raise NadkitError(f"no instance {seed} of {arch} at {path.parent}; train it with `nadkit train --arch "
                                   f"{arch} --seed {seed} --out {path.parent}`")
+            load_weights(model, path, arch)
+        elif weights == "permuted":
+            path = MODELS_DIR / "permuted" / f"{arch}.safetensors"
+            if not path.exists():
+                raise NadkitError(f"no label-permuted {arch} at {path.parent}; train it with `nadkit train --arch "
+                                  f"{arch} --permute-labels 0 --subset 10000 --epochs 80 --out {path.parent}`")
             load_weights(model, path, arch)
         elif weights != "none":
             load_weights(model, weights or MODELS_DIR / f"{arch}.safetensors", arch)

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import fashion_mnist
+from .data import SubsetImages, fashion_mnist
 from .errors import NadkitError
 from .networks import build_network, check_arch, weights_sha256
 from .subarch import _atomic, _fsync_dir
@@ -39,28 +39,44 @@ def default_out(arch: str) -> Path:
 
 
 def train_network(arch: str, epochs: int = 3, seed: int = 0, batch: int = 128, lr: float = 0.1,
-                  out: Path | str | None = None) -> dict:
+                  out: Path | str | None = None, permute_labels: int | None = None,
+                  subset: int | None = None) -> dict:
     """Train the embedded ``arch`` on Fashion-MNIST; write ``out/arch.safetensors`` and its card.
 
     ``out`` defaults to a new folder under ``runs/``; the shipped networks in ``data/models`` are
     replaced only when ``out`` names that folder explicitly. Written atomically either way.
+    ``permute_labels=S`` trains on the first ``subset`` training images with their labels
+    permuted once by seed S and without augmentation, so that the network memorises them: the
+    data-randomisation test of Adebayo et al. (2018). Its card records the training accuracy on
+    those (permuted) labels.
     """
     check_arch(arch, external=False)
     if epochs < 1 or batch < 1 or not lr > 0:
         raise NadkitError(f"epochs and batch must be >= 1 and lr > 0, got {epochs}, {batch} and {lr}")
+    if subset is not None and subset < batch:
+        raise NadkitError(f"--subset must be at least the batch ({batch}) images, got {subset}")
     out = Path(out) if out is not None else default_out(arch)
     if out.exists() and not out.is_dir():
         raise NadkitError(f"--out {out} is a file; name a folder for {arch}.safetensors and {arch}.json")
-    model, card = _fit(arch, epochs, seed, batch, lr)
+    model, card = _fit(arch, epochs, seed, batch, lr, permute_labels, subset)
     save_network(model, card, out)
     return card
 
 
-def _fit(arch: str, epochs: int, seed: int, batch: int, lr: float) -> tuple[nn.Module, dict]:
+def _fit(arch: str, epochs: int, seed: int, batch: int, lr: float, permute_labels: int | None = None,
+         subset: int | None = None) -> tuple[nn.Module, dict]:
     """The training itself: seeded SGD with a one-cycle schedule; the model and its card."""
     torch.manual_seed(seed)
     train, test = fashion_mnist("train"), fashion_mnist("test")
     x_test = test.load(torch.arange(len(test)))
+    labels = train.labels
+    if subset is not None or permute_labels is not None:
+        keep = torch.arange(min(subset or len(train), len(train)))
+        train = SubsetImages(train, keep)
+        labels = train.labels
+        if permute_labels is not None:
+            labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(permute_labels))]
+    augment = permute_labels is None
     model = build_network(arch).to(memory_format=torch.channels_last)  # faster convs on CPU
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     steps = epochs * (len(train) // batch)
@@ -73,9 +89,11 @@ def _fit(arch: str, epochs: int, seed: int, batch: int, lr: float) -> tuple[nn.M
         order = torch.randperm(len(train), generator=gen)
         for i in range(len(train) // batch):
             idx = order[i * batch:(i + 1) * batch]
-            x, y = train.load(idx), train.labels[idx]
+            x, y = train.load(idx), labels[idx]
             flip = torch.rand(len(idx), generator=gen) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x).contiguous(memory_format=torch.channels_last)
+            if augment:
+                x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            x = x.contiguous(memory_format=torch.channels_last)
             loss = nn.functional.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -92,6 +110,9 @@ def _fit(arch: str, epochs: int, seed: int, batch: int, lr: float) -> tuple[nn.M
         "parameters": sum(p.numel() for p in model.parameters()),
         "torch": torch.__version__,
     }
+    if subset is not None or permute_labels is not None:
+        card |= {"subset": len(train), "permuted_labels_seed": permute_labels,
+                 "train_accuracy": round(accuracy(model, train.load(torch.arange(len(train))), labels), 4)}
     return model, card
 
 

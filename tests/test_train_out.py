@@ -19,7 +19,7 @@ def shipped() -> dict:
 
 @pytest.fixture
 def stub(monkeypatch):
-    def fit(arch, epochs, seed, batch, lr):
+    def fit(arch, epochs, seed, batch, lr, permute_labels=None, subset=None):
         return build_network(arch).eval(), {"arch": arch, "dataset": "fashion-mnist", "epochs": epochs, "seed": seed}
 
     monkeypatch.setattr(T, "_fit", fit)
@@ -90,3 +90,15 @@ def test_bad_train_arguments_are_one_line(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err
+
+
+def test_permuted_labels_train_on_a_subset_without_augmentation_and_say_so(tmp_path):
+    """The data-randomisation network: the first N images, their labels permuted once by the
+    seed, and a card that records the subset, the seed and the accuracy on those labels."""
+    card = T.train_network("vgg16", epochs=1, batch=64, permute_labels=3, subset=128, out=tmp_path / "p")
+    assert card["subset"] == 128 and card["permuted_labels_seed"] == 3
+    assert 0 <= card["train_accuracy"] <= 1
+    saved = json.loads((tmp_path / "p" / "vgg16.json").read_text())
+    assert saved["train_accuracy"] == card["train_accuracy"]
+    with pytest.raises(Exception, match="--subset must be at least"):
+        T.train_network("vgg16", epochs=1, batch=64, subset=10, out=tmp_path / "q")

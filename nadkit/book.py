@@ -591,10 +591,10 @@ def reproduce(archs: list[str] | None = None, jobs: int = 2) -> tuple[list[Path]
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m nadkit.book [precompute|reproduce [--jobs N]|ship|beta] [ARCH ...]``: compute
+    """``python -m nadkit.book [precompute|reproduce [--jobs N]|ship|beta|sweep] [ARCH ...]``: compute
     what the book reads (reusing shipped results); recompute every shipped result from scratch
     (networks over N one-thread processes, default 2) and ship it; ship what was computed; or
-    choose the cards' beta with the Elbow sweep."""
+    choose the cards' beta with the Elbow sweep; or run the sparsity sweep (``nadkit.sparsity``)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
@@ -616,6 +616,13 @@ def main(argv: list[str] | None = None) -> None:
     elif command == "beta":
         for arch in archs:
             print(arch, choose_beta(arch))
+    elif command == "sweep":
+        from .sparsity import run
+
+        unknown = [a for a in archs if a not in ARCHS]
+        if unknown or not archs:
+            raise SystemExit(f"sweep takes networks from {', '.join(ARCHS)}, e.g. sweep vgg16")
+        run(archs)
     elif command == "ship":
         ship(precompute(archs=archs or None))
     else:

@@ -38,13 +38,17 @@ EFFECTS = {
 CLASS_UNIT = ("accuracy", "specific")
 
 
-def sig(x: float, digits: int = 2) -> str:
-    """``x`` to ``digits`` significant digits, with its sign; "n/a" for a missing number."""
+UNSIGNED = ("specific", "top confusion", "structure")  # shares and rates: no sign to show
+
+
+def sig(x: float, digits: int = 2, signed: bool = True) -> str:
+    """``x`` to ``digits`` significant digits (with its sign unless ``signed`` is False); "n/a"
+    for a missing number."""
     if x is None or not np.isfinite(x):
         return "n/a"
     if x == 0:
         return "0"
-    return f"{x:+.{max(digits - 1 - int(np.floor(np.log10(abs(x)))), 0)}f}"
+    return f"{x:{'+' if signed else ''}.{max(digits - 1 - int(np.floor(np.log10(abs(x)))), 0)}f}"
 
 
 @dataclass
@@ -56,6 +60,7 @@ class Effect:
     high: float = float("nan")
     n: int = 0
     unit: str = "instances"
+    signed: bool = True
 
     @classmethod
     def over(cls, values, unit: str = "instances") -> "Effect":
@@ -70,9 +75,11 @@ class Effect:
     def text(self) -> str:
         if not np.isfinite(self.estimate):
             return "n/a"
+        s = self.signed
         if not np.isfinite(self.low):
-            return f"{sig(self.estimate)} (no interval: {self.n} {self.unit[:-1] if self.n == 1 else self.unit})"
-        return f"{sig(self.estimate)} [{sig(self.low)}, {sig(self.high)}]"
+            return f"{sig(self.estimate, signed=s)} (no interval: {self.n} " \
+                   f"{self.unit[:-1] if self.n == 1 else self.unit})"
+        return f"{sig(self.estimate, signed=s)} [{sig(self.low, signed=s)}, {sig(self.high, signed=s)}]"
 
 
 @dataclass
@@ -168,8 +175,11 @@ def _effect(key: str, runs: list[dict[str, Finding]], points: list[int]) -> Effe
     for the class-unit findings, over instances otherwise."""
     if key in CLASS_UNIT:
         per_class = np.nanmean([r[key].values for r in runs if key in r], 0)
-        return Effect.over(EFFECTS[key][1] * per_class, "classes")
-    return Effect.over(_per_instance(key, runs, points), "instances")
+        effect = Effect.over(EFFECTS[key][1] * per_class, "classes")
+    else:
+        effect = Effect.over(_per_instance(key, runs, points), "instances")
+    effect.signed = key not in UNSIGNED
+    return effect
 
 
 def _effect_points(entry: dict, runs: list[dict[str, Finding]], key: str) -> list[int]:
@@ -254,8 +264,9 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
         fx = [verdicts[a][k].effect.estimate for a in held[k] if verdicts[a][k].effect]
         small = sum(verdicts[a][k].small for a in held[k])
         label = EFFECTS[k][0]
-        sizes.append(f"{label} {sig(min(fx))} to {sig(max(fx))}" + (f" (small on {small} of {len(held[k])})"
-                                                                      if small else ""))
+        signed = k not in UNSIGNED
+        sizes.append(f"{label} {sig(min(fx), signed=signed)} to {sig(max(fx), signed=signed)}"
+                     + (f" (small on {small} of {len(held[k])})" if small else ""))
     second = ("Where they hold, the effects are " + "; ".join(sizes) + ".") if sizes else \
         "No effect is large enough to report."
     own = [(a, k) for k in keys for a in networks if k in verdicts[a] and verdicts[a][k].own]

@@ -34,9 +34,10 @@ SHIPPED = REPO_ROOT / "data" / "results"
 # Seconds a chapter's cell may run before its execution fails, naming the chapter and the cell
 # (_config.yml's execute.timeout for the full profile, the Makefile's --nbmake-timeout and the
 # tests' smoke build for the smoke profile; tests/test_lock.py checks they agree). Full profile:
-# its cells read shipped results (seconds); the longest, chapter 10's own-network run, took
-# under 2 min with both cores busy. Smoke: the longest cell measured, chapter 01's first (it
-# computes every network's runs), took 709 s with both cores shared by five processes.
+# `make` precomputes, so its cells read results (seconds); the longest, chapter 10's own-network
+# run, took under 2 min with both cores busy. Smoke: the tests' book build precomputes too, but a
+# chapter run alone (papermill, nbmake on a fresh clone) computes in its first cell: chapter 01's
+# took 709 s with five processes sharing the two cores, so 1,500 s leaves twice that.
 CELL_TIMEOUT = {"full": 600, "smoke": 1500}
 SNAPSHOT_EVERY = 100  # the convergence study's grain (full profile)
 ELBOW_CLASSES = 4     # classes in the Elbow sweep, spread over the data set's

@@ -47,6 +47,10 @@ def html(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("book")
     env = dict(os.environ, NADKIT_PROFILE="smoke", NADKIT_QUIET="1")
     jb = Path(sys.executable).parent / "jupyter-book"
+    # as `make` does: compute what the chapters read first, so that the cells only read it
+    pre = subprocess.run([sys.executable, "-m", "nadkit.book", "precompute"], env=env, capture_output=True,
+                         text=True)
+    assert pre.returncode == 0, pre.stderr[-3000:]
     config = out / "_config.yml"  # the book's, with the smoke profile's cell timeout
     config.write_text((ROOT / "_config.yml").read_text().replace(
         f"timeout: {CELL_TIMEOUT['full']}", f"timeout: {CELL_TIMEOUT['smoke']}"))

@@ -22,9 +22,9 @@ book: setup
 	@echo "book: open _build/html/index.html"
 
 test: setup
-	NADKIT_PROFILE=smoke timeout 2700 $(BIN)/python -m pytest --nbmake --nbmake-timeout=1500 \
-	--durations=30 tests book || { rc=$$?; [ $$rc = 124 ] && echo "test: stopped after 45 min \
-	(timeout 2700): the last test named above is where it stopped" >&2; exit $$rc; }
+	NADKIT_PROFILE=smoke timeout 3600 $(BIN)/python -m pytest --nbmake --nbmake-timeout=1500 \
+	--durations=30 tests book || { rc=$$?; [ $$rc = 124 ] && echo "test: stopped after 60 min \
+	(timeout 3600): the last test named above is where it stopped" >&2; exit $$rc; }
 
 # recompute every result the book ships in data/results/, from scratch (hours of CPU), with one
 # thread as they were made (a convolution's sums, so the last bits, depend on the thread count),

@@ -199,15 +199,19 @@ def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]
     class-unit findings; otherwise the count of instances, which three cannot make significant."""
     sign = EFFECTS[key][2]
     if key in CLASS_UNIT:
-        ahead = behind = 0
+        ahead = behind = tested = 0
         for a, b in zip(nad, rival):
             x, y = np.asarray(a[key].values, dtype=float), np.asarray(b[key].values, dtype=float)
             d = sign * (x - y)
-            if len(d) < 2 or np.all(np.abs(d) < 1e-9):
+            d = np.where(np.abs(d) < 1e-6, 0.0, d)  # below float resolution: no difference
+            if len(d) < 2 or not np.any(d):
                 continue
+            tested += 1
             ahead += stats.wilcoxon(d, alternative="greater").pvalue < ALPHA
             behind += stats.wilcoxon(d, alternative="less").pvalue < ALPHA
-        note = f"NAD ahead on {ahead}, behind on {behind} of {len(nad)} instances, Wilcoxon over classes"
+        if tested < need:
+            return None, f"identical to the rival on every class on {len(nad) - tested} of {len(nad)} instances"
+        note = f"NAD ahead on {ahead}, behind on {behind} of {tested} instances, Wilcoxon over classes"
         return (ahead >= need and behind == 0), note
     pairs = [(a, b) for a, b in zip(nad_fx, rival_fx) if np.isfinite(a) and np.isfinite(b)]
     ahead = sum(sign * (a - b) > 0 for a, b in pairs)

@@ -43,6 +43,9 @@ def test_a_better_heuristic_makes_it_not_nads_own():
     assert v.rival == "good heuristic" and v.own is False and "not NAD's own" in v.sentence()
     v = network_verdicts("net", POINTS, better, {"bad heuristic": worse})["accuracy"]
     assert v.own is True and "NAD's own" in v.sentence() and "not NAD's own" not in v.sentence()
+    # a rival identical on every class: nothing to test, not a "no"
+    same = network_verdicts("net", POINTS, nad, {"copy": nad})["accuracy"]
+    assert same.own is None and "identical" in same.own_note
     # with the instance as the unit, three instances cannot make it significant
     f = network_verdicts("net", POINTS, [run([3])] * 3, {"h": [run([3], kappa=(0, 0, -0.1))] * 3})["fewer"]
     assert f.own is None and "not testable" in f.sentence()

@@ -16,9 +16,9 @@ lock:
 book: setup
 	$(BIN)/python -m nadkit.book
 	NADKIT_QUIET=1 timeout 1800 $(BIN)/jupyter-book build . $(JB_FLAGS) || { echo "book: a chapter failed or \
-	timed out (_config.yml gives each cell 600 s, the whole build 1800 s); the lines above name the \
+	timed out (_config.yml gives each cell 1200 s, the whole build 1800 s); the lines above name the \
 	chapter and show the cell; rerun that chapter alone: $(BIN)/papermill book/CHAPTER.ipynb \
-	out.ipynb --execution-timeout 600" >&2; exit 1; }
+	out.ipynb --execution-timeout 1200" >&2; exit 1; }
 	@echo "book: open _build/html/index.html"
 
 test: setup

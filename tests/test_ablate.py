@@ -206,12 +206,19 @@ def test_bad_input_is_one_line(result, tmp_path, capsys, argv, says):
     assert says in err and "\n" not in err
 
 
-def test_versus_finds_a_selective_ranking_and_only_where_it_is():
+def planted_ranking():
+    """Images where class c needs channel c alone, one channel per class kept, and the ranking
+    that puts each class's own channel first: (x, labels, classes, binary, ranking)."""
     x, labels = planted_images(k=8, per_class=3)
     classes = list(range(8))
     binary = torch.eye(8, dtype=torch.bool)
     planted = torch.stack([torch.cat([torch.tensor([c]), torch.tensor([j for j in range(8) if j != c])])
                            for c in classes])
+    return x, labels, classes, binary, planted
+
+
+def test_versus_finds_a_selective_ranking_and_only_where_it_is():
+    x, labels, classes, binary, planted = planted_ranking()
     gen = torch.Generator().manual_seed(0)
     shuffled = torch.stack([torch.randperm(8, generator=gen) for _ in classes])
     point = MaskPoint("feat", "feat")
@@ -230,11 +237,7 @@ def test_versus_finds_a_selective_ranking_and_only_where_it_is():
 
 
 def test_a_whole_layer_or_rounding_is_not_testable_and_leaves_holm():
-    x, labels = planted_images(k=8, per_class=3)
-    classes = list(range(8))
-    binary = torch.eye(8, dtype=torch.bool)
-    planted = torch.stack([torch.cat([torch.tensor([c]), torch.tensor([j for j in range(8) if j != c])])
-                           for c in classes])
+    x, labels, classes, binary, planted = planted_ranking()
     point = MaskPoint("feat", "feat")
     res = A.ablate_point(Planted(), point, x, labels, classes, binary, {"nad": planted}, [1],
                          draws=20, popularity_draws=3)

@@ -498,7 +498,10 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
         for w in sanity_weights(arch) if arch in SANITY_ARCHS else []:
             sanity(arch, w, s)
             used.append(sanity_folder(arch, w, s))
-        used += [run["folder"] for method, runs in baselines(arch, s).items() if method != "nad" for run in runs]
+        for method, runs in baselines(arch, s).items():
+            for run in runs if method != "nad" else []:
+                uniform_p(run["folder"], s)  # the rivals' verdicts, with as many draws as NAD's
+                used.append(run["folder"])
         if seconds is not None:
             seconds[arch] = time.perf_counter() - start
     return used
@@ -669,7 +672,7 @@ def findings(source: str, s: Settings, progress: bool = True) -> list[dict]:
     from .findings import of_run
 
     reports = evaluated(source, s, progress, over="instances")
-    reports = [r | {"similarity_p_uniform": uniform_p(f, s, progress)}
+    reports = [_with_uniform_p(r, f, s, progress)
                for r, f in zip(reports, instance_folders(source, s, progress))]
     return [of_run(r, c) for r, c in zip(reports, controls(source, s, progress, over="instances"))]
 
@@ -678,13 +681,18 @@ VERDICT_DRAWS = 9_999  # uniform-overlap null draws behind a verdict: smallest t
 # so Holm over 17 points can still reach 0.05 (with 999 draws it stops at 0.034)
 
 
+def verdict_draws() -> int:
+    """Null draws behind a verdict's p against random channels (the smoke profile: its own)."""
+    return chance_draws() if profile() == "smoke" else VERDICT_DRAWS
+
+
 def uniform_p(out: Path, s: Settings, progress: bool = True) -> list[float] | None:
     """Per point, the two-sided p of the run's mean pairwise overlap against random channels of
     each class's size, with ``VERDICT_DRAWS`` draws (the smoke profile: its ``chance_draws``).
     Cached beside the run."""
     from .overlap import point_test
 
-    draws = chance_draws() if profile() == "smoke" else VERDICT_DRAWS
+    draws = verdict_draws()
     path = _cache(out, f"p-uniform-{_key({'draws': draws, 'seed': 0})}.json")
     if not path.exists():
         masks = [b.numpy() for b in SubArchitectures.load(out).binary()]
@@ -704,8 +712,15 @@ def rival_findings(source: str, s: Settings, progress: bool = True) -> dict[str,
 
     res = baselines(source, s, progress)
     ctrl = controls(source, s, progress, over="instances")
-    return {m: [of_run(r["report"], c, hit=r["hit"], cross=r["cross"]) for r, c in zip(res[m], ctrl)]
+    return {m: [of_run(_with_uniform_p(r["report"], r["folder"], s, progress), c, hit=r["hit"],
+                       cross=r["cross"]) for r, c in zip(res[m], ctrl)]
             for m in BASELINE_METHODS}
+
+
+def _with_uniform_p(report: dict, out: Path, s: Settings, progress: bool) -> dict:
+    """``report`` with its p against random channels from ``uniform_p`` (a verdict's draws)."""
+    return report | {"similarity_p_uniform": uniform_p(out, s, progress),
+                     "similarity_p_uniform_draws": verdict_draws(), "chance_draws": chance_draws()}
 
 
 def verdicts(source: str, s: Settings, progress: bool = True) -> dict:
@@ -732,7 +747,7 @@ def random_report(out: Path, s: Settings, progress: bool = True) -> dict:
         mis = misjudgment(torch.tensor(report["confusion"]), sim, sub.classes, report["misjudgment"]["min_rate"])
         base |= {"similarity": per_point, "similarity_matrix": sim.tolist(), "misjudgment": mis}
         path.write_text(json.dumps(pipeline.with_chance(base, rand, chance_draws())) + "\n")
-    return json.loads(path.read_text())
+    return json.loads(path.read_text()) | {"chance_draws": chance_draws()}
 
 
 def control_hit(out: Path, s: Settings, progress: bool = True) -> list[float]:

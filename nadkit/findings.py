@@ -52,7 +52,9 @@ class Finding:
     """Whether a finding holds in one run, its estimate, the evidence in words; for a per-point
     finding the points (1-based) where it holds after Holm's correction over the testable points,
     the untestable points, and its statistic per point (``values``: kappa, or the hit-rate gap).
-    ``testable`` is False where the run cannot tell the alternatives apart at all."""
+    ``testable`` is False where the run cannot tell the alternatives apart at all. ``near``: the
+    points (for a whole-run finding, ``[0]``) whose decision lies within two Monte-Carlo standard
+    errors of ALPHA, so that another set of null draws could flip it."""
 
     holds: bool
     estimate: float
@@ -61,6 +63,7 @@ class Finding:
     untestable: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     testable: bool = True
+    near: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +76,33 @@ def _points(p, testable, keep=None) -> list[int]:
     adjusted = holm(p)
     keep = np.ones(len(adjusted), dtype=bool) if keep is None else np.asarray(keep)
     return [i + 1 for i, (q, k) in enumerate(zip(adjusted, keep)) if q < ALPHA and k]
+
+
+def mc_se(p, draws: int) -> np.ndarray:
+    """Monte-Carlo standard error of a permutation p estimated from ``draws`` null draws."""
+    p = np.asarray(p, dtype=float)
+    return np.sqrt(p * (1 - p) / draws)
+
+
+def near_threshold(p, testable, draws: int | None, keep=None) -> list[int]:
+    """1-based points (where ``keep`` says so) whose Holm-adjusted decision lies within two
+    Monte-Carlo standard errors of ALPHA: the adjusted p's error is the error of the raw p that
+    sets it, times Holm's multiplier. Empty where the p are not Monte-Carlo (``draws`` None)."""
+    if not draws:
+        return []
+    p = np.where(testable, np.asarray(p, dtype=float), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    se = np.full(len(p), np.nan)
+    running, running_se = -1.0, 0.0
+    for i, idx in enumerate(order):
+        value = min(1.0, (len(order) - i) * p[idx])
+        if value > running:
+            running, running_se = value, (len(order) - i) * float(mc_se(p[idx], draws))
+        se[idx] = running_se
+    adjusted = holm(p)
+    keep = np.ones(len(p), dtype=bool) if keep is None else np.asarray(keep)
+    return [i + 1 for i in ok if keep[i] and abs(adjusted[i] - ALPHA) < 2 * se[i]]
 
 
 def _where(points: list[int], n: int, untestable: list[int]) -> str:
@@ -107,14 +137,20 @@ def of_run(report: dict, control: dict | None = None, hit: list[float] | None = 
         p, p_swap = report["similarity_p_uniform"], report["similarity_p_swap"]
         below, above = _points(p, testable, kappa < 0), _points(p, testable, kappa > 0)
         uneven = _points(p_swap, testable)
+        d_uniform = report.get("similarity_p_uniform_draws", report.get("chance_draws"))
+        near_below = near_threshold(p, testable, d_uniform, kappa < 0)
+        near_above = near_threshold(p, testable, d_uniform, kappa > 0)
+        near_swap = near_threshold(p_swap, testable, report.get("chance_draws"))
         values = [float(v) for v in kappa]
         some = bool(testable.any())
         out["fewer"] = Finding(bool(below), float(np.nanmin(kappa)) if some else np.nan,
-                               f"kappa < 0 {_where(below, n, untestable)}", below, untestable, values, some)
+                               f"kappa < 0 {_where(below, n, untestable)}", below, untestable, values, some,
+                               near_below)
         out["more"] = Finding(bool(above), float(np.nanmax(kappa)) if some else np.nan,
-                              f"kappa > 0 {_where(above, n, untestable)}", above, untestable, values, some)
+                              f"kappa > 0 {_where(above, n, untestable)}", above, untestable, values, some,
+                              near_above)
         out["structure"] = Finding(bool(uneven), float(len(uneven)), f"swap null {_where(uneven, n, untestable)}",
-                                   uneven, untestable, values, some)
+                                   uneven, untestable, values, some, near_swap)
     if control and control.get("random_hit_rate_draws"):
         own = np.asarray(control["nad_hit_rate"] if hit is None else hit, dtype=float)
         draws = np.array(control["random_hit_rate_draws"])
@@ -147,12 +183,15 @@ def of_run(report: dict, control: dict | None = None, hit: list[float] | None = 
             values=spec["balanced"].tolist(), testable=ok)
     mis = report["misjudgment"]
     if mis.get("p_qap") is not None:
+        d_qap = 10 * report["chance_draws"] + 9 if report.get("chance_draws") else None
+        near = lambda q: [0] if near_threshold([q], [True], d_qap) else []  # noqa: E731
         out["misjudged"] = Finding(mis["p_qap"] < ALPHA, mis["dif"],
-                                   f"Dif {100 * mis['dif']:+.2f}, QAP p = {_p(mis['p_qap'])}")
+                                   f"Dif {100 * mis['dif']:+.2f}, QAP p = {_p(mis['p_qap'])}",
+                                   near=near(mis["p_qap"]))
         out["misjudged beyond chance"] = Finding(
             mis["p_qap_delta"] < ALPHA, mis["dif_delta"],
             f"Dif beyond chance {100 * mis['dif_delta']:+.2f} (size part {100 * mis['dif_size']:+.2f}), "
-            f"QAP p = {_p(mis['p_qap_delta'])}")
+            f"QAP p = {_p(mis['p_qap_delta'])}", near=near(mis["p_qap_delta"]))
     top = top_confusion_among_similar(report["similarity_matrix"], report["confusion"], report["classes"])
     if top["classes"]:
         out["top confusion"] = Finding(top["p"] < ALPHA, top["hits"] / top["classes"],
@@ -184,7 +223,8 @@ def replicated(runs: list[dict[str, Finding]], need: int = REPLICATE) -> dict[st
         count = sum(f.holds for f in have)
         testable = sum(f.testable for f in have)
         entry = {"finding": NAMES[key], "holds_in": count, "instances": len(have), "testable_in": testable,
-                 "estimates": [f.estimate for f in have], "points": [], "inconsistent": [], "untestable": []}
+                 "estimates": [f.estimate for f in have], "points": [], "inconsistent": [], "untestable": [],
+                 "near": sorted({p for f in have for p in f.near})}
         if key in PER_POINT:
             opposite = [r[OPPOSITE[key]] for r in runs if OPPOSITE.get(key) in r]
             n = len(have[0].values)

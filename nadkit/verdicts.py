@@ -100,6 +100,7 @@ class NetworkVerdict:
     rival_effect: Effect | None = None
     own: bool | None = None
     own_note: str = ""
+    near: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -141,6 +142,10 @@ class NetworkVerdict:
         text = f"{head} holds ({self.holds_in} of {self.instances} instances){where}: {size} {effect}"
         if self.inconsistent:
             text += f"; inconsistent across instances at {', '.join(self.inconsistent)}"
+        if self.near:
+            at = ", ".join(x for x in self.near if x)
+            text += f"; its test{' at ' + at if at else ''} lies within two Monte-Carlo standard " \
+                    "errors of 0.05 on one instance or more, so other null draws could change it"
         if self.rival:
             text += f". The best heuristic at the same channel counts, {self.rival}, gives " \
                     f"{self.rival_effect.text()}"
@@ -232,7 +237,8 @@ def network_verdicts(network: str, points: list[str], nad: list[dict[str, Findin
         v = NetworkVerdict(network, key, entry["status"], entry["holds_in"], entry["instances"],
                            [points[p - 1] for p in entry["points"]],
                            [points[p - 1] for p in entry["inconsistent"]],
-                           [points[p - 1] for p in entry["untestable"]], _effect(key, nad, at))
+                           [points[p - 1] for p in entry["untestable"]], _effect(key, nad, at),
+                           near=["" if p == 0 else points[p - 1] for p in entry["near"]])
         scored = {m: _per_instance(key, runs, at) for m, runs in rivals.items()
                   if all(key in r for r in runs)}
         if scored:
@@ -287,6 +293,55 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
     third += (f"; on {untested} the comparison is not testable with three instances (on {behind} of them "
               f"the heuristic's effect is the larger on every instance)") if untested else ""
     return " ".join([first, second, third + "."])
+
+
+def finds(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> str:
+    """A chapter's "What this chapter finds": one bullet per finding of ``keys``, over the networks
+    of ``verdicts``, written from the numbers: where it holds (with its effect and interval, small
+    effects called small), where not, where it is not testable or inconsistent, and whether it is
+    NAD's own against the best heuristic at the same channel counts."""
+    lines = []
+    for key in keys:
+        have = {a: v[key] for a, v in verdicts.items() if key in v}
+        if not have:
+            continue
+        by_status: dict[str, list[str]] = {}
+        for a, v in have.items():
+            if v.status == "holds":
+                at = f" at {_span(v.points)}" if v.points else ""
+                size = "small, " if v.small else ""
+                by_status.setdefault("holds", []).append(
+                    f"{a} ({size}{EFFECTS[key][0]} {v.effect.text() if v.effect else 'n/a'}{at})")
+            elif v.status == "inconsistent across instances":
+                by_status.setdefault(v.status, []).append(f"{a} (at {_span(v.inconsistent)})")
+            else:
+                by_status.setdefault(v.status, []).append(a)
+        parts = [f"{status} on {_list(nets)}" for status, nets in sorted(
+            by_status.items(), key=lambda kv: ["holds", "inconsistent across instances",
+                                              "not shown at this scale", "not testable here"].index(kv[0]))]
+        held = [v for v in have.values() if v.status == "holds" and v.rival]
+        if held:
+            own = [v.network for v in held if v.own]
+            not_own = [v.network for v in held if v.own is False]
+            untested = [v.network for v in held if v.own is None]
+            words = [f"NAD's own on {_list(own)}" if own else "NAD's own on no network"]
+            if not_own:
+                words.append(f"a heuristic at the same counts does as well on {_list(not_own)}")
+            if untested:
+                larger = [v.network for v in held if v.own is None and v.own_note.startswith("NAD ahead on 0 ")]
+                words.append(f"not testable with {held[0].instances} instances on {_list(untested)}"
+                             + (f" (the best heuristic's effect is the larger on every instance on "
+                                f"{_list(larger)})" if larger else ""))
+            parts.append("; ".join(words))
+        near = [v.network for v in have.values() if v.near]
+        if near:
+            parts.append(f"a decision within two Monte-Carlo standard errors of 0.05 on {_list(near)}")
+        lines.append(f"- *{NAMES[key]}*: " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def _span(points: list[str]) -> str:
+    return ", ".join(points) if len(points) <= 3 else f"{len(points)} points, {points[0]} to {points[-1]}"
 
 
 def _list(items: list[str]) -> str:

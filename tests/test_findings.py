@@ -69,3 +69,15 @@ def test_a_collapsed_run_is_not_measurable():
     assert not ok and "88% of class-points" in why and "one class for 100.00%" in why
     full = [torch.ones(4, 8, dtype=torch.bool)]
     assert measurable(collapse(full, np.eye(4) * 10)) == (True, "")
+
+
+def test_a_decision_within_two_monte_carlo_errors_is_flagged():
+    # Holm over 3 points: p 0.024 twice -> adjusted 0.048, within 2 s.e. of 0.05 with 999 draws
+    # (s.e. of the adjusted p ~0.01) but not with 999,999 (~0.0003); p 0.001 -> 0.003, far either way
+    base = report([0.001, 0.024, 0.024], [-0.1, -0.1, -0.1])
+    few = of_run(base | {"similarity_p_uniform_draws": 999})["fewer"]
+    assert few.points == [1, 2, 3] and few.near == [2, 3]
+    many = of_run(base | {"similarity_p_uniform_draws": 999_999})["fewer"]
+    assert many.points == [1, 2, 3] and many.near == []
+    assert of_run(base)["fewer"].near == []   # draws unknown: not Monte-Carlo, nothing to flag
+    assert replicated([{"fewer": few}] * 3)["fewer"]["near"] == [2, 3]

@@ -62,3 +62,15 @@ def test_an_effect_interval_is_over_its_units():
     e = Effect.over([1.0, 2.0, 3.0])
     assert e.low < 2.0 < e.high and e.n == 3
     assert "no interval" in Effect.over([1.0]).text()
+
+
+def test_what_a_chapter_finds_follows_the_verdicts():
+    from nadkit.verdicts import finds
+
+    held = {"a": network_verdicts("a", POINTS, [run([3])] * 3), "b": network_verdicts("b", POINTS, [run()] * 3)}
+    text = finds(held, ["fewer"])
+    assert "holds on a (" in text and "conv3" in text and "not shown at this scale on b" in text
+    failed = {"a": network_verdicts("a", POINTS, [run([3]), run(), run()])}
+    assert "holds" not in finds(failed, ["fewer"]) and "not shown at this scale on a" in finds(failed, ["fewer"])
+    split = {"a": network_verdicts("a", POINTS, [run([3]), run([3]), run(more_at=[3], kappa=(0.2,) * 3)])}
+    assert "inconsistent across instances on a (at conv3)" in finds(split, ["fewer"])

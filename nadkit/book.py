@@ -460,6 +460,17 @@ def sanity(arch: str, weights: str, s: Settings, progress: bool = True) -> tuple
     return SubArchitectures.load(out), _evaluated(out, s, "paper", progress), _controls(out, s, progress)
 
 
+# The data-randomisation test (Adebayo et al. 2018): the network trained on permuted labels
+# (``--weights permuted``), NAD with its own prediction as the target at the card's beta and at
+# a denser one, where the card's empties most class-points of this network (chapter 08).
+PERMUTED_BETAS = {"vgg16": (None, 0.1)}
+
+
+def permuted(arch: str, beta: float | None, s: Settings, progress: bool = True) -> tuple[SubArchitectures, dict, dict]:
+    """NAD on the label-permuted network at ``beta`` (None: the card's), as ``sanity`` returns."""
+    return sanity(arch, "permuted", replace(s, beta=beta), progress)
+
+
 def label(source: str) -> str:
     """A short name for a source: the network, plus the data set when it is not the embedded one."""
     meta = Path(source, "meta.json")
@@ -498,6 +509,9 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
         for w in sanity_weights(arch) if arch in SANITY_ARCHS else []:
             sanity(arch, w, s)
             used.append(sanity_folder(arch, w, s))
+        for beta in PERMUTED_BETAS.get(arch, ()) if s.beta is None else ():
+            permuted(arch, beta, s)
+            used.append(sanity_folder(arch, "permuted", replace(s, beta=beta)))
         for method, runs in baselines(arch, s).items():
             for run in runs if method != "nad" else []:
                 uniform_p(run["folder"], s)  # the rivals' verdicts, with as many draws as NAD's

@@ -1,0 +1,22 @@
+"""The book's table formatter writes numbers as a reader reads them."""
+
+import numpy as np
+import pandas as pd
+
+from nadkit.tables import cell, kind, markdown
+
+
+def test_each_kind_of_number_is_written_as_read():
+    assert kind("accuracy (%)") == "percent" and kind("QAP p") == "p" and kind("kappa") == "number"
+    assert cell(92.490001, "percent") == "92.5" and cell(100.0, "percent") == "100.0"
+    assert cell(0.0, "p") == "< 0.001" and cell(0.0486, "p") == "0.049"
+    assert cell(600.0) == "600" and cell(0.970312476158) == "0.97" and cell(-0.0312, signed=True) == "-0.031"
+    assert cell(float("nan"), missing="n/a (one class)") == "n/a (one class)"
+
+
+def test_a_table_has_no_nan_and_no_truncation():
+    df = pd.DataFrame({"kappa": [0.12345, -0.5], "p": [0.0001, np.nan], "long text column": ["x" * 80, "y"]},
+                      index=pd.Index(["vgg16", "darts"], name="network"))
+    text = markdown(df, missing={"p": "not testable"})
+    assert "nan" not in text and "x" * 80 in text and "+0.12" in text and "not testable" in text
+    assert text.splitlines()[0] == "| network | kappa | p | long text column |"

@@ -59,15 +59,14 @@ def at_beta(folder: Path, s: book.Settings, progress: bool = True) -> dict:
     from .subarch import SubArchitectures
 
     sub = SubArchitectures.load(folder)
-    report = book._evaluated(folder, s, "paper", progress) | {"similarity_p_uniform":
-                                                              book.uniform_p(folder, s, progress)}
+    report = book._with_uniform_p(book._evaluated(folder, s, "paper", progress), folder, s, progress)
     control = book._controls(folder, s, progress)
     rivals = {}
     for method in book.BASELINE_METHODS:
         b = book.baseline_folder(folder, method)
         if not (b / "meta.json").exists():
             book.pipeline.baseline(folder, method, b, device=s.device)
-        rivals[method] = of_run(book._evaluated(b, s, "paper", progress), control,
+        rivals[method] = of_run(book._with_uniform_p(book._evaluated(b, s, "paper", progress), b, s, progress), control,
                                 hit=book.control_hit(b, s, progress), cross=book._cross(b, s, progress))
     kept = sub.kept()  # [classes, points]
     return {"beta": sub.config["beta"], "folder": folder.name, "kept": float(kept.mean()),
@@ -88,3 +87,124 @@ def summary(arch: str, s: book.Settings | None = None, instance: int = 0, progre
         if (folder / "meta.json").exists():
             out.append(at_beta(folder, s, progress))
     return out
+
+
+# The findings the sweep follows, and how each one's effect is read off a run's ``Finding``.
+SWEPT = ("fewer", "more", "structure", "hit", "accuracy", "specific", "misjudged beyond chance")
+CLASS_UNIT = ("accuracy", "specific")  # findings with one value per class: NAD's own is testable
+
+
+def _effect(key: str, f) -> tuple[float, float, float]:
+    """(effect, low, high) of one run's finding: a 95% interval over classes where the finding has
+    one value per class, none (nan) otherwise; "structure" as the share of testable points."""
+    import numpy as np
+
+    from .stats import mean_interval
+
+    if key in CLASS_UNIT:
+        v = mean_interval(np.asarray(f.values, dtype=float))
+        base = 0.0 if key == "accuracy" else 0.5
+        return float(np.mean(f.values)), base + v.low if key == "specific" else v.low, \
+            base + v.high if key == "specific" else v.high
+    if key == "structure":
+        n = len(f.values) - len(f.untestable)
+        return (len(f.points) / n if n else float("nan")), float("nan"), float("nan")
+    return float(f.estimate), float("nan"), float("nan")
+
+
+def effects(rows: list[dict]) -> "pandas.DataFrame":  # noqa: F821
+    """One row per beta, method (NAD, each heuristic, random) and finding of ``SWEPT``: the kept
+    share, the effect with its interval over classes where there is one, whether the finding
+    holds for that method (by its own test against its null), and whether the run collapsed."""
+    import pandas as pd
+
+    out = []
+    for r in rows:
+        methods = {"NAD": r["nad"], **r["rivals"], "random": r["random"]}
+        for method, found in methods.items():
+            for key in SWEPT:
+                if key not in found:
+                    continue
+                fx, low, high = _effect(key, found[key])
+                out.append({"beta": r["beta"], "kept": r["kept"], "method": method, "finding": key,
+                            "effect": fx, "low": low, "high": high, "holds": bool(found[key].holds),
+                            "testable": bool(found[key].testable),
+                            "empty": r["empty class-points"], "top answer": r["top answer share"]})
+    return pd.DataFrame(out)
+
+
+def nads_own(rows: list[dict], key: str) -> dict[float, tuple[bool, float]]:
+    """Per beta, whether NAD's effect on the class-unit finding ``key`` exceeds every heuristic's
+    at NAD's counts: a one-sided Wilcoxon test over classes per heuristic, Holm over the betas
+    (per heuristic); NAD's own where every heuristic is beaten. Returns {beta: (own, largest
+    adjusted p)}; betas where NAD and a heuristic do not differ on any class are left out."""
+    import numpy as np
+    from scipy import stats as st
+
+    from .overlap import holm
+
+    methods = list(rows[0]["rivals"]) if rows else []
+    adjusted = {}
+    for m in methods:
+        p = []
+        for r in rows:
+            d = np.asarray(r["nad"][key].values, dtype=float) - np.asarray(r["rivals"][m][key].values, dtype=float)
+            d = np.where(np.abs(d) < 1e-6, 0.0, d)  # below float resolution: no difference
+            p.append(st.wilcoxon(d, alternative="greater").pvalue if np.any(d) and len(d) > 1 else np.nan)
+        adjusted[m] = holm(p)
+    out = {}
+    for i, r in enumerate(rows):
+        ps = [adjusted[m][i] for m in methods]
+        if ps and all(np.isfinite(ps)):
+            out[r["beta"]] = (bool(max(ps) < 0.05), float(max(ps)))
+    return out
+
+
+def measurable(r: dict) -> tuple[bool, str]:
+    """Whether a beta's sub-architectures can show anything (``nadkit.sanity.measurable``: masks
+    not empty at most class-points, a network that answers more than one class), and why not."""
+    from .sanity import measurable as can
+
+    return can(r)
+
+
+def _shares(values: list[float]) -> str:
+    """Kept shares as a range in words: "0.49" or "0.22-0.78" (fractions of the channels)."""
+    lo, hi = min(values), max(values)
+    return f"{lo:.2f}" if abs(hi - lo) < 0.005 else f"{lo:.2f}-{hi:.2f}"
+
+
+def verdict(rows: list[dict], key: str) -> str:
+    """Where along the sweep of one network the finding ``key`` holds for NAD, and where it is
+    NAD's own, in words, from the numbers: kept-share ranges over the measurable betas (a beta
+    whose masks collapsed is "not measurable" and counted apart). NAD's own is tested on the class
+    (``nads_own``) for the class-unit findings; for the others one instance cannot test it, and the
+    sentence says at which betas NAD's effect is the largest of all methods."""
+    from .findings import NAMES
+    from .verdicts import EFFECTS
+
+    ok = [r for r in rows if measurable(r)[0] and key in r["nad"]]
+    lost = [r["beta"] for r in rows if not measurable(r)[0]]
+    name = f"*{NAMES[key]}*"
+    if not ok:
+        return f"{name}: not measurable at any beta of the sweep."
+    held = [r for r in ok if r["nad"][key].holds]
+    text = (f"{name} holds at kept share {_shares([r['kept'] for r in held])} ({len(held)} of {len(ok)} "
+            f"measurable betas)" if held else f"{name} is not shown at any of the {len(ok)} measurable betas")
+    if key in CLASS_UNIT:
+        own = nads_own(ok, key)
+        mine = [r["kept"] for r in ok if own.get(r["beta"], (False, 1.0))[0] and r["nad"][key].holds]
+        text += (f"; NAD's own (above every heuristic, Wilcoxon over classes, Holm over betas) at kept share "
+                 f"{_shares(mine)}" if mine else "; NAD's own at no sparsity: no beta at which NAD beats every "
+                 "heuristic at its channel counts at this scale")
+    else:
+        sign = EFFECTS[key][2]
+        top = [r["kept"] for r in held
+               if all(sign * r["nad"][key].estimate > sign * f[key].estimate
+                      for f in r["rivals"].values() if key in f)]
+        text += (f"; NAD's effect is above every heuristic's at kept share {_shares(top)}" if top else
+                 "; at no beta where it holds is NAD's effect above every heuristic's") + \
+            " (one instance: not testable as NAD's own)"
+    if lost:
+        text += f"; not measurable at beta {', '.join(f'{b:g}' for b in lost)} (collapsed)"
+    return text + "."

@@ -45,9 +45,13 @@ def cell(x, how: str = "number", signed: bool = False, missing: str = "n/a") -> 
     return sig(x, 2, signed)
 
 
-def markdown(table: pd.DataFrame, missing: str | Mapping[str, str] = "n/a", index: bool = True) -> str:
-    """``table`` as a Markdown table formatted by column (see ``kind`` and ``cell``); ``missing``
-    is the word for a missing number, per column if a mapping (say why it is missing)."""
+def markdown(table: pd.DataFrame, missing: str | Mapping[str, str] = "n/a", index: bool = True,
+             by_row: bool = False) -> str:
+    """``table`` as a Markdown table formatted by column (see ``kind`` and ``cell``), or by row
+    when ``by_row`` (a table whose rows are the measures); ``missing`` is the word for a missing
+    number, per column (or row) if a mapping (say why it is missing)."""
+    if by_row:
+        return _by_row(table, missing)
     frame = table.reset_index() if index and not isinstance(table.index, pd.RangeIndex) else table
     cols = [str(c) if not isinstance(c, tuple) else " ".join(map(str, c)) for c in frame.columns]
     signed = []
@@ -65,6 +69,19 @@ def markdown(table: pd.DataFrame, missing: str | Mapping[str, str] = "n/a", inde
     return "\n".join([head, *body])
 
 
+def _by_row(table: pd.DataFrame, missing: str | Mapping[str, str]) -> str:
+    """``markdown`` of a table whose rows are the measures: each row formatted by its label."""
+    head = "| " + " | ".join([str(table.index.name or ""), *map(str, table.columns)]) + " |"
+    body = []
+    for label, row in table.iterrows():
+        numeric = pd.to_numeric(row, errors="coerce")
+        sign = bool((numeric < 0).any() and (numeric > 0).any())
+        why = missing.get(str(label), "n/a") if isinstance(missing, Mapping) else missing
+        cells = [cell(None if _isnan(x) else x, kind(str(label)), sign, why).replace("|", "\\|") for x in row]
+        body.append("| " + " | ".join([str(label), *cells]) + " |")
+    return "\n".join([head, "|" + " --- |" * (len(table.columns) + 1), *body])
+
+
 def _isnan(x) -> bool:
     try:
         return bool(pd.isna(x))
@@ -72,8 +89,9 @@ def _isnan(x) -> bool:
         return False
 
 
-def show(table: pd.DataFrame, missing: str | Mapping[str, str] = "n/a", index: bool = True):
-    """``markdown(table)`` for display in a chapter."""
+def show(table: pd.DataFrame, missing: str | Mapping[str, str] = "n/a", index: bool = True,
+         by_row: bool = False):
+    """``markdown(table, ...)`` for display in a chapter."""
     from IPython.display import Markdown
 
-    return Markdown(markdown(table, missing, index))
+    return Markdown(markdown(table, missing, index, by_row))

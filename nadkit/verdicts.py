@@ -184,6 +184,8 @@ def _effect(key: str, runs: list[dict[str, Finding]], points: list[int]) -> Effe
     else:
         effect = Effect.over(_per_instance(key, runs, points), "instances")
     effect.signed = key not in UNSIGNED
+    if key in UNSIGNED:  # shares: an interval beyond [0, 1] says nothing more than its bound
+        effect.low, effect.high = max(effect.low, 0.0), min(effect.high, 1.0)
     return effect
 
 
@@ -324,12 +326,14 @@ def finds(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
             own = [v.network for v in held if v.own]
             not_own = [v.network for v in held if v.own is False]
             untested = [v.network for v in held if v.own is None]
-            words = [f"NAD's own on {_list(own)}" if own else "NAD's own on no network"]
+            words = [f"NAD's own on {_list(own)}"] if own else \
+                ["NAD's own on no network where that can be tested"] if not_own else []
             if not_own:
                 words.append(f"a heuristic at the same counts does as well on {_list(not_own)}")
             if untested:
                 larger = [v.network for v in held if v.own is None and v.own_note.startswith("NAD ahead on 0 ")]
-                words.append(f"not testable with {held[0].instances} instances on {_list(untested)}"
+                words.append(f"whether it is NAD's own is not testable with {held[0].instances} instances on "
+                             f"{_list(untested)}"
                              + (f" (the best heuristic's effect is the larger on every instance on "
                                 f"{_list(larger)})" if larger else ""))
             parts.append("; ".join(words))

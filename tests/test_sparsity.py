@@ -24,3 +24,28 @@ def test_the_sweep_reports_sparsity_collapse_and_every_rivals_findings(smoke):
         assert 0 <= r["empty class-points"] <= 1 and 0 < r["top answer share"] <= 1
         assert set(r["rivals"]) == set(book.BASELINE_METHODS)
         assert "specific" in r["nad"] and "fewer" in r["nad"]
+
+
+def _row(beta, kept, nad, rival, empty=0.0, key="specific"):
+    from nadkit.findings import Finding
+
+    def found(values):
+        return {key: Finding(True, float(sum(values) / len(values)), "", values=list(values))}
+    return {"beta": beta, "kept": kept, "nad": found(nad), "rivals": {"taylor": found(rival)},
+            "random": {}, "empty class-points": empty, "top answer share": 0.1}
+
+
+def test_the_sweep_verdict_follows_the_numbers():
+    from nadkit.sparsity import verdict
+
+    ahead = [0.9 + 0.001 * i for i in range(10)]
+    level = [0.7 + 0.001 * i for i in range(10)]
+    rows = [_row(0.3, 0.9, level, level), _row(0.5, 0.5, ahead, level), _row(0.6, 0.3, ahead, level),
+            _row(1.0, 0.1, ahead, level, empty=0.8)]
+    text = verdict(rows, "specific")
+    assert "holds at kept share 0.30-0.90 (3 of 3 measurable betas)" in text
+    assert "NAD's own" in text and "at kept share 0.30-0.50" in text and "not measurable at beta 1" in text
+    behind = [_row(0.5, 0.5, level, ahead), _row(0.6, 0.3, level, ahead)]
+    assert "NAD's own at no sparsity" in verdict(behind, "specific")
+    hit = [_row(0.5, 0.5, [0.1], [0.05], key="hit"), _row(0.6, 0.3, [0.02], [0.05], key="hit")]
+    assert "above every heuristic's at kept share 0.50 (one instance" in verdict(hit, "hit")

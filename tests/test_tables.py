@@ -20,3 +20,10 @@ def test_a_table_has_no_nan_and_no_truncation():
     text = markdown(df, missing={"p": "not testable"})
     assert "nan" not in text and "x" * 80 in text and "+0.12" in text and "not testable" in text
     assert text.splitlines()[0] == "| network | kappa | p | long text column |"
+
+
+def test_a_table_of_measures_is_formatted_row_by_row():
+    df = pd.DataFrame({"trained": [92.49, 0.93], "untrained": [10.0, np.nan]},
+                      index=pd.Index(["accuracy (%)", "best hit rate"], name="measure"))
+    lines = markdown(df, by_row=True, missing={"best hit rate": "n/a (no mosaic)"}).splitlines()
+    assert lines[2] == "| accuracy (%) | 92.5 | 10.0 |" and lines[3] == "| best hit rate | 0.93 | n/a (no mosaic) |"

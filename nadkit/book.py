@@ -509,6 +509,9 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
         for w in sanity_weights(arch) if arch in SANITY_ARCHS else []:
             sanity(arch, w, s)
             used.append(sanity_folder(arch, w, s))
+        if profile() == "full" and s.beta is None:
+            from .sparsity import used as sweep_used
+            used += sweep_used(arch, s)  # the sparsity sweep, as far as it has run
         for beta in PERMUTED_BETAS.get(arch, ()) if s.beta is None else ():
             permuted(arch, beta, s)
             used.append(sanity_folder(arch, "permuted", replace(s, beta=beta)))

@@ -76,16 +76,40 @@ def at_beta(folder: Path, s: book.Settings, progress: bool = True) -> dict:
             "random": of_run(book.random_report(folder, s, progress))}
 
 
-def summary(arch: str, s: book.Settings | None = None, instance: int = 0, progress: bool = True) -> list[dict]:
-    """``at_beta`` for every beta of the sweep of ``arch`` that has run (a beta still running or
-    not started is left out, so the chapter shows what there is)."""
+def summary(arch: str, s: book.Settings | None = None, instance: int = 0, progress: bool = True,
+            betas: tuple[float, ...] | None = None, compute: bool = False) -> list[dict]:
+    """``at_beta`` for every beta of the sweep of ``arch`` (or of ``betas``) that has run (a beta
+    still running or not started is left out, so the chapter shows what there is), or for all of
+    them, computing what is missing, with ``compute``."""
     s = s or book.Settings.of(archs=arch)
     out = []
-    for b in BETAS[arch]:
+    for b in betas or BETAS[arch]:
         cfg = replace(s, beta=b).run_config(arch, weights=book.instance_weights(instance))
         folder = book.run_dir(cfg)
+        if compute:
+            folder = book.folder(arch, replace(s, beta=b), weights=book.instance_weights(instance), progress=progress)
         if (folder / "meta.json").exists():
             out.append(at_beta(folder, s, progress))
+    return out
+
+
+def chapter(archs: list[str], s: book.Settings, instance: int = 0, progress: bool = True) -> dict[str, list[dict]]:
+    """What the sparsity chapter shows: in the full profile, ``summary`` of each network's sweep
+    as far as it has run; in the smoke profile (the tests), the first network's first and last
+    betas, computed, so that the chapter's code runs on a small sweep."""
+    if book.profile() == "smoke":
+        first = archs[0]
+        return {first: summary(first, s, instance, progress, (BETAS[first][0], BETAS[first][-1]), compute=True)}
+    return {a: rows for a in archs if (rows := summary(a, s, instance, progress))}
+
+
+def used(arch: str, s: book.Settings, instance: int = 0) -> list:
+    """The run folders the sparsity chapter reads for ``arch`` (each beta that has run and its
+    heuristics' runs), their findings computed: what ``book.precompute`` ships."""
+    out = []
+    for r in summary(arch, s, instance, progress=True):
+        folder = book.run_dir(replace(s, beta=r["beta"]).run_config(arch, weights=book.instance_weights(instance)))
+        out += [folder, *(book.baseline_folder(folder, m) for m in book.BASELINE_METHODS)]
     return out
 
 

@@ -101,7 +101,7 @@ def _acts(model, points, x):
 
 def test_update_is_a_normalised_step_per_class_and_point(vgg, train_data):
     model, points = vgg
-    nad = NAD(model, points, lr=0.1, steps=1, batch_per_class=8)
+    nad = NAD(model, points, lr=0.1, steps=1, batch_per_class=8, input_shape=(1, 32, 32))
     start = [torch.stack(z) for z in zip(*(initial_logits(nad.widths, 0, c) for c in (3, 5)))]
     res = nad.run(train_data, [3, 5], progress=False)
     for s, m in zip(start, res.masks):

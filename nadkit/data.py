@@ -250,6 +250,8 @@ class DatasetImages:
         tensors = getattr(dataset, "tensors", None)
         if tensors is not None and len(tensors) >= 2:  # a TensorDataset: no per-item reads
             labels = tensors[1]
+        elif getattr(dataset, "targets", None) is not None:  # torchvision's data sets: without decoding images
+            labels = dataset.targets
         else:
             labels = [dataset[i][1] for i in range(len(dataset))]
         try:

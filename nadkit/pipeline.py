@@ -270,6 +270,8 @@ def disentangle(spec: Spec, out: str | Path, progress: bool = True, allow_other_
     if ranks.world > 1 and spec.device == "cuda":
         spec = Spec(**dict(asdict(spec), device=f"cuda:{ranks.local}"))
     nad, train, classes, config = _prepare(spec)
+    if (out / "meta.json").exists():  # before the Elbow sweep writes its cache into out
+        _refuse_other_beta(read_meta(out, older_ok=True)["config"], config, out)
     if config["beta"] == "elbow":
         config["elbow"] = _elbow(nad, train, classes, out, dict(config), progress and ranks.rank == 0,
                                  write=ranks.rank == 0)
@@ -338,7 +340,10 @@ def _refuse_other_weights(found: dict, config: dict, what: str, allow: bool) -> 
 
 
 def _refuse_other_beta(found: dict, config: dict, out: Path) -> None:
-    """One line when ``out`` holds a result at another beta: never replaced silently."""
+    """One line when ``out`` holds a result at another beta: never replaced silently. (A run with
+    ``beta="elbow"`` matches a result of the Elbow sweep until the sweep has given its beta.)"""
+    if config["beta"] == "elbow" and "elbow" in found:
+        return
     if "beta" in found and found["beta"] != config["beta"]:
         raise NadkitError(f"{out} holds a result at beta {found['beta']}, this run's is {config['beta']}; give another "
                           f"--out to keep both (or delete {out} to replace it)")

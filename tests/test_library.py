@@ -249,3 +249,11 @@ def test_image_folders_take_and_record_the_given_preprocessing(tmp_path, capsys)
     assert cfg["dataset"] == f"imagefolder:{(tmp_path / 'data').absolute()}"
     assert cli.main(["disentangle", "--arch", "vgg16", "--mean", "0.5", "--std", "0.2", "--out", str(tmp_path / "x")]) == 2
     assert "apply to image folders" in capsys.readouterr().err
+
+
+def test_help_of_nad_documents_every_constructor_argument():
+    import inspect
+
+    doc = NAD.__doc__
+    for name in list(inspect.signature(NAD.__init__).parameters)[1:]:
+        assert f"\n        {name}:" in doc, name

@@ -54,13 +54,13 @@ def measure(arch: str, data: GPUImages, steps: int, size: int, device: str) -> d
     points = mask_points(arch, model)
     authors = NAD(model, points, beta=0.02, steps=steps, input_shape=(3, size, size), channels_last=False,
                   fused=False)
-    authors.fit(data, classes[:1], class_batch=1, progress=False)  # warm-up
-    t_authors = timed(lambda: authors.fit(data, classes[:4], class_batch=1, progress=False), device)
+    authors.run(data, classes[:1], class_batch=1, progress=False)  # warm-up
+    t_authors = timed(lambda: authors.run(data, classes[:4], class_batch=1, progress=False), device)
 
     ours = NAD(model, points, beta=0.02, steps=steps, input_shape=(3, size, size), precision="bf16")
     k = min(len(classes), ours.classes_that_fit())
-    ours.fit(data, classes[:k], class_batch=k, progress=False)  # warm-up (and cudnn autotuning)
-    t_ours = timed(lambda: ours.fit(data, classes[:k], class_batch=k, progress=False), device)
+    ours.run(data, classes[:k], class_batch=k, progress=False)  # warm-up (and cudnn autotuning)
+    t_ours = timed(lambda: ours.run(data, classes[:k], class_batch=k, progress=False), device)
 
     x = torch.randn(256, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     model.to(memory_format=torch.channels_last)  # (ours ran on a folded copy of it)

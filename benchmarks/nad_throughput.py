@@ -55,13 +55,13 @@ def measure(arch: str, data, steps: int, rounds: int, per_class: int = 16) -> di
                 net(images)
         return run
 
-    runs = {"reference": lambda: nads[False].fit(data, classes, progress=False),
-            "fused": lambda: nads[True].fit(data, classes, progress=False),
-            "one_class": lambda: nads[True].fit(data, classes, class_batch=1, progress=False),
+    runs = {"reference": lambda: nads[False].run(data, classes, progress=False),
+            "fused": lambda: nads[True].run(data, classes, progress=False),
+            "one_class": lambda: nads[True].run(data, classes, class_batch=1, progress=False),
             "inference": inference(plain, x), "inference_cl": inference(cl, x_cl),
             "inference_folded": inference(folded, x_cl)}
     for f in (False, True):  # warm-up
-        NAD(model, points, steps=2, batch_per_class=per_class, fused=f).fit(data, classes, progress=False)
+        NAD(model, points, steps=2, batch_per_class=per_class, fused=f).run(data, classes, progress=False)
     for k in ("inference", "inference_cl", "inference_folded"):
         runs[k]()
     times = {k: [] for k in runs}

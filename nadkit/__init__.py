@@ -6,8 +6,10 @@ from .data import fashion_mnist, load_split, mosaics
 from .disentangle import NAD
 from .errors import NadkitError
 from .networks import build_network, load_network
-from .points import MaskPoint, mask_points, masked
+from .points import MaskPoint, MaskPoints, mask_points, masked
+from .results import Ablation, Evaluation, PointAblation
 from .subarch import SubArchitectures
 
-__all__ = ["NAD", "MaskPoint", "NadkitError", "SubArchitectures", "build_network", "fashion_mnist",
-           "load_network", "load_split", "mask_points", "masked", "mosaics"]
+__all__ = ["NAD", "Ablation", "Evaluation", "MaskPoint", "MaskPoints", "NadkitError", "PointAblation",
+           "SubArchitectures", "build_network", "fashion_mnist", "load_network", "load_split", "mask_points",
+           "masked", "mosaics"]

@@ -240,16 +240,16 @@ def check_orders(names: Sequence[str]) -> list[str]:
 def ablation(folder: str | Path, out: str | Path | None = None, points: Sequence[str] | None = None,
              ks: Sequence[int] | None = None, orders: Sequence[str] = ORDERS, draws: int = DRAWS,
              popularity_draws: int = POPULARITY_DRAWS, per_class: int = PER_CLASS, device: str = "cpu",
-             progress: bool = True, allow_other_weights: bool = False) -> dict:
+             progress: bool = True, allow_other_weights: bool = False, network: dict | None = None) -> dict:
     """``nadkit ablate``: every ablation of the sub-architectures in ``folder`` at ``points``
     (default all), into ``out`` (default ``folder/ablation``): one safetensors file per point,
     then ``ablation.json`` (configuration, provenance, classes, points, files' sha256). Re-running
     the same command resumes; a finished one is loaded. Returns ``load(out)``."""
     from .baselines import channel_scores
-    from .pipeline import fit_channels, network_of, provenance, split, Spec
+    from .pipeline import fit_channels, network_of, provenance, spec_of, split, with_network
     from .subarch import SubArchitectures, _atomic, file_sha256
 
-    sub = SubArchitectures.load(folder)
+    sub = with_network(SubArchitectures.load(folder), **(network or {}))
     out = Path(out) if out is not None else Path(folder) / "ablation"
     if out.exists() and not out.is_dir():
         raise NadkitError(f"--out {out} is a file; name a folder for the ablation's results")
@@ -276,7 +276,7 @@ def ablation(folder: str | Path, out: str | Path | None = None, points: Sequence
         except (ValueError, UnicodeDecodeError, NadkitError):
             pass  # damaged: computed again from the finished points
     cfg = sub.config
-    spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), image_size=cfg.get("image_size", 224))
+    spec = spec_of(cfg)
     ranks = {"nad": [ranking(sub.masks[p]) for p in chosen]}
     train = fit_channels(split(spec, "train"), model) if len(orders) > 1 else None
     for name in orders[1:]:

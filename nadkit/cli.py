@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--unfused", dest="fused", action="store_false",
                    help="the reference arithmetic: no BatchNorm folded, the mask and its error by autograd "
                         "(slower; what the book's shipped results were computed with)")
+    d.add_argument("--mean", type=floats_arg, default=None,
+                   help="image folders: per-channel mean to normalise with, e.g. 0.5,0.5,0.5 (default: ImageNet's; "
+                        "give your network's own)")
+    d.add_argument("--std", type=floats_arg, default=None, help="image folders: per-channel std (default: ImageNet's)")
+    d.add_argument("--resize", type=int, default=None,
+                   help="image folders: side the test images are resized to before the centre crop of --image-size "
+                        "(default: 8/7 of it, 256 for 224)")
     d.add_argument("--workers", type=int, default=0, help="paper scale: image-reading processes")
     d.add_argument("--decode", default="workers",
                    help="paper scale: decode JPEGs in the workers (PIL) or on the device (nvJPEG on a GPU)")
@@ -135,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the first N test images of each class (a quick look; default: all)")
     e.add_argument("--allow-other-weights", action="store_true",
                    help="evaluate masks on a network whose weights differ from those they were learned on")
+    add_network_options(e)
 
     a = sub.add_parser("ablate", help="zero each class's top-k channels at a point (NAD's ranking, random and "
                                       "heuristic controls) and measure every class: are the channels necessary?")
@@ -152,7 +160,32 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", default=None, help="folder for the results (default: FOLDER/ablation)")
     a.add_argument("--allow-other-weights", action="store_true",
                    help="ablate on a network whose weights differ from those the masks were learned on")
+    add_network_options(a)
+    add_network_options(b)
     return p
+
+
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    """--arch, --weights, --dataset: for a result saved by NAD.fit in Python, which names no network."""
+    p.add_argument("--arch", default=None, help="the network, for a result that does not name it (saved by NAD.fit "
+                                                "in Python): " + ARCH_HELP)
+    p.add_argument("--weights", default=None, help="its weights file (checked against the sha256 the masks record)")
+    p.add_argument("--dataset", default=None, help="the data, for a result that does not name it: fashion-mnist or "
+                                                   "imagefolder:ROOT")
+
+
+def network_options(args: argparse.Namespace) -> dict:
+    return {"arch": args.arch, "weights": args.weights, "dataset": args.dataset}
+
+
+def floats_arg(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated numbers, e.g. 0.5,0.5,0.5") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated finite numbers, e.g. 0.5,0.5,0.5")
+    return values
 
 
 def print_ablation(r: dict) -> None:
@@ -181,13 +214,16 @@ def ints_arg(text: str, what: str) -> list[int]:
 
 def print_report(r: dict) -> None:
     """The per-layer table and the summary figures, as plain text."""
-    hits = r["hit_rate"] or [math.nan] * len(r["points"])
-    print(f"{r['arch']}: {len(r['classes'])} classes, hit rate over {r['mosaics']} mosaics (top {r['top']:.0%}, "
-          f"{r['hit_protocol']} protocol)")
+    hits = r["hit_rate"] or [None] * len(r["points"])
+    if r["hit_rate"] is None:
+        print(f"{r['arch']}: {len(r['classes'])} classes, no hit rate ({r.get('hit_rate_missing', 'under 4 classes')})")
+    else:
+        print(f"{r['arch']}: {len(r['classes'])} classes, hit rate over {r['mosaics']} mosaics (top {r['top']:.0%}, "
+              f"{r['hit_protocol']} protocol)")
     kappa = [math.nan if v is None else v for v in r["similarity_kappa"]]
     print(f"{'point':<14}{'kept':>8}{'jaccard':>10}{'chance':>9}{'kappa':>8}{'hit rate':>10}")
     for name, k, s, e, q, h in zip(r["points"], r["kept"], r["similarity"], r["similarity_expected"], kappa, hits):
-        print(f"{name:<14}{k:>8.3f}{s:>10.3f}{e:>9.3f}{q:>8.3f}{h:>10.3f}")
+        print(f"{name:<14}{k:>8.3f}{s:>10.3f}{e:>9.3f}{q:>8.3f}" + (f"{h:>10.3f}" if h is not None else f"{'-':>10}"))
     acc = r["accuracy"]
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     print(f"accuracy on own class: network {mean(acc['original']):.3f}, sub-architectures {mean(acc['subarch']):.3f}")
@@ -195,7 +231,7 @@ def print_report(r: dict) -> None:
         print(f"specific to their class: sub-architectures label {mean(acc['subarch_others']):.1%} of other classes' "
               f"images as their class; balanced accuracy {mean(acc['subarch_balanced']):.3f} (0.5: a constant answer)")
     if r["hit_rate"] is None:
-        print("hit rate: not measured (a 2x2 mosaic needs 4 classes)")
+        print(f"hit rate: not measured ({r.get('hit_rate_missing', 'a 2x2 mosaic needs 4 classes')})")
     m = r["misjudgment"]
     print(f"misjudgment (similarity x100, dif = mis - oth): mis {100 * m['mis']:.2f}  oth {100 * m['oth']:.2f}  "
           f"dif {100 * m['dif']:+.2f}  over {len(m['classes'])} classes")
@@ -253,22 +289,30 @@ def run(args: argparse.Namespace) -> None:
         print(f"{args.arch} written to {out}", file=sys.stderr)
     elif args.command == "disentangle":
         fields = {k: v for k, v in vars(args).items() if k not in ("command", "out", "allow_other_weights")}
-        sub = pipeline.disentangle(pipeline.Spec(**fields), args.out, allow_other_weights=args.allow_other_weights)
+        spec = pipeline.Spec(**fields)
+        if spec.dataset.startswith("imagefolder:") and int(os.environ.get("RANK", 0)) == 0:
+            print(f"preprocessing: {pipeline.split(spec, 'train').describe()}", file=sys.stderr)
+        sub = pipeline.disentangle(spec, args.out, allow_other_weights=args.allow_other_weights)
         if int(os.environ.get("RANK", 0)) == 0:
             print(f"{len(sub.classes)} sub-architectures of {args.arch} in {args.out} "
                   f"(beta {sub.config['beta']}, {sub.kept().mean().item():.1%} of channels kept on average)")
+            capped = [c for c in sub.classes if sub.status.get(str(c), {}).get("state") == "max_steps"]
+            if capped:
+                print(f"{len(capped)} of {len(sub.classes)} classes stopped at the step limit before converging "
+                      f"(classes {', '.join(map(str, capped[:10]))}); raise --max-steps to let them converge")
     elif args.command == "points":
         print_points(args.arch, args.dataset, args.image_size)
     elif args.command == "merge":
         sub = pipeline.merge(args.folder, allow_other_weights=args.allow_other_weights)
         print(f"merged {len(sub.classes)} classes into {args.folder}")
     elif args.command == "baseline":
-        sub = pipeline.baseline(args.folder, args.method.replace("-", " "), args.out, args.per_class, args.device)
+        sub = pipeline.baseline(args.folder, args.method.replace("-", " "), args.out, args.per_class, args.device,
+                                network=network_options(args))
         print(f"{args.method} sub-architectures of {len(sub.classes)} classes in {args.out}")
     elif args.command == "evaluate":
         report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device,
                                    hit_protocol=args.hit_protocol, allow_other_weights=args.allow_other_weights,
-                                   test_per_class=args.test_per_class)
+                                   test_per_class=args.test_per_class, network=network_options(args))
         print_report(report)
         if args.json:
             from .subarch import _atomic
@@ -281,14 +325,23 @@ def run(args: argparse.Namespace) -> None:
         points = [p.strip() for p in args.points.split(",") if p.strip()] if args.points else None
         result = ablation(args.folder, args.out, points, ks, args.orders.split(","), args.draws,
                           args.popularity_draws, args.per_class, args.device,
-                          allow_other_weights=args.allow_other_weights)
+                          allow_other_weights=args.allow_other_weights, network=network_options(args))
         print_ablation(result)
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The CLI's warnings: one line each, without the source line Python would print."""
+    print("nadkit: warning: " + " ".join(str(message).split()), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     try:
         args = build_parser().parse_args(argv)
-        run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warning
+            run(args)
     except (UsageError, *NO_TRACEBACK) as e:
         print("nadkit: error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the message
         return 2

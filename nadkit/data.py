@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -51,6 +51,10 @@ class TensorImages:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def preprocessing(self) -> dict:
+        """What ``load`` does to the stored images (recorded with a result)."""
+        return {"scale": "1/255", "mean": self.mean, "std": self.std}
 
     def load(self, indices: Tensor, train: bool = False) -> Tensor:
         """Float images for ``indices``, normalised (no augmentation: Fashion-MNIST needs none)."""
@@ -233,3 +237,79 @@ def mosaics(data: ImageData, n: int, seed: int = 0, classes: list[int] | None = 
     top = torch.cat([tiles[:, 0], tiles[:, 1]], dim=-1)
     bottom = torch.cat([tiles[:, 2], tiles[:, 3]], dim=-1)
     return torch.cat([top, bottom], dim=-2), chosen
+
+
+class DatasetImages:
+    """Any ``torch.utils.data.Dataset`` of ``(image tensor, label)`` pairs (a ``TensorDataset`` too)
+    as NAD reads data: labels read once, images fetched by index, already preprocessed by the
+    dataset (its own transform: nadkit changes nothing). Class names: ``class_names``, else the
+    dataset's ``classes`` attribute (torchvision's data sets have one), else the class ids."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, class_names: Sequence[str] | None = None):
+        self.dataset = dataset
+        tensors = getattr(dataset, "tensors", None)
+        if tensors is not None and len(tensors) >= 2:  # a TensorDataset: no per-item reads
+            labels = tensors[1]
+        elif getattr(dataset, "targets", None) is not None:  # torchvision's data sets: without decoding images
+            labels = dataset.targets
+        else:
+            labels = [dataset[i][1] for i in range(len(dataset))]
+        try:
+            self.labels = torch.as_tensor(labels).long().flatten().cpu()
+        except (TypeError, ValueError, RuntimeError):
+            raise NadkitError("the dataset's labels are not class ids; give a Dataset of (image tensor, int label)") \
+                from None
+        if len(self.labels) != len(dataset) or len(self.labels) == 0:
+            raise NadkitError(f"the dataset has {len(dataset)} items and {len(self.labels)} labels; give a non-empty "
+                              "Dataset of (image tensor, int label) pairs")
+        if int(self.labels.min()) < 0:
+            raise NadkitError(f"label {int(self.labels.min())} is negative; labels must be class ids 0..K-1")
+        names = class_names if class_names is not None else getattr(dataset, "classes", None)
+        n = int(self.labels.max()) + 1
+        self.class_names = [str(c) for c in names] if names is not None else [str(c) for c in range(n)]
+        if len(self.class_names) < n:
+            raise NadkitError(f"the dataset has label {n - 1} but {len(self.class_names)} class names; give one name "
+                              "per class")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, indices: Tensor, train: bool = False) -> Tensor:
+        """The images at ``indices``, as the dataset gives them, stacked to [N, C, H, W] float."""
+        tensors = getattr(self.dataset, "tensors", None)
+        if tensors is not None:
+            images = tensors[0][indices]
+        else:
+            images = [self.dataset[int(i)][0] for i in indices]
+            if not all(isinstance(x, Tensor) for x in images):
+                raise NadkitError(f"the dataset gives {type(images[0]).__name__} images, not tensors; add a transform "
+                                  "that ends in ToTensor (and your normalisation)")
+            images = torch.stack(images)
+        if images.dim() != 4:
+            raise NadkitError(f"the dataset's images are {list(images.shape[1:])}, not [channels, H, W]; give image "
+                              "tensors of shape [C, H, W]")
+        return images.float()
+
+
+def as_image_data(data, class_names: Sequence[str] | None = None) -> ImageData:
+    """``data`` as NAD reads it: nadkit's own splits (``labels``, ``class_names``, ``load``) as they
+    are, any ``torch.utils.data.Dataset`` of (image tensor, label) through ``DatasetImages``."""
+    if hasattr(data, "load") and hasattr(data, "labels") and hasattr(data, "class_names"):
+        if class_names is not None and list(class_names) != list(data.class_names):
+            raise NadkitError("class_names are given for a nadkit data set that names its classes; leave them out")
+        return data
+    if isinstance(data, torch.utils.data.Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        return DatasetImages(data, class_names)
+    raise NadkitError(f"cannot read images from a {type(data).__name__}; give a torch Dataset of (image tensor, label) "
+                      "pairs, e.g. TensorDataset(images, labels)")
+
+
+def preprocessing_of(data) -> dict | str | None:
+    """What a data set does to its images before NAD sees them, as recorded in a result: nadkit's
+    own splits say it (``preprocessing``), a dataset with a ``transform`` gives its repr."""
+    described = getattr(data, "preprocessing", None)
+    if described is not None:
+        return described() if callable(described) else described
+    inner = getattr(data, "dataset", data)
+    transform = getattr(inner, "transform", None)
+    return repr(transform) if transform is not None else None

@@ -10,23 +10,28 @@ So a class's masks do not depend on K or on which classes run beside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+import copy
+import warnings
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data import ClassBatches, ImageData, class_generator, step_batches
+from .checks import (OBJECTIVES, TARGETS, check_classes, check_nad_settings, model_device,  # noqa: F401
+                     resolve_device)
+from .data import (ClassBatches, ImageData, as_image_data, class_generator, class_index, load_batch,
+                   preprocessing_of, step_batches)
+from .errors import NadkitError
 from .fold import fold_batchnorm as fold_batchnorm_into_convs
-from .points import MaskPoint, masked, point_widths
+from .networks import weights_sha256
+from .points import MaskPoint, check_points, masked, point_widths
 
-OBJECTIVES = ("official", "paper")
-# What the masked network must keep: the image's label (the authors'), or the original network's
-# own prediction, so that NAD runs on every step even on a network that gets nothing right (the
-# sanity checks' untrained and randomised networks).
-TARGETS = ("label", "prediction")
+if TYPE_CHECKING:
+    from .subarch import SubArchitectures
+
 
 
 def initial_logits(widths: Sequence[int], seed: int, cls: int) -> list[Tensor]:
@@ -145,56 +150,218 @@ class Convergence:
         return torch.tensor([max(1, int(self.tol * w)) for w in widths])
 
 
+def check_convergence(convergence: Convergence, snapshot_every: int | None) -> None:
+    """One line unless ``convergence`` is a usable ``Convergence`` and ``snapshot_every`` None or >= 1."""
+    if not isinstance(convergence, Convergence):
+        raise NadkitError(f"convergence must be a nadkit.disentangle.Convergence, got a {type(convergence).__name__}")
+    c = convergence
+    if c.max_steps < 1 or c.window < 1 or c.patience < 1 or not 0 <= c.tol < 1:
+        raise NadkitError(f"{c} is not usable: max_steps, window and patience must be >= 1, tol in [0, 1)")
+    if snapshot_every is not None and (not isinstance(snapshot_every, int) or snapshot_every < 1):
+        raise NadkitError(f"snapshot_every must be None or an integer >= 1, got {snapshot_every!r}")
+
+
+def class_status(res: NADResult, j: int, auto: bool) -> dict:
+    """Job ``j``'s status as a result records it: ``state`` (converged, max_steps when ``auto``
+    stopped at its guard, done after a fixed number of steps, skipped when the network got none of
+    its images right), the steps taken and skipped, the unreadable images met."""
+    skipped, steps = int(res.skipped_steps[j]), int(res.steps[j])
+    state = "skipped" if skipped == steps else "converged" if res.converged[j] else "max_steps" if auto else "done"
+    return {"state": state, "steps": steps, "skipped_steps": skipped, "unreadable_images": int(res.unreadable[j])}
+
+
+def elbow_classes(classes: Sequence[int], n: int) -> list[int]:
+    """``n`` of ``classes``, spread evenly from the first to the last."""
+    if len(classes) <= n:
+        return list(classes)
+    return sorted({classes[round(i * (len(classes) - 1) / (n - 1))] for i in range(n)})
+
+
 class NAD:
     """Neural Architecture Disentanglement of a frozen ``model`` at ``points``.
 
-    ``NAD(model, points, beta=0.02).fit(data, classes)`` learns one sub-architecture per class.
-    ``steps="auto"`` (the default) runs each class until its binarised masks stop changing
-    (``convergence``), as Algorithm 1's "until convergence"; an int runs exactly that many steps.
-    ``fused`` (faster) runs NAD on a copy of ``model`` whose BatchNorms are folded into the
-    convolutions before them, with each point's mask product and reconstruction error in one
-    function (``points.MaskedPoint``); the masks differ from ``fused=False``'s in the last bits.
+    ``NAD(model, points, beta=0.02).fit(data, classes)`` learns one sub-architecture per class and
+    returns them as a ``SubArchitectures``. Every argument is checked here, each bad one refused
+    in one line (``NadkitError``, a ``ValueError``). NAD works on a frozen copy of ``model``: the
+    caller's model keeps its training mode, ``requires_grad`` and memory format.
+
+    Args:
+        model: the trained classification network (any ``nn.Module`` that maps images to logits).
+        points: where channels are masked: ``nadkit.mask_points(model, example_inputs)``.
+        beta: the sparsity weight (> 0; the authors use 0.02-5.0), or ``"elbow"``: ``fit`` first runs
+            the Elbow sweep (``elbow_sweep``) on up to four of the classes and takes its knee.
+        lr: the step of Eq. 15 (> 0): every point's logits move by ``lr`` per step.
+        steps: ``"auto"`` (the default) runs each class until its binarised masks stop changing
+            (``convergence``), as Algorithm 1's "until convergence"; an int runs exactly that many.
+        batch_per_class: images of each class per step.
+        objective: ``"official"`` (the authors' released code) or ``"paper"`` (Eq. 13-14).
+        target: what the masked network must keep: ``"label"`` (the authors') or ``"prediction"``
+            (the network's own output: for networks that get few images right).
+        seed: every random draw (initial masks, images) comes from ``(seed, class)``.
+        input_shape: one image's shape (C, H, W); default: read from the data ``fit`` is given.
+        workers: image-reading processes (image folders only).
+        precision: ``"fp32"`` or ``"bf16"`` (autocast; for GPUs).
+        channels_last: convolutions in channels_last memory format (default: for image inputs).
+        decode_on_device: image folders: decode JPEGs on the device (nvJPEG).
+        convergence: when ``steps="auto"`` stops a class, and its guard ``max_steps``.
+        snapshot_every: keep the binarised masks every this many steps (``NADResult.snapshots``).
+        fused: run on a copy whose BatchNorms are folded into the convolutions before them, with
+            each point's mask product and error in one function (``points.MaskedPoint``): faster,
+            the same masks up to the last bits of ``fused=False`` (the reference arithmetic).
+        device: where NAD runs ("cpu", "cuda", "cuda:N"); default: where ``model`` is.
     """
 
-    def __init__(self, model: nn.Module, points: Sequence[MaskPoint], beta: float = 0.02, lr: float = 0.1,
+    def __init__(self, model: nn.Module, points: Sequence[MaskPoint], beta: float | str = 0.02, lr: float = 0.1,
                  steps: int | str = "auto", batch_per_class: int = 16, objective: str = "official",
                  target: str = "label", seed: int = 0,
-                 input_shape: Sequence[int] = (1, 32, 32), workers: int = 0, precision: str = "fp32",
+                 input_shape: Sequence[int] | None = None, workers: int = 0, precision: str = "fp32",
                  channels_last: bool | None = None, decode_on_device: bool = False,
                  convergence: Convergence = Convergence(), snapshot_every: int | None = None,
-                 fused: bool = True):
-        self.points, self.fused = list(points), fused
-        # a folded copy when BatchNorms fold (10-20% of a step): the same network, up to the last bits
-        self.model, self.folded = model.eval().requires_grad_(False), 0
+                 fused: bool = True, device: str | torch.device | None = None):
+        if not isinstance(model, nn.Module):
+            raise NadkitError(f"model must be a torch.nn.Module, got a {type(model).__name__}")
+        check_nad_settings(beta, lr, steps, batch_per_class, objective, target, precision, workers, seed)
+        check_convergence(convergence, snapshot_every)
+        self.points, self.fused = check_points(model, points), fused
+        self.device = resolve_device(device) if device is not None else model_device(model)
+        self.weights_sha256 = weights_sha256(model)
+        # NAD's own frozen copy: the caller's model is left as it was (mode, requires_grad, layout)
+        self.model, self.folded = copy.deepcopy(model).to(self.device).eval().requires_grad_(False), 0
         if fused:
+            # a folded copy when BatchNorms fold (10-20% of a step): the same network, up to the last bits
             self.model, self.folded = fold_batchnorm_into_convs(self.model, {p.module for p in self.points})
         self.beta, self.lr, self.steps, self.batch_per_class = beta, lr, steps, batch_per_class
         self.objective, self.target, self.seed, self.workers = objective, target, seed, workers
         self.convergence, self.snapshot_every = convergence, snapshot_every
         self.decode_on_device = decode_on_device  # image folders: JPEG decoding on the device (nvJPEG)
-        self.input_shape = tuple(input_shape)
-        self.widths = point_widths(model, self.points, input_shape)
-        self.device = next(model.parameters()).device
-        # bf16 autocast if asked; channels_last by default (faster convolutions and their backward, on
-        # GPUs with tensor cores and with oneDNN on CPUs: 1.1-1.5x per step on the embedded networks)
-        self.autocast = precision == "bf16"
-        self.channels_last = len(self.input_shape) == 3 if channels_last is None else channels_last
+        self.autocast = precision == "bf16"  # bf16 autocast if asked
+        self.precision = precision
+        self._channels_last = channels_last
+        self.input_shape: tuple[int, ...] | None = None
+        self._widths: list[int] | None = None
+        if input_shape is not None:
+            self._set_input_shape(input_shape)
+        if steps == "auto" and convergence.max_steps < convergence.window * convergence.patience:
+            warnings.warn(f"steps='auto' with max_steps {convergence.max_steps}: convergence is checked every "
+                          f"{convergence.window} steps and needs {convergence.patience} calm checks, so no class can "
+                          f"converge; set max_steps >= {convergence.window * convergence.patience} "
+                          "(Convergence(max_steps=...), --max-steps) or steps=N to run exactly N steps", stacklevel=2)
+
+    def _set_input_shape(self, shape: Sequence[int]) -> None:
+        shape = tuple(int(v) for v in shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise NadkitError(f"input_shape must be one image's (channels, H, W), got {list(shape)}")
+        self.input_shape, self._widths = shape, None
+        # channels_last by default (faster convolutions and their backward, on GPUs with tensor cores and
+        # with oneDNN on CPUs: 1.1-1.5x per step on the embedded networks)
+        self.channels_last = True if self._channels_last is None else self._channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+
+    @property
+    def widths(self) -> list[int]:
+        """Channels at each point (from one forward pass of a zero image of ``input_shape``)."""
+        if self._widths is None:
+            if self.input_shape is None:
+                raise NadkitError("NAD does not know the images' shape yet; pass input_shape=(C, H, W) or call fit")
+            try:
+                self._widths = point_widths(self.model, self.points, self.input_shape)
+            except Exception as e:  # noqa: BLE001 - a network that cannot run at this size is bad input
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                raise NadkitError(f"the network does not run on {list(self.input_shape)} images ({type(e).__name__}: "
+                                  f"{reason}); pass input_shape=(C, H, W) of the images it was trained on") from None
+        return self._widths
+
+    def _adopt(self, data, classes: Sequence[int] | None) -> tuple[ImageData, list[int]]:
+        """``data`` as NAD reads it, its image shape taken (or checked against ``input_shape``), and
+        ``classes`` checked to be among its classes (None: all)."""
+        data = as_image_data(data)
+        classes = check_classes(range(len(data.class_names)) if classes is None else classes, len(data.class_names))
+        first = class_index(data.labels, len(data.class_names))[classes[0]][:1]
+        if len(first) and not hasattr(data, "read"):  # image folders: the shape is the transform's
+            shape = tuple(load_batch(data, first).shape[1:])
+            if self.input_shape is None:
+                self._set_input_shape(shape)
+            elif shape != self.input_shape:
+                raise NadkitError(f"the data's images are {list(shape)} but input_shape is {list(self.input_shape)}; "
+                                  "leave input_shape out (it is read from the data) or fix it")
+        if self.input_shape is None:
+            raise NadkitError("NAD does not know the images' shape; pass input_shape=(C, H, W)")
+        return data, classes
 
     @property
     def max_steps(self) -> int:
         return self.convergence.max_steps if self.steps == "auto" else int(self.steps)
 
-    def fit(self, data: ImageData, classes: Sequence[int], class_batch: int | None = None,
+    def fit(self, data, classes: Sequence[int] | None = None, class_names: Sequence[str] | None = None,
+            class_batch: int | None = None, progress: bool = True,
+            preprocessing: dict | str | None = None) -> "SubArchitectures":
+        """Learn the sub-architecture of each of ``classes`` (default: every class of ``data``).
+
+        ``data``: a ``torch.utils.data.Dataset`` of (image tensor, label) pairs (a ``TensorDataset``
+        too), already preprocessed as the network expects, or a nadkit split (``fashion_mnist``).
+        ``class_names``: names of the class ids (default: the dataset's ``classes``, else the ids).
+        ``class_batch``: classes per forward pass (default: all). ``preprocessing``: what was done
+        to the images, recorded in the result (default: what the data set says of itself).
+        Returns the masks with the points, classes, configuration and per-class status.
+        """
+        from .subarch import SubArchitectures
+
+        if class_batch is not None and (not isinstance(class_batch, int) or class_batch < 1):
+            raise NadkitError(f"class_batch must be an integer >= 1 (or None: all classes at once), got {class_batch!r}")
+        images, classes = self._adopt(as_image_data(data, class_names), classes)
+        elbow = None
+        if self.beta == "elbow":
+            elbow = elbow_sweep(self, images, elbow_classes(classes, 4), progress=progress)
+            self.beta = elbow["beta"]
+        res = self.run(images, classes, class_batch=class_batch, progress=progress)
+        config = self.config(data if preprocessing is None else None, preprocessing)
+        if elbow is not None:
+            config["elbow"] = elbow
+        status = {str(c): class_status(res, j, self.steps == "auto") for j, c in enumerate(classes)}
+        return SubArchitectures({p.name: m.float() for p, m in zip(self.points, res.masks)}, classes,
+                                [images.class_names[c] for c in classes], config, status, self.provenance())
+
+    def config(self, data=None, preprocessing: dict | str | None = None) -> dict:
+        """What defines this run, as a result records it (``SubArchitectures.config``)."""
+        cfg = {"arch": None, "dataset": None, "weights": None, "weights_sha256": self.weights_sha256,
+               "objective": self.objective, "beta": self.beta, "lr": self.lr, "steps": self.steps,
+               "batch_per_class": self.batch_per_class, "seed": self.seed, "device": self.device.type,
+               "precision": self.precision}
+        if self.steps == "auto":
+            cfg["convergence"] = asdict(self.convergence)
+        if self.snapshot_every:
+            cfg["snapshot_every"] = self.snapshot_every
+        if self.target != "label":
+            cfg["target"] = self.target
+        if self.fused:
+            cfg["fused"] = True
+        cfg["points"] = [p.module for p in self.points]
+        cfg["mask_points"] = [asdict(p) for p in self.points]
+        cfg["input_shape"] = list(self.input_shape) if self.input_shape else None
+        cfg["preprocessing"] = preprocessing if preprocessing is not None else preprocessing_of(data)
+        return cfg
+
+    def provenance(self) -> dict:
+        """What made a result: nadkit's and torch's versions, the device, the weights' sha256."""
+        from . import __version__
+
+        return {"nadkit": __version__, "torch": torch.__version__, "device": self.device.type,
+                "weights": None, "weights_sha256": self.weights_sha256}
+
+    def run(self, data, classes: Sequence[int], class_batch: int | None = None,
             betas: Sequence[float] | None = None, progress: bool = True,
             on_chunk: Callable[[list[int], NADResult], None] | None = None) -> NADResult:
-        """Learn masks for ``classes`` (jobs), ``class_batch`` jobs per pass (default: all).
+        """The optimizer itself: masks and per-job statistics of ``classes`` (jobs), ``class_batch``
+        jobs per pass (default: all), as a ``NADResult`` (what ``fit`` and the CLI build on).
 
         ``betas`` gives each job its own beta (the Elbow sweep runs beta values side by side);
         ``on_chunk`` is called with each finished chunk, so callers can save it at once.
         """
+        data, _ = self._adopt(data, sorted(set(classes)))
         classes = list(classes)
+        if betas is None and self.beta == "elbow":
+            raise NadkitError("beta='elbow' is resolved by fit (the Elbow sweep); run takes a number or betas=[...]")
         betas = list(betas) if betas is not None else [self.beta] * len(classes)
         k = class_batch or len(classes)
         parts: list[NADResult] = []
@@ -369,7 +536,7 @@ def elbow_sweep(nad: NAD, data: ImageData, classes: Sequence[int], betas: Sequen
     takes off. (The knee of loss against kept channels is ill-posed here: past the knee, channels
     collapse to a few per layer within one grid step, and that far point looks like the best trade.)"""
     jobs = [(c, b) for b in betas for c in classes]
-    res = nad.fit(data, [c for c, _ in jobs], betas=[b for _, b in jobs], progress=progress)
+    res = nad.run(data, [c for c, _ in jobs], betas=[b for _, b in jobs], progress=progress)
     binary = [m > 0.5 for m in res.masks]
     kept = torch.stack([b.float().mean(1) for b in binary], 1).mean(1).view(len(betas), len(classes)).mean(1)
     loss = binary_loss(nad, data, [c for c, _ in jobs], binary).view(len(betas), len(classes)).mean(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -20,16 +21,23 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".JPEG", ".JPG", ".PNG")
 
 
-def authors_transform(train: bool, size: int = 224):
+def default_resize(size: int) -> int:
+    """The authors' side before the validation centre crop: 256 for 224, 8/7 of the size."""
+    return round(size * 256 / 224)
+
+
+def authors_transform(train: bool, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                      resize: int | None = None):
     """The authors' transforms: RandomResizedCrop(size, scale 0.08-1.25) and a flip for training;
-    resize to 8/7 of the size and a centre crop for validation; ImageNet normalisation."""
+    resize to ``resize`` (default 8/7 of the size) and a centre crop for validation; normalisation
+    by ``mean`` and ``std`` (default ImageNet's)."""
     from torchvision import transforms as T
 
     if train:
         ops = [T.RandomResizedCrop(size, scale=(0.08, 1.25)), T.RandomHorizontalFlip()]
     else:
-        ops = [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]
-    return T.Compose(ops + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        ops = [T.Resize(resize or default_resize(size)), T.CenterCrop(size)]
+    return T.Compose(ops + [T.ToTensor(), T.Normalize(list(mean), list(std))])
 
 
 class ImageFolderData:
@@ -37,8 +45,12 @@ class ImageFolderData:
 
     augments = True  # ``load`` takes per-image augmentation seeds
 
-    def __init__(self, root: str | Path, split: str = "train", image_size: int = 224):
-        self.root, self.split, self.image_size = Path(root), split, image_size
+    def __init__(self, root: str | Path, split: str = "train", image_size: int = 224,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, resize: int | None = None):
+        self.root, self.split, self.image_size = Path(root).expanduser().absolute(), split, image_size
+        self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
+        self.std = tuple(std) if std is not None else IMAGENET_STD
+        self.resize = resize or default_resize(image_size)
         folder = self.root / split
         if not folder.is_dir():
             raise NadkitError(f"{folder} is not a folder; expected {self.root}/{split}/<class>/<images> "
@@ -59,12 +71,24 @@ class ImageFolderData:
     def __len__(self) -> int:
         return len(self.files)
 
+    def preprocessing(self) -> dict:
+        """What is done to every image (recorded with a result, printed by the CLI)."""
+        return {"train": f"RandomResizedCrop({self.image_size}, scale=(0.08, 1.25)), RandomHorizontalFlip",
+                "test": f"Resize({self.resize}), CenterCrop({self.image_size})",
+                "resize": self.resize, "mean": list(self.mean), "std": list(self.std)}
+
+    def describe(self) -> str:
+        """The preprocessing in one line."""
+        p = self.preprocessing()
+        return (f"images of {self.root}: training {p['train']}; test {p['test']}; then normalised with mean "
+                f"{p['mean']} and std {p['std']}")
+
     def read(self, i: int, train: bool, seed: int = 0) -> tuple[Tensor, int]:
         """Image ``i`` transformed (random crops drawn from ``seed``), and how many unreadable
         images were skipped to get it."""
         from PIL import Image
 
-        transform = authors_transform(train, self.image_size)
+        transform = authors_transform(train, self.image_size, self.mean, self.std, self.resize)
         c = int(self.labels[i])
         lo, hi = int(self._class_start[c]), int(self._class_start[c + 1])
         for tries in range(hi - lo):
@@ -133,8 +157,8 @@ def decode_on(device: torch.device, data: ImageFolderData, raw: list[Tensor], id
         images = decode_jpeg(raw, mode=ImageReadMode.RGB, device=device)
     except RuntimeError:
         images = [None] * len(raw)
-    mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+    mean = torch.tensor(data.mean, device=device)[:, None, None]
+    std = torch.tensor(data.std, device=device)[:, None, None]
     out, skipped = [], []
     for j, (img, i, seed) in enumerate(zip(images, idx.tolist(), seeds.tolist())):
         if img is None:
@@ -153,7 +177,7 @@ def decode_on(device: torch.device, data: ImageFolderData, raw: list[Tensor], id
                 if torch.rand(1) < 0.5:
                     img = TF.horizontal_flip(img)
             else:
-                img = TF.center_crop(TF.resize(img, [round(size * 256 / 224)], antialias=True), [size, size])
+                img = TF.center_crop(TF.resize(img, [data.resize], antialias=True), [size, size])
         out.append((img.float() / 255 - mean) / std)
         skipped.append(0)
     return torch.stack(out), torch.tensor(skipped)

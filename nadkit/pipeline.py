@@ -8,6 +8,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -16,13 +17,14 @@ import torch
 
 from .anynet import input_channels, is_external
 from .data import first_per_class, load_split
-from .disentangle import ELBOW_BETAS, NAD, OBJECTIVES, TARGETS, Convergence, elbow_sweep
+from .checks import check_nad_settings, resolve_device  # noqa: F401  (resolve_device re-exported)
+from .disentangle import ELBOW_BETAS, NAD, Convergence, class_status, elbow_classes, elbow_sweep  # noqa: F401
 from .errors import NadkitError
 from .findpoints import resolve_points
 from .metrics import (HIT_PROTOCOLS, class_accuracy, confusion, cross_accuracy, hit_rate, misjudgment, predict,
                       similarity)
 from .networks import check_arch, load_network, model_card, weights_sha256
-from .points import mask_points
+from .points import MaskPoint, check_points, mask_points
 from .ranks import Ranks
 from .stats import specificity
 from .subarch import PartialRun, SubArchitectures, _atomic, file_sha256, history_tensors, read_meta
@@ -53,26 +55,25 @@ class Spec:
     snapshot_every: int | None = None     # keep the binarised masks every this many steps (history)
     points: str | list[str] | None = None  # "auto", module names; None: the authors' (auto for others)
     fused: bool = True                    # BatchNorms folded, fused mask step (NAD's ``fused``)
+    mean: Sequence[float] | None = None   # image folders: normalisation (default: ImageNet's)
+    std: Sequence[float] | None = None
+    resize: int | None = None             # image folders: side before the centre crop (default: 8/7 of it)
+
+    def __post_init__(self):
+        """Paths stored absolute, so that a result read from another folder finds its data and weights."""
+        if self.dataset.startswith("imagefolder:"):
+            self.dataset = "imagefolder:" + str(Path(self.dataset.split(":", 1)[1]).expanduser().absolute())
+        if isinstance(self.weights, (str, Path)) and is_weights_file(str(self.weights)):
+            self.weights = str(Path(self.weights).expanduser().absolute())
 
     def input_shape(self, channels: int = 1) -> tuple[int, ...]:
         """One image's shape: Fashion-MNIST is 32x32 (gray, repeated for 3-channel networks)."""
         return (channels, 32, 32) if self.dataset == "fashion-mnist" else (3, self.image_size, self.image_size)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``device`` checked against this machine: one line if it is malformed or absent here."""
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise NadkitError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise NadkitError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NadkitError(f"device {device!r} asked for but CUDA is not available here; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise NadkitError(f"device {device!r} asked for but this machine has {torch.cuda.device_count()} GPU(s), "
-                          f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    return dev
+def is_weights_file(weights: str) -> bool:
+    """Whether ``--weights`` names a file (not none, torchvision, randomized:K, instance:S, permuted)."""
+    return weights not in ("none", "torchvision", "permuted") and not weights.startswith(("randomized:", "instance:"))
 
 
 def network(arch: str, dataset: str = "fashion-mnist", weights: str | None = None, device: str = "cpu",
@@ -101,7 +102,8 @@ def split(spec: Spec, which: str):
     if spec.dataset.startswith("imagefolder:"):
         from .imagefolder import ImageFolderData
 
-        return ImageFolderData(spec.dataset.split(":", 1)[1], "train" if which == "train" else "val", spec.image_size)
+        return ImageFolderData(spec.dataset.split(":", 1)[1], "train" if which == "train" else "val", spec.image_size,
+                               spec.mean, spec.std, spec.resize)
     return load_split(spec.dataset, which)
 
 
@@ -129,31 +131,29 @@ def parse_classes(spec: str | Sequence[int] | None, names: Sequence[str]) -> lis
 
 
 def check_settings(s: Spec) -> None:
-    """Refuse, before any work, settings that cannot make a meaningful run (NaN or infinite rates too)."""
-    if s.beta != "elbow" and (not isinstance(s.beta, (int, float)) or not math.isfinite(s.beta) or s.beta < 0):
-        raise NadkitError(f"beta must be a finite number >= 0 or 'elbow', got {s.beta!r}")
-    if not isinstance(s.lr, (int, float)) or not math.isfinite(s.lr) or s.lr <= 0:
-        raise NadkitError(f"lr must be > 0 and finite, got {s.lr}")
-    if s.workers < 0:
-        raise NadkitError(f"workers must be >= 0 (0: read images in this process), got {s.workers}")
+    """Refuse, before any work, settings that cannot make a meaningful run (NaN or infinite rates too):
+    NAD's own checks (``nadkit.checks``, the same as ``NAD`` applies), then the CLI's."""
+    check_nad_settings(s.beta, s.lr, s.steps, s.batch_per_class, s.objective, s.target, s.precision, s.workers,
+                       s.seed)
     if s.image_size < 32:
         raise NadkitError(f"image-size must be >= 32 (the networks halve it 5 times), got {s.image_size}")
-    if s.steps != "auto" and (not isinstance(s.steps, int) or s.steps < 1):
-        raise NadkitError(f"steps must be 'auto' or an integer >= 1, got {s.steps!r}")
     if s.max_steps is not None and s.max_steps < 1:
         raise NadkitError(f"max-steps must be >= 1, got {s.max_steps}")
-    if s.batch_per_class < 1:
-        raise NadkitError(f"batch-per-class must be >= 1, got {s.batch_per_class}")
     if s.class_batch is not None and s.class_batch < 1:
         raise NadkitError(f"class-batch must be >= 1, got {s.class_batch}")
-    if s.objective not in OBJECTIVES:
-        raise NadkitError(f"unknown objective {s.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
-    if s.target not in TARGETS:
-        raise NadkitError(f"unknown target {s.target!r}; choose one of: {', '.join(TARGETS)}")
     if s.decode not in ("workers", "device"):
         raise NadkitError(f"unknown decode {s.decode!r}; use workers or device")
-    if s.precision not in ("fp32", "bf16"):
-        raise NadkitError(f"unknown precision {s.precision!r}; use fp32 or bf16")
+    if (s.mean is None) != (s.std is None) or (s.mean is not None and len(s.mean) != len(s.std)):
+        raise NadkitError("--mean and --std go together, one value per channel each (e.g. --mean 0.5,0.5,0.5 "
+                          "--std 0.25,0.25,0.25)")
+    if s.std is not None and min(s.std) <= 0:
+        raise NadkitError(f"--std values must be > 0, got {list(s.std)}")
+    if s.resize is not None and s.resize < s.image_size:
+        raise NadkitError(f"--resize must be >= --image-size ({s.image_size}): images are resized, then centre-cropped "
+                          f"to the image size; got {s.resize}")
+    if (s.mean is not None or s.resize is not None) and not s.dataset.startswith("imagefolder:"):
+        raise NadkitError("--mean, --std and --resize apply to image folders (--dataset imagefolder:ROOT); "
+                          "fashion-mnist has its own")
 
 
 def _prepare(spec: Spec):
@@ -189,11 +189,24 @@ def _prepare(spec: Spec):
         config["points"] = [p.module for p in points]  # what evaluate, merge and resume rebuild
     if s.dataset != "fashion-mnist":
         config["image_size"], config["decode"] = s.image_size, s.decode  # decoders differ in the last bits
-    nad = NAD(model, points, beta=0.0, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
+        config["preprocessing"] = train.preprocessing()
+    warn_defaults(spec, s)
+    nad = NAD(model, points, beta=s.beta, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
               objective=s.objective, target=s.target, seed=s.seed, input_shape=s.input_shape(input_channels(model)), workers=s.workers,
               precision=s.precision, decode_on_device=s.decode == "device", convergence=convergence,
               snapshot_every=s.snapshot_every, fused=s.fused)
     return nad, train, classes, config
+
+
+def warn_defaults(asked: Spec, s: Spec) -> None:
+    """Warn where a default cannot serve: a network of your own without weights (random ones), and a
+    network without a card at the default beta (no one has tuned it for this network)."""
+    if is_external(s.arch) and not s.arch.startswith(("torchvision:", "timm:")) and asked.weights is None:
+        warnings.warn(f"{s.arch} runs on the weights its function gives (random unless it loads its own); pass "
+                      "--weights FILE for your trained ones (--weights none to silence this)", stacklevel=3)
+    if asked.beta is None and is_external(s.arch):
+        warnings.warn(f"beta {s.beta} is the default, not tuned for {s.arch}; run with --beta elbow (the Elbow sweep "
+                      "picks it) or give --beta", stacklevel=3)
 
 
 def nad_defaults(arch: str, dataset: str) -> dict:
@@ -217,13 +230,6 @@ def elbow(spec: Spec, out: str | Path, progress: bool = True, betas: Sequence[fl
     cached in ``out/elbow.json``."""
     nad, train, classes, config = _prepare(Spec(**dict(asdict(spec), beta="elbow")))
     return _elbow(nad, train, classes, Path(out), config, progress, betas=betas, n_classes=n_classes)
-
-
-def elbow_classes(classes: Sequence[int], n: int) -> list[int]:
-    """``n`` of ``classes``, spread evenly from the first to the last."""
-    if len(classes) <= n:
-        return list(classes)
-    return sorted({classes[round(i * (len(classes) - 1) / (n - 1))] for i in range(n)})
 
 
 def _elbow(nad: NAD, data, classes: list[int], out: Path, key: dict, progress: bool, write: bool = True,
@@ -264,6 +270,8 @@ def disentangle(spec: Spec, out: str | Path, progress: bool = True, allow_other_
     if ranks.world > 1 and spec.device == "cuda":
         spec = Spec(**dict(asdict(spec), device=f"cuda:{ranks.local}"))
     nad, train, classes, config = _prepare(spec)
+    if (out / "meta.json").exists():  # before the Elbow sweep writes its cache into out
+        _refuse_other_beta(read_meta(out, older_ok=True)["config"], config, out)
     if config["beta"] == "elbow":
         config["elbow"] = _elbow(nad, train, classes, out, dict(config), progress and ranks.rank == 0,
                                  write=ranks.rank == 0)
@@ -274,6 +282,7 @@ def disentangle(spec: Spec, out: str | Path, progress: bool = True, allow_other_
         _refuse_other_weights(meta["config"], config, f"{out} holds a result", allow_other_weights)
         if meta["config"] == config and meta["classes"] == classes:
             return SubArchitectures.load(out)
+        _refuse_other_beta(meta["config"], config, out)
     recorded = PartialRun.recorded_config(out)
     if recorded is not None and PartialRun(out, recorded, create=False).done():
         # (a damaged config.json that no finished class shares drops nothing, so it is not refused)
@@ -288,16 +297,12 @@ def disentangle(spec: Spec, out: str | Path, progress: bool = True, allow_other_
 
     def save_chunk(chunk: list[int], res) -> None:
         for j, c in enumerate(chunk):
-            skipped, steps = int(res.skipped_steps[j]), int(res.steps[j])
-            state = "skipped" if skipped == steps else "converged" if res.converged[j] else \
-                "max_steps" if nad.steps == "auto" else "done"
-            partial.save(c, {p.name: m[j] for p, m in zip(nad.points, res.masks)},
-                         {"state": state, "steps": steps, "skipped_steps": skipped,
-                          "unreadable_images": int(res.unreadable[j])}, history=class_history(res.job(j), nad.points))
+            partial.save(c, {p.name: m[j] for p, m in zip(nad.points, res.masks)}, class_status(res, j, nad.steps == "auto"),
+                         history=class_history(res.job(j), nad.points))
 
     if todo:
         k = spec.class_batch or auto_class_batch(nad, len(todo))
-        nad.fit(train, todo, class_batch=k, progress=progress, on_chunk=save_chunk)
+        nad.run(train, todo, class_batch=k, progress=progress, on_chunk=save_chunk)
         (out / f"timing-rank{ranks.rank}.json").write_text(
             json.dumps({"seconds": round(time.time() - start, 1), "classes_run": len(todo), "class_batch": k}) + "\n")
     ranks.wait("fitted")
@@ -332,6 +337,16 @@ def _refuse_other_weights(found: dict, config: dict, what: str, allow: bool) -> 
         raise NadkitError(f"{what} of this run on other weights of {config['arch']} (sha256 "
                           f"{str(found.get('weights_sha256'))[:12]}, now {config['weights_sha256'][:12]}); restore those "
                           "weights, use another --out, or pass --allow-other-weights to replace them")
+
+
+def _refuse_other_beta(found: dict, config: dict, out: Path) -> None:
+    """One line when ``out`` holds a result at another beta: never replaced silently. (A run with
+    ``beta="elbow"`` matches a result of the Elbow sweep until the sweep has given its beta.)"""
+    if config["beta"] == "elbow" and "elbow" in found:
+        return
+    if "beta" in found and found["beta"] != config["beta"]:
+        raise NadkitError(f"{out} holds a result at beta {found['beta']}, this run's is {config['beta']}; give another "
+                          f"--out to keep both (or delete {out} to replace it)")
 
 
 def check_weights(config: dict, model, what: str, allow: bool = False) -> None:
@@ -378,8 +393,7 @@ def merge(out: str | Path, classes: Sequence[int] | None = None, class_names: Se
         raise NadkitError(f"{cfg_path} is corrupt; re-run the nadkit disentangle command of {out} (its finished "
                           "classes are kept) instead of merge")
     if network_sha256 is None:
-        spec = Spec(config["arch"], config["dataset"], weights=config.get("weights"),
-                    image_size=config.get("image_size", 224))
+        spec = spec_of(config)
         model, _ = network(spec.arch, spec.dataset, spec.weights, "cpu", len(split(spec, "train").class_names),
                            config.get("points"), spec.image_size)
         check_weights(config, model, f"{out}/partial", allow_other_weights)
@@ -388,8 +402,7 @@ def merge(out: str | Path, classes: Sequence[int] | None = None, class_names: Se
                           f"now {network_sha256[:12]}); pass --allow-other-weights if you mean it")
     partial = PartialRun(out, config, create=False)
     if class_names is None:
-        class_names = split(Spec(config["arch"], config["dataset"], image_size=config.get("image_size", 224)),
-                            "train").class_names
+        class_names = split(spec_of(config), "train").class_names
     classes = list(classes) if classes is not None else partial.present()
     if not classes:
         raise NadkitError(f"{out}/partial holds no finished class; run nadkit disentangle --out {out}")
@@ -429,6 +442,37 @@ def auto_class_batch(nad: NAD, classes: int) -> int:
     return max(1, min(classes, nad.classes_that_fit()))
 
 
+def spec_of(cfg: dict, device: str = "cpu") -> Spec:
+    """The network and data a result's configuration names (with its recorded preprocessing); one
+    line when it names none (a result of ``NAD.fit`` on a network in memory: say which)."""
+    if not cfg.get("arch") or not cfg.get("dataset"):
+        raise NadkitError("this result was learned by NAD.fit on a network and data in memory, which it does not name; "
+                          "pass --arch ARCH (e.g. package.module:function) --weights FILE --dataset DATA, or evaluate it "
+                          "in Python with SubArchitectures.evaluate(model, test)")
+    pre = cfg.get("preprocessing") if isinstance(cfg.get("preprocessing"), dict) else {}
+    folder = str(cfg["dataset"]).startswith("imagefolder:")
+    return Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=device,
+                image_size=cfg.get("image_size", 224), mean=pre.get("mean") if folder else None,
+                std=pre.get("std") if folder else None, resize=pre.get("resize") if folder else None)
+
+
+def with_network(sub: SubArchitectures, arch: str | None = None, weights: str | None = None,
+                 dataset: str | None = None) -> SubArchitectures:
+    """``sub`` with the network and data to rebuild named (``--arch``, ``--weights``, ``--dataset`` of
+    evaluate, ablate and baseline): what a result of ``NAD.fit`` on a model in memory does not record.
+    The weights are still checked against the sha256 the masks were learned on."""
+    given = {k: v for k, v in (("arch", arch), ("weights", weights), ("dataset", dataset)) if v is not None}
+    if not given:
+        return sub
+    spec = Spec(given.get("arch", sub.config.get("arch") or "x"), given.get("dataset", sub.config.get("dataset")
+                                                                            or "fashion-mnist"),
+                weights=given.get("weights"))
+    if "arch" in given:
+        check_arch(spec.arch)
+    cfg = dict(sub.config, **{k: getattr(spec, k) for k in given})
+    return replace(sub, config=cfg)
+
+
 def network_of(sub: SubArchitectures, device: str = "cpu", allow_other_weights: bool = False,
                test_per_class: int | None = None):
     """(model, mask points, test split) of the network and data a result was computed on, with
@@ -438,29 +482,38 @@ def network_of(sub: SubArchitectures, device: str = "cpu", allow_other_weights: 
     cfg = sub.config
     if "weights_sha256" not in cfg:
         check_weights(cfg, None, "this result")
-    spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=device,
-                image_size=cfg.get("image_size", 224))
+    spec = spec_of(cfg, device)
     test = first_per_class(split(spec, "test"), test_per_class)
     model, points = network(cfg["arch"], cfg["dataset"], cfg.get("weights"), device, len(test.class_names),
-                            cfg.get("points"), spec.image_size)
+                            None if cfg.get("mask_points") else cfg.get("points"), spec.image_size)
+    if cfg.get("mask_points"):  # NAD.fit records its points whole (names, modules, functional ReLU)
+        points = recorded_points(cfg, model)
     test = fit_channels(test, model)
     sub.check(model, points, spec.input_shape(input_channels(model)))  # another topology: the plainer message
     check_weights(cfg, model, "this result", allow_other_weights)
     return model, points, test
 
 
+def recorded_points(cfg: dict, model) -> list[MaskPoint]:
+    """The mask points a result of ``NAD.fit`` records, checked to be ``model``'s."""
+    try:
+        points = [MaskPoint(str(p["name"]), str(p["module"]), bool(p.get("relu", False))) for p in cfg["mask_points"]]
+    except (TypeError, KeyError):
+        raise NadkitError("the result's mask_points are malformed; re-run NAD") from None
+    return check_points(model, points)
+
+
 def baseline(folder: str | Path, method: str, out: str | Path, per_class: int = 64, device: str = "cpu",
-             allow_other_weights: bool = False) -> SubArchitectures:
+             allow_other_weights: bool = False, network: dict | None = None) -> SubArchitectures:
     """A result folder ``out`` whose sub-architectures keep, per class and point, as many channels as
     the NAD result in ``folder``, chosen by a heuristic (``nadkit.baselines``) instead of NAD; every
     figure of ``evaluate`` then compares like with like."""
     from .baselines import baseline_masks
 
-    sub = SubArchitectures.load(folder)
+    sub = with_network(SubArchitectures.load(folder), **(network or {}))
     model, points, _ = network_of(sub, device, allow_other_weights)
     cfg = sub.config
-    spec = Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), image_size=cfg.get("image_size", 224))
-    train = fit_channels(split(spec, "train"), model)
+    train = fit_channels(split(spec_of(cfg), "train"), model)
     masks = baseline_masks(method, model, points, train, sub.binary(), sub.classes, per_class, cfg["seed"])
     config = dict(cfg, baseline={"method": method, "per_class": per_class, "of": Path(folder).name,
                                  "masks_sha256": file_sha256(Path(folder) / "masks.safetensors")})
@@ -473,12 +526,22 @@ def baseline(folder: str | Path, method: str, out: str | Path, per_class: int = 
 def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None = None, seed: int = 0,
              device: str = "cpu", progress: bool = True, hit_protocol: str = "paper",
              allow_other_weights: bool = False, chance_draws: int = 999,
-             test_per_class: int | None = None) -> dict:
+             test_per_class: int | None = None, network: dict | None = None) -> dict:
     """Every per-layer figure of the paper for the sub-architectures in ``folder``, with what
     random channels of the same sizes give (``with_chance``, ``chance_draws`` null draws).
     ``mosaics`` and ``top`` default to the hit-rate protocol's ("paper": 1,000 and 5%;
     "authors": 100 and 10%). ``test_per_class``: only the first so many test images of each class
-    (a quick look; the paper's figures use the whole test set)."""
+    (a quick look; the paper's figures use the whole test set). ``network``: arch, weights and
+    dataset for a result that does not name them (``with_network``)."""
+    mosaics, top = hit_settings(hit_protocol, mosaics, top)
+    sub = with_network(SubArchitectures.load(folder), **(network or {}))
+    model, points, test = network_of(sub, device, allow_other_weights, test_per_class)
+    report = evaluate_masks(sub, model, points, test, mosaics, top, seed, progress, hit_protocol, chance_draws)
+    return report | ({"test_per_class": test_per_class} if test_per_class is not None else {})
+
+
+def hit_settings(hit_protocol: str, mosaics: int | None, top: float | None) -> tuple[int, float]:
+    """(mosaics, top) of a hit-rate protocol, the given ones checked."""
     if hit_protocol not in HIT_PROTOCOLS:
         raise NadkitError(f"unknown hit-rate protocol {hit_protocol!r}; choose one of: {', '.join(HIT_PROTOCOLS)}")
     mosaics = HIT_PROTOCOLS[hit_protocol]["mosaics"] if mosaics is None else mosaics
@@ -487,8 +550,16 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
         raise NadkitError(f"top fraction must be in (0, 1], got {top}")
     if mosaics < 1:
         raise NadkitError(f"mosaics must be >= 1, got {mosaics}")
-    sub = SubArchitectures.load(folder)
-    model, points, test = network_of(sub, device, allow_other_weights, test_per_class)
+    return mosaics, top
+
+
+NO_HIT_RATE = "a 2x2 mosaic needs 4 classes with sub-architectures; disentangle at least 4 classes to measure it"
+
+
+def evaluate_masks(sub: SubArchitectures, model, points, test, mosaics: int, top: float, seed: int = 0,
+                   progress: bool = True, hit_protocol: str = "paper", chance_draws: int = 999) -> dict:
+    """The report of ``evaluate`` for ``sub`` on ``model`` at ``points`` and the test split ``test``
+    (nadkit's data protocol: ``labels``, ``class_names``, ``load``)."""
     cfg = sub.config
     binary = sub.binary()
     pred = predict(model, test, desc="accuracy (network)" if progress else None)
@@ -500,10 +571,12 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
                     protocol=hit_protocol) if len(sub.classes) >= 4 else None
     conf = confusion(pred, test.labels, len(test.class_names))
     per_class = min(100, int(torch.bincount(test.labels).min()))
+    if per_class == 0:  # a test set without some class: as many as the classes measured all have
+        per_class = min(100, int(torch.bincount(test.labels, minlength=len(test.class_names))[sub.classes].min()))
     spec = specificity(cross_accuracy(model, points, binary, sub.classes, test, per_class=per_class,
                                       progress=progress), sub.classes)
     report = {
-        "arch": cfg["arch"], "seed": cfg.get("seed"), "points": sub.points, "classes": sub.classes,
+        "arch": cfg.get("arch"), "seed": cfg.get("seed"), "points": sub.points, "classes": sub.classes,
         "class_names": sub.class_names, "kept": sub.kept().mean(0).tolist(),
         "similarity": per_point,
         "similarity_matrix": sim.tolist(),
@@ -520,7 +593,7 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
         "confusion": conf.tolist(),
         "misjudgment": misjudgment(conf, sim, sub.classes),
         "mosaics": mosaics, "top": top, "hit_protocol": hit_protocol,
-    } | ({"test_per_class": test_per_class} if test_per_class is not None else {})
+    } | ({"hit_rate_missing": NO_HIT_RATE} if hits is None else {})
     return with_chance(report, binary, chance_draws)
 
 

@@ -80,17 +80,109 @@ def is_torchvision(model: nn.Module | None) -> bool:
     return model is not None and type(model).__module__.startswith("torchvision.")
 
 
-def mask_points(arch: str, model: nn.Module | None = None) -> list[MaskPoint]:
-    """The mask points of topology ``arch`` (of torchvision's network when ``model`` is one);
-    checked against ``model`` when given."""
+class MaskPoints(list):
+    """A list of ``MaskPoint`` that also says how it was chosen: ``rule`` ("the authors' points of
+    vgg16", "auto", ...) and ``left_out`` (module -> why it is not a point), for every module that
+    puts out a feature map, as ``nadkit points`` prints them."""
+
+    def __init__(self, points: Sequence[MaskPoint], rule: str, left_out: dict[str, str]):
+        super().__init__(points)
+        self.rule, self.left_out = rule, left_out
+
+
+def mask_points(arch: str | nn.Module, model: nn.Module | Tensor | None = None) -> list[MaskPoint]:
+    """The mask points of a network, in either form:
+
+    ``mask_points(model, example_inputs)``: for any ``nn.Module`` and an example batch
+    [B, C, H, W] (or one image's shape (C, H, W)): the authors' points where ``model`` is one of
+    the four topologies (embedded, or torchvision's at paper scale), else the automatic rule of
+    ``nadkit.findpoints`` (the stem, every block, the last feature map). Returns ``MaskPoints``:
+    ``.rule`` says which, ``.left_out`` why each other feature-map module is not a point.
+
+    ``mask_points(arch, model=None)``: the points of topology ``arch`` (of torchvision's network
+    when ``model`` is one), checked against ``model`` when given.
+    """
+    if isinstance(arch, nn.Module):
+        return points_of_model(arch, model)
     if arch not in POINTS:
-        raise NadkitError(f"no mask points for arch {arch!r}; choose one of: {', '.join(POINTS)}")
+        raise NadkitError(f"no mask points for arch {arch!r}; choose one of: {', '.join(POINTS)}; or call "
+                          "mask_points(model, example_inputs) for any network")
     points = (TORCHVISION_POINTS if is_torchvision(model) else POINTS)[arch]()
     if model is not None:
+        if not isinstance(model, nn.Module):
+            raise NadkitError(f"mask_points({arch!r}, model) takes the nn.Module as model, got a {type(model).__name__}")
         names = dict(model.named_modules())
         missing = [p.module for p in points if p.module not in names]
         if missing:
             raise NadkitError(f"the network has no module {missing[0]!r} for mask points of {arch}; is it a {arch}?")
+    return points
+
+
+def _example_shape(example_inputs) -> tuple[int, ...]:
+    if isinstance(example_inputs, Tensor):
+        shape = tuple(example_inputs.shape)
+    elif isinstance(example_inputs, (tuple, list)) and all(isinstance(v, int) for v in example_inputs):
+        shape = tuple(example_inputs)
+    else:
+        raise NadkitError("mask_points(model, example_inputs) needs example_inputs: a batch of images [B, C, H, W] "
+                          "(e.g. torch.zeros(1, 3, 32, 32)) or one image's shape (C, H, W)")
+    if len(shape) == 4:
+        shape = shape[1:]
+    if len(shape) != 3:
+        raise NadkitError(f"example_inputs of shape {list(shape)}: give a batch [B, C, H, W] or one image's (C, H, W)")
+    return shape
+
+
+def _card_of(model: nn.Module, auto: Sequence[MaskPoint]) -> tuple[str, list[MaskPoint]] | None:
+    """The authors' points of the topology ``model`` is, if it is one of the four: every module of
+    the card exists and the card has as many points as the automatic rule finds (a deeper or
+    shallower relative, e.g. resnet18 or resnet101, has other blocks, so the card does not apply)."""
+    names = dict(model.named_modules())
+    cards = TORCHVISION_POINTS if is_torchvision(model) else POINTS
+    for arch, card in cards.items():
+        points = card()
+        if all(p.module in names for p in points) and len(points) == len(auto):
+            return arch, points
+    return None
+
+
+def points_of_model(model: nn.Module, example_inputs) -> "MaskPoints":
+    """``mask_points(model, example_inputs)``: the card where it applies, else the automatic rule."""
+    from .findpoints import auto_points, candidates
+
+    if not isinstance(model, nn.Module):
+        raise NadkitError(f"mask_points takes an nn.Module, got a {type(model).__name__}")
+    shape = _example_shape(example_inputs)
+    auto = auto_points(model, shape)
+    card = _card_of(model, auto)
+    points, rule = (card[1], f"the authors' points of {card[0]}") if card else \
+        (auto, "auto: the stem, every block and the last feature map (nadkit.findpoints)")
+    chosen = {p.module for p in points}
+    left_out = {}
+    for o in candidates(model, shape):
+        if o.name in chosen:
+            continue
+        inside = next((p.module for p in points if o.name.startswith(p.module + ".")), None)
+        left_out[o.name] = o.problem or (f"inside point {inside}, whose output it makes" if inside else
+                                         "not the output of a block or stem (the rule keeps one point per unit)")
+    return MaskPoints(points, rule, left_out)
+
+
+def check_points(model: nn.Module, points: Sequence[MaskPoint]) -> list[MaskPoint]:
+    """``points`` checked to be mask points of ``model``: MaskPoints, at least one, each name once,
+    each module one of the model's."""
+    points = list(points) if not isinstance(points, (str, MaskPoint)) else [points]
+    if not points or not all(isinstance(p, MaskPoint) for p in points):
+        raise NadkitError("points must be a non-empty list of MaskPoint; get them with nadkit.mask_points(model, "
+                          "example_inputs)")
+    names = [p.name for p in points]
+    if len(set(names)) != len(names):
+        raise NadkitError(f"mask point {next(n for n in names if names.count(n) > 1)!r} is listed twice; list each once")
+    modules = dict(model.named_modules())
+    missing = [p.module for p in points if p.module not in modules or not p.module]
+    if missing:
+        raise NadkitError(f"the network has no module {missing[0]!r}: these points are not this model's; get its "
+                          "points with nadkit.mask_points(model, example_inputs)")
     return points
 
 

@@ -16,7 +16,7 @@ import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -24,6 +24,9 @@ from torch import Tensor, nn
 
 from .errors import NadkitError
 from .points import MaskPoint, point_widths
+
+if TYPE_CHECKING:
+    from .results import Ablation, Evaluation
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -158,6 +161,16 @@ class SubArchitectures:
         """Fraction of channels kept, [classes, points]."""
         return torch.stack([b.float().mean(1) for b in self.binary()], 1)
 
+    @property
+    def steps(self) -> Tensor:
+        """Steps each class took, [classes] (-1 where the status does not say)."""
+        return torch.tensor([int(self.status.get(str(c), {}).get("steps", -1)) for c in self.classes])
+
+    @property
+    def converged(self) -> Tensor:
+        """Whether each class's masks stopped changing before the step limit, [classes] bool."""
+        return torch.tensor([self.status.get(str(c), {}).get("state") == "converged" for c in self.classes])
+
     def row(self, cls: int) -> int:
         """Row of class id ``cls`` in the mask tensors."""
         return self.classes.index(cls)
@@ -174,6 +187,103 @@ class SubArchitectures:
             if self.masks[name].shape[1] != w:
                 raise NadkitError(f"masks at point {name!r} have {self.masks[name].shape[1]} channels, the network "
                                   f"has {w}; were they learned on another network?")
+
+    def mask_points_for(self, model: nn.Module) -> list[MaskPoint]:
+        """The points these masks were learned at, as ``model``'s (checked to be its modules): those
+        ``NAD.fit`` recorded, else the topology's card for an embedded arch, else the modules named."""
+        from .anynet import is_external
+        from .points import check_points, mask_points
+
+        cfg = self.config
+        if cfg.get("mask_points"):
+            from .pipeline import recorded_points
+
+            return recorded_points(cfg, model)
+        if cfg.get("points"):
+            return check_points(model, [MaskPoint(m, m) for m in cfg["points"]])
+        if isinstance(cfg.get("arch"), str) and not is_external(cfg["arch"]):
+            return mask_points(cfg["arch"], model)
+        return check_points(model, [MaskPoint(n, n) for n in self.points])
+
+    def evaluate(self, model: nn.Module, test, class_names: Sequence[str] | None = None,
+                 mosaics: int | None = None, top: float | None = None, hit_protocol: str = "paper", seed: int = 0,
+                 chance_draws: int = 999, progress: bool = False) -> "Evaluation":
+        """Every figure of ``nadkit evaluate`` for these sub-architectures on ``model`` and the test set
+        ``test`` (a ``torch.utils.data.Dataset`` of (image tensor, label), preprocessed as for the
+        model, or a nadkit split): accuracy and specificity, similarity with its chance level and
+        kappa, hit rate on 2x2 mosaics (``mosaics``, ``top``: the protocol's by default; none under 4
+        classes), confusion and misjudgment. The model is used in eval mode and left as it was."""
+        from .checks import frozen
+        from .data import as_image_data, class_index, load_batch
+        from .pipeline import evaluate_masks, hit_settings
+        from .results import Evaluation
+
+        mosaics, top = hit_settings(hit_protocol, mosaics, top)
+        data = self._test_data(test, class_names)
+        points = self.mask_points_for(model)
+        first = class_index(data.labels, len(data.class_names))[self.classes[0]][:1]
+        with frozen(model):
+            self.check(model, points, tuple(load_batch(data, first).shape[1:]))
+            report = evaluate_masks(self, model, points, data, mosaics, top, seed, progress, hit_protocol,
+                                    chance_draws)
+        return Evaluation.from_report(report)
+
+    def _test_data(self, test, class_names: Sequence[str] | None):
+        """``test`` as nadkit reads data, checked to hold images of every class of these masks."""
+        from .data import as_image_data
+
+        data = as_image_data(test, class_names)
+        counts = torch.bincount(data.labels, minlength=max(len(data.class_names), max(self.classes) + 1))
+        missing = [c for c in self.classes if c >= len(counts) or counts[c] == 0]
+        if missing:
+            raise NadkitError(f"the test set has no image of class {missing[0]}; give test images of every class of "
+                              f"these sub-architectures ({self.classes})")
+        return data
+
+    def ablate(self, model: nn.Module, test, points: Sequence[str] | None = None, ks: Sequence[int] | None = None,
+               draws: int = 100, popularity_draws: int = 10, per_class: int = 20,
+               orders: Sequence[str] = ("nad",), train=None, class_names: Sequence[str] | None = None,
+               progress: bool = False) -> "Ablation":
+        """``nadkit ablate`` in memory: at each of ``points`` (names; default all), zero each class's
+        top k channels (by its mask, and by each heuristic of ``orders`` after "nad", which need
+        ``train`` images), ``draws`` random and ``popularity_draws`` popularity-matched sets of k,
+        and keep only the class's channels; measure every class on the first ``per_class`` test
+        images of each. ``ks``: default 1, 2, 4, ... up to the largest set and the median set."""
+        from .ablate import check_orders, matrix_k, ranking, run_points, test_sample
+        from .checks import frozen
+        from .data import as_image_data
+        from .results import Ablation, PointAblation
+
+        orders = check_orders(orders)
+        if draws < 1 or popularity_draws < 0 or per_class < 1:
+            raise NadkitError("draws and per_class must be at least 1 (popularity_draws at least 0)")
+        if ks is not None and (not ks or min(ks) < 1):
+            raise NadkitError("ks must list numbers of channels of at least 1, e.g. [1, 2, 4] (or None: auto)")
+        chosen = list(self.points) if not points else list(points)
+        unknown = [p for p in chosen if p not in self.points]
+        if unknown:
+            raise NadkitError(f"no mask point {unknown[0]!r}; these sub-architectures have: {', '.join(self.points)}")
+        if len(orders) > 1 and train is None:
+            raise NadkitError(f"orders {orders[1:]} score channels on training images; pass train=your training set")
+        data = self._test_data(test, class_names)
+        every = self.mask_points_for(model)
+        idx = [self.points.index(p) for p in chosen]
+        binary = [self.binary()[i] for i in idx]
+        seed = int(self.config.get("seed", 0))
+        with frozen(model):
+            ranks = {"nad": [ranking(self.masks[p]) for p in chosen]}
+            if len(orders) > 1:
+                from .baselines import channel_scores
+
+                train_data = as_image_data(train, class_names)
+                for name in orders[1:]:
+                    scores = channel_scores(name, model, [every[i] for i in idx], train_data, self.classes, seed=seed)
+                    ranks[name] = [ranking(s) for s in scores]
+            x, labels = test_sample(data, self.classes, per_class)
+            found = run_points(model, [every[i] for i in idx], binary, ranks, x, labels, self.classes, ks, draws,
+                               popularity_draws, seed, progress=progress, positions=idx)
+        return Ablation(list(self.classes), list(self.class_names),
+                        {p: PointAblation.from_tensors(r, matrix_k(b)) for p, r, b in zip(chosen, found, binary)})
 
     def save(self, folder: Path | str, extra: dict[str, dict[str, Tensor]] | None = None) -> Path:
         """Commit the result to ``folder`` in one step: an existing ``meta.json`` is removed first, each

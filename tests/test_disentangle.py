@@ -10,7 +10,7 @@ from nadkit.points import mask_points, masked
 def fit(vgg, data, classes, class_batch=None, objective="official", seed=0, steps=6):
     model, points = vgg
     nad = NAD(model, points, beta=0.02, steps=steps, batch_per_class=8, objective=objective, seed=seed)
-    return nad.fit(data, classes, class_batch=class_batch, progress=False)
+    return nad.run(data, classes, class_batch=class_batch, progress=False)
 
 
 def test_class_batched_equals_one_class_at_a_time(vgg, train_data):
@@ -29,8 +29,8 @@ def test_every_network_class_batched_equals_one_class_at_a_time(arch, train_data
     model = load_network(arch)
     nad = NAD(model, mask_points(arch, model), steps=12, batch_per_class=4, lr=0.5)
     classes, betas = [1, 4, 7, 8], [0.01, 1.0, 0.1, 3.0]
-    together = nad.fit(train_data, classes, class_batch=3, betas=betas, progress=False)
-    apart = nad.fit(train_data, classes, class_batch=1, betas=betas, progress=False)
+    together = nad.run(train_data, classes, class_batch=3, betas=betas, progress=False)
+    apart = nad.run(train_data, classes, class_batch=1, betas=betas, progress=False)
     assert together.flips.sum() > 0, "no mask flipped: the test would prove nothing"
     start = [torch.stack(z) > 0 for z in zip(*(initial_logits(nad.widths, 0, c) for c in classes))]
     assert any(not torch.equal(s, m > 0.5) for s, m in zip(start, together.masks))
@@ -44,8 +44,8 @@ def test_until_convergence_classes_stop_on_their_own(vgg, train_data):
     model, points = vgg
     nad = NAD(model, points, beta=0.3, lr=0.5, batch_per_class=4,
               convergence=Convergence(max_steps=80, window=5, tol=0.1))
-    together = nad.fit(train_data, [0, 5, 9], progress=False)
-    apart = nad.fit(train_data, [0, 5, 9], class_batch=1, progress=False)
+    together = nad.run(train_data, [0, 5, 9], progress=False)
+    apart = nad.run(train_data, [0, 5, 9], class_batch=1, progress=False)
     assert together.steps.tolist() == apart.steps.tolist()
     assert together.converged.any() and together.steps.min() < 80  # some class stopped early
     assert (together.steps % 5 == 0).all()
@@ -54,7 +54,7 @@ def test_until_convergence_classes_stop_on_their_own(vgg, train_data):
         assert (a - b).abs().max() < 1e-2 and torch.equal(a > 0.5, b > 0.5)
     # a converged class's masks changed at most tol of each point's channels over its last window
     history = NAD(model, points, beta=0.3, lr=0.5, batch_per_class=4, steps=80, snapshot_every=5)
-    snaps = history.fit(train_data, [0, 5, 9], progress=False).snapshots
+    snaps = history.run(train_data, [0, 5, 9], progress=False).snapshots
     allowed = torch.tensor([max(1, int(0.1 * w)) for w in nad.widths])
     for j in range(3):
         t = int(together.steps[j]) // 5 - 1
@@ -101,9 +101,9 @@ def _acts(model, points, x):
 
 def test_update_is_a_normalised_step_per_class_and_point(vgg, train_data):
     model, points = vgg
-    nad = NAD(model, points, lr=0.1, steps=1, batch_per_class=8)
+    nad = NAD(model, points, lr=0.1, steps=1, batch_per_class=8, input_shape=(1, 32, 32))
     start = [torch.stack(z) for z in zip(*(initial_logits(nad.widths, 0, c) for c in (3, 5)))]
-    res = nad.fit(train_data, [3, 5], progress=False)
+    res = nad.run(train_data, [3, 5], progress=False)
     for s, m in zip(start, res.masks):
         step = (torch.logit(m.double()) - s.double()).norm(dim=1)
         assert torch.allclose(step, torch.full_like(step, 0.1), atol=1e-4)
@@ -116,7 +116,7 @@ def test_a_class_the_network_never_gets_right_is_skipped(train_data):
         model.classifier.bias[:] = torch.tensor([0.0] + [-1e4] * 9)  # always predicts class 0
     points = mask_points("vgg16", model)
     nad = NAD(model, points, steps=3, batch_per_class=4)
-    res = nad.fit(train_data, [0, 5], progress=False)
+    res = nad.run(train_data, [0, 5], progress=False)
     assert res.skipped_steps.tolist() == [0, 3]
     start = initial_logits(nad.widths, 0, 5)
     assert all(torch.allclose(m[1], torch.sigmoid(s)) for m, s in zip(res.masks, start))

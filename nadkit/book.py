@@ -142,7 +142,7 @@ class Settings:
         return self.results or self.archs
 
     def run_config(self, arch: str, seed: int | None = None, weights: str | None = None,
-                   target: str = "label") -> dict:
+                   target: str = "label", augment: str | None = None) -> dict:
         """The configuration of one run (its cache key): network, weights, classes, settings, seed
         and, where it is not the label, what the masked network must keep (``target``)."""
         card = model_card(arch).get("nad", {})
@@ -154,6 +154,8 @@ class Settings:
             cfg["weights"] = weights
         if target != "label":
             cfg["target"] = target
+        if augment is not None:
+            cfg["augment"] = augment
         if cfg["steps"] == "auto":
             cfg["max_steps"] = card.get("max_steps", 2000)
             cfg["snapshot_every"] = SNAPSHOT_EVERY
@@ -164,7 +166,8 @@ def _spec(cfg: dict) -> pipeline.Spec:
     return pipeline.Spec(cfg["arch"], classes=cfg["classes"], beta=cfg["beta"], steps=cfg["steps"],
                          max_steps=cfg.get("max_steps"), seed=cfg["seed"], device=cfg["device"],
                          weights=cfg.get("weights"), snapshot_every=cfg.get("snapshot_every"),
-                         target=cfg.get("target", "label"), fused=cfg.get("fused", False))
+                         target=cfg.get("target", "label"), fused=cfg.get("fused", False),
+                         augment=cfg.get("augment"))
 
 
 def run_dir(config: dict) -> Path:
@@ -183,12 +186,12 @@ def _cache(out: Path, name: str) -> Path:
 
 
 def folder(source: str, s: Settings, seed: int | None = None, weights: str | None = None,
-           progress: bool = True, target: str = "label") -> Path:
+           progress: bool = True, target: str = "label", augment: str | None = None) -> Path:
     """The results folder of ``source``: the folder itself, or the embedded network's run at
     ``seed`` (default: the first), computed on first use."""
     if Path(source, "meta.json").exists():
         return Path(source)
-    cfg = s.run_config(source, seed, weights, target)
+    cfg = s.run_config(source, seed, weights, target, augment)
     out = run_dir(cfg)
     if not (out / "meta.json").exists():
         pipeline.disentangle(_spec(cfg), out, progress=progress)
@@ -471,6 +474,16 @@ def permuted(arch: str, beta: float | None, s: Settings, progress: bool = True) 
     return sanity(arch, "permuted", replace(s, beta=beta), progress)
 
 
+AUGMENTED_ARCHS = ("vgg16",)  # NAD with the authors' augmentation (chapter 04), first instance and seed
+
+
+def augmented(arch: str, s: Settings, progress: bool = True) -> tuple[SubArchitectures, dict, dict]:
+    """NAD on ``arch`` with the authors' crop and flip during NAD (``--augment authors``), first
+    instance and seed: its sub-architectures, evaluation and controls, as ``sanity`` returns."""
+    out = folder(arch, s, s.seeds[0], progress=progress, augment="authors")
+    return SubArchitectures.load(out), _evaluated(out, s, "paper", progress), _controls(out, s, progress)
+
+
 def label(source: str) -> str:
     """A short name for a source: the network, plus the data set when it is not the embedded one."""
     meta = Path(source, "meta.json")
@@ -512,6 +525,9 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
         if profile() == "full" and s.beta is None:
             from .sparsity import used as sweep_used
             used += sweep_used(arch, s)  # the sparsity sweep, as far as it has run
+        if arch in AUGMENTED_ARCHS:
+            augmented(arch, s)
+            used.append(folder(arch, s, s.seeds[0], augment="authors"))
         for beta in PERMUTED_BETAS.get(arch, ()) if s.beta is None else ():
             permuted(arch, beta, s)
             used.append(sanity_folder(arch, "permuted", replace(s, beta=beta)))

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--target", default="label",
                    help="what the masked network keeps: label (the authors') or prediction (the network's own "
                         "output: for untrained or randomised networks, which get no image right)")
+    d.add_argument("--augment", default=None, choices=["authors"],
+                   help="authors: their RandomResizedCrop(scale 0.08-1.25) and flip on NAD's training images "
+                        "(image folders: always applied)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default="cpu")
     d.add_argument("--weights", default=None,

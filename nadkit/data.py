@@ -62,6 +62,44 @@ class TensorImages:
         return x.sub_(self.mean).div_(self.std)
 
 
+class AuthorsAugmented:
+    """``data`` with the augmentation the authors' code applies while it runs NAD
+    (``RandomResizedCrop(scale=(0.08, 1.25))`` and a horizontal flip), for in-memory splits; image
+    folders apply it already when read for NAD (``imagefolder.authors_transform``). Each image's
+    crop and flip come from its own seed (the sampler's), so the same seed gives the same batches."""
+
+    augments = True
+    SCALE, RATIO = (0.08, 1.25), (3 / 4, 4 / 3)
+
+    def __init__(self, data: ImageData):
+        self.data, self.labels, self.class_names = data, data.labels, data.class_names
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def preprocessing(self) -> dict:
+        base = self.data.preprocessing() if hasattr(self.data, "preprocessing") else {}
+        return base | {"augment": "authors: RandomResizedCrop(scale=(0.08, 1.25)) and a horizontal flip"}
+
+    def load(self, indices: Tensor, train: bool = False, seeds: Tensor | None = None) -> Tensor:
+        x = self.data.load(indices, train)
+        if not train or seeds is None:
+            return x
+        from torchvision.transforms import RandomResizedCrop
+        from torchvision.transforms.functional import hflip, resized_crop
+
+        out = torch.empty_like(x)
+        size = list(x.shape[-2:])
+        for i, seed in enumerate(seeds.tolist()):
+            with torch.random.fork_rng():
+                torch.manual_seed(int(seed))
+                top, left, h, w = RandomResizedCrop.get_params(x[i], list(self.SCALE), list(self.RATIO))
+                flip = bool(torch.rand(()) < 0.5)
+            img = resized_crop(x[i], top, left, h, w, size, antialias=True)
+            out[i] = hflip(img) if flip else img
+        return out
+
+
 class SubsetImages:
     """A view of some images of a data set, by index."""
 

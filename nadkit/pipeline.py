@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from .anynet import input_channels, is_external
-from .data import first_per_class, load_split
+from .data import AuthorsAugmented, first_per_class, load_split
 from .checks import check_nad_settings, resolve_device  # noqa: F401  (resolve_device re-exported)
 from .disentangle import ELBOW_BETAS, NAD, Convergence, class_status, elbow_classes, elbow_sweep  # noqa: F401
 from .errors import NadkitError
@@ -58,6 +58,8 @@ class Spec:
     mean: Sequence[float] | None = None   # image folders: normalisation (default: ImageNet's)
     std: Sequence[float] | None = None
     resize: int | None = None             # image folders: side before the centre crop (default: 8/7 of it)
+    augment: str | None = None            # "authors": their crop and flip during NAD (in-memory data;
+    #                                       image folders always apply it)
 
     def __post_init__(self):
         """Paths stored absolute, so that a result read from another folder finds its data and weights."""
@@ -190,6 +192,12 @@ def _prepare(spec: Spec):
     if s.dataset != "fashion-mnist":
         config["image_size"], config["decode"] = s.image_size, s.decode  # decoders differ in the last bits
         config["preprocessing"] = train.preprocessing()
+    if s.augment is not None:
+        if s.augment != "authors":
+            raise NadkitError(f"--augment takes 'authors' (their crop and flip during NAD), got {s.augment!r}")
+        if not s.dataset.startswith("imagefolder:"):  # image folders apply it already
+            train = AuthorsAugmented(train)
+        config["augment"] = s.augment
     warn_defaults(spec, s)
     nad = NAD(model, points, beta=s.beta, lr=s.lr, steps=s.steps, batch_per_class=s.batch_per_class,
               objective=s.objective, target=s.target, seed=s.seed, input_shape=s.input_shape(input_channels(model)), workers=s.workers,

@@ -198,7 +198,7 @@ def _shares(values: list[float]) -> str:
     return f"{lo:.2f}" if abs(hi - lo) < 0.005 else f"{lo:.2f}-{hi:.2f}"
 
 
-def verdict(rows: list[dict], key: str) -> str:
+def verdict(rows: list[dict], key: str, named: bool = True) -> str:
     """Where along the sweep of one network the finding ``key`` holds for NAD, and where it is
     NAD's own, in words, from the numbers: kept-share ranges over the measurable betas (a beta
     whose masks collapsed is "not measurable" and counted apart). NAD's own is tested on the class
@@ -209,13 +209,15 @@ def verdict(rows: list[dict], key: str) -> str:
 
     ok = [r for r in rows if measurable(r)[0] and key in r["nad"]]
     lost = [r["beta"] for r in rows if not measurable(r)[0]]
-    name = f"*{NAMES[key]}*"
+    name = f"*{NAMES[key]}* " if named else ""
     if not ok:
-        return f"{name}: not measurable at any beta of the sweep."
+        return f"{name}not measurable at any beta of the sweep."
     held = [r for r in ok if r["nad"][key].holds]
-    text = (f"{name} holds at kept share {_shares([r['kept'] for r in held])} ({len(held)} of {len(ok)} "
-            f"measurable betas)" if held else f"{name} is not shown at any of the {len(ok)} measurable betas")
-    if key in CLASS_UNIT:
+    text = (f"{name}holds at kept share {_shares([r['kept'] for r in held])} ({len(held)} of {len(ok)} "
+            f"measurable betas)" if held else f"{name}not shown at any of the {len(ok)} measurable betas")
+    if not held:
+        pass
+    elif key in CLASS_UNIT:
         own = nads_own(ok, key)
         mine = [r["kept"] for r in ok if own.get(r["beta"], (False, 1.0))[0] and r["nad"][key].holds]
         text += (f"; NAD's own (above every heuristic, Wilcoxon over classes, Holm over betas) at kept share "

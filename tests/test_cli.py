@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from nadkit import data as D
 from nadkit.cli import main
@@ -138,3 +139,15 @@ def test_no_traceback_from_the_console_script():
     run = subprocess.run([sys.executable, "-m", "nadkit", "disentangle", "--arch", "nope", "--out", "x"],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr and "unknown arch" in run.stderr
+
+
+def test_the_authors_augmentation_is_recorded_and_changes_the_masks(tmp_path):
+    from nadkit.subarch import SubArchitectures
+
+    plain, aug = tmp_path / "plain", tmp_path / "aug"
+    argv = ["disentangle", "--arch", "vgg16", "--classes", "0,1", "--steps", "20", "--batch-per-class", "4"]
+    assert main(argv + ["--out", str(plain)]) == 0
+    assert main(argv + ["--augment", "authors", "--out", str(aug)]) == 0
+    a, b = SubArchitectures.load(plain), SubArchitectures.load(aug)
+    assert b.config["augment"] == "authors" and "augment" not in a.config
+    assert any(not torch.equal(a.masks[k], b.masks[k]) for k in a.masks)

@@ -66,3 +66,18 @@ def test_first_per_class_keeps_every_class_in_order(test_data):
     assert D.first_per_class(test_data, None) is test_data
     with pytest.raises(NadkitError, match="per class must be >= 1"):
         D.first_per_class(test_data, 0)
+
+
+def test_the_authors_augmentation_is_seeded_per_image(test_data):
+    import torch
+
+    from nadkit.data import AuthorsAugmented, load_batch
+
+    aug = AuthorsAugmented(test_data)
+    idx, seeds = torch.arange(8), torch.arange(8) + 100
+    first = load_batch(aug, idx, seeds, train=True)
+    assert torch.equal(first, load_batch(aug, idx, seeds, train=True))        # same seeds, same images
+    assert not torch.equal(first, load_batch(aug, idx, seeds + 1, train=True))
+    assert not torch.equal(first, test_data.load(idx, True))                   # it does augment
+    assert torch.equal(load_batch(aug, idx, seeds, train=False), test_data.load(idx))  # evaluation: never
+    assert "augment" in aug.preprocessing()

@@ -3,6 +3,9 @@ is displayed (the PNG scaled down to the text column when wider), one highlight 
 shared colour scale for compared heatmaps. The figures are drawn from synthetic results of the
 shapes the chapters pass."""
 
+import base64
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from nadkit import plots, vega  # noqa: E402
 
@@ -89,7 +93,8 @@ def test_compared_heatmaps_share_one_scale_and_a_class_has_one_highlight_colour(
     assert len(limits) == 1
     assert vega.HIGHLIGHT == plots.HIGHLIGHT
     assert matplotlib.colors.to_hex(plots.highlight_cmap()(1.0)) == plots.HIGHLIGHT
-    overlay = vega.decode_png(vega.top_png(torch.tensor([[True, False]]))).convert("RGB")
+    png = vega.top_png(torch.tensor([[True, False]]))
+    overlay = Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1]))).convert("RGB")
     assert overlay.getpixel((0, 0)) == plots.HIGHLIGHT_RGB
 
 

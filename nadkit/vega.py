@@ -101,31 +101,36 @@ def curves(data: Sequence[Mapping], title: str, y: str | None = None, on_top: Se
     nets = list(dict.fromkeys(r["network"] for r in data))
     measures = list(dict.fromkeys(r["measure"] for r in data))
     top = " || ".join(f"indexof(datum.series, {json.dumps(t)}) === 0" for t in on_top) or "false"
-    value_title = y or "value"
+    value_title = y or "value of the measure"
     tooltip = [{"field": "series", "title": "series"}, {"field": "name", "title": "mask point"},
                {"field": "value", "title": value_title, "format": NUMBER}]
     encoding = {
         "x": {"field": "name", "type": "ordinal", "sort": {"field": "point"}, "title": "mask point",
               "axis": {"labelAngle": -45}},
-        "y": {"field": "value", "type": "quantitative",
-              "title": y if y else {"expr": "measure"}},
+        "y": {"field": "value", "type": "quantitative", "title": y or None},
         "color": {"field": "series", "type": "nominal", "title": None, "legend": {"orient": "bottom", "columns": 4}},
         "strokeDash": {"field": "kind", "type": "nominal", "title": "line",
-                       "legend": {"orient": "bottom", "direction": "horizontal"},
+                       "legend": {"orient": "bottom", "direction": "horizontal", "symbolType": "stroke",
+                                  "symbolStrokeWidth": 2, "symbolSize": 300},
                        "scale": {"domain": ["measured", "chance or random draw"], "range": [[1, 0], [4, 3]]}},
         "tooltip": tooltip}
     line = {"type": "line", "point": True}
+    # the y axis titled with the chosen measure (an axis title cannot follow a parameter)
+    axis_title = {"data": {"values": [{}]},
+                  "mark": {"type": "text", "text": {"expr": "measure"}, "angle": 270, "x": -48, "y": 130,
+                           "fontSize": 12, "fontWeight": "bold", "baseline": "bottom"}}
+    lines = {"data": {"values": [dict(r) for r in data]},
+             "transform": [{"filter": "datum.network === network && datum.measure === measure"},
+                           {"calculate": "test(/^(chance|random)/, datum.series) ? 'chance or random draw' : 'measured'",
+                            "as": "kind"}],
+             "encoding": encoding,
+             "layer": [{"transform": [{"filter": f"!({top})"}], "mark": line},
+                       {"transform": [{"filter": top}], "mark": line | {"strokeWidth": 2.5}}]}
     return VegaLite({
         "params": [_select("network", nets), _select("measure", measures)],
-        "data": {"values": [dict(r) for r in data]},
-        "transform": [{"filter": "datum.network === network && datum.measure === measure"},
-                      {"calculate": "test(/^(chance|random)/, datum.series) ? 'chance or random draw' : 'measured'",
-                       "as": "kind"}],
         "title": {"text": {"expr": "network + ': ' + measure + " + json.dumps(f" — {title}")}},
         "width": 560, "height": 260,
-        "encoding": encoding,
-        "layer": [{"transform": [{"filter": f"!({top})"}], "mark": line},
-                  {"transform": [{"filter": top}], "mark": line | {"strokeWidth": 2.5}}],
+        "layer": [lines] + ([] if y else [axis_title]),
     })
 
 
@@ -243,17 +248,17 @@ def explorer(rows: Sequence[Mapping], originals: Sequence[Mapping], mosaics: Seq
 
     kept = image("kept", rows, [at, mine]) | {"title": "kept channels (orange)", "width": size, "height": size}
     corners = json.dumps(list(CORNERS))
-    place = ("quadrant >= 0 ? 'mosaic ' + (mosaic + 1) + ': the class is in the ' + " + corners
-             + "[quadrant] + ' quadrant (dashed outline)' : 'mosaic ' + (mosaic + 1) + "
+    place = ("quadrant >= 0 ? 'mosaic ' + mosaic + ': the class is in the ' + " + corners
+             + "[quadrant] + ' quadrant (dashed outline)' : 'mosaic ' + mosaic + "
              "': the class is not in this mosaic'")
     return VegaLite({
         "params": [_select("network", nets), _select("cls", classes, "class"),
                    {"name": "point", "value": counts[nets[0]],
                     "bind": {"input": "range", "min": 1, "max": most, "step": 1, "name": "point "}},
-                   {"name": "mosaic", "value": 0, "bind": {"input": "range", "min": 0, "max": len(mosaics) - 1,
+                   {"name": "mosaic", "value": 1, "bind": {"input": "range", "min": 1, "max": len(mosaics),
                                                            "step": 1, "name": "mosaic (the class's first) "}},
-                   {"name": "shown", "expr": json.dumps(order) + "[cls][mosaic]"},
-                   {"name": "quadrant", "expr": json.dumps(where) + "[cls][mosaic]"}],
+                   {"name": "shown", "expr": json.dumps(order) + "[cls][mosaic - 1]"},
+                   {"name": "quadrant", "expr": json.dumps(where) + "[cls][mosaic - 1]"}],
         "vconcat": [
             {"data": {"values": [dict(r) for r in rows]}, "transform": [at, mine], "width": 500, "height": 40,
              "layer": [

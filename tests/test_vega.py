@@ -47,13 +47,15 @@ def test_curves_say_what_they_draw_tooltips_rounded_axis_titled_dashes_explained
     data = vega.rows("vgg16", ["p1", "p2"], {("hit rate", "NAD"): [0.970312476158, 0.5],
                                              ("hit rate", "random"): [0.25, 0.26]})
     spec = vega.curves(data, "t").spec
-    enc = spec["encoding"]
-    assert enc["y"]["title"] == {"expr": "measure"}  # the chosen measure, not "value"
+    lines, title = spec["layer"]
+    enc = lines["encoding"]
+    titles = [title["mark"]] if title["mark"]["type"] == "text" else []
+    assert enc["y"]["title"] is None and titles[0]["text"] == {"expr": "measure"}  # not "value"
     value = [t for t in enc["tooltip"] if t["field"] == "value"][0]
     assert value["format"] == vega.NUMBER and "kind" not in [t["field"] for t in enc["tooltip"]]
     assert enc["strokeDash"]["legend"] is not None
     assert spec["config"]["axis"]["labelFontSize"] >= 12  # 9 pt
-    top = [layer for layer in spec["layer"] if layer["mark"].get("strokeWidth")]
+    top = [layer for layer in lines["layer"] if layer["mark"].get("strokeWidth")]
     assert len(top) == 1 and "NAD" in top[0]["transform"][0]["filter"]  # NAD drawn last, on top
 
 
@@ -70,6 +72,6 @@ def test_mosaics_cover_every_class_and_the_explorer_offers_the_class_s_first():
     fig = vega.explorer(rows, originals, ["m0", "m1"], [["x", "y", "z", "w"], ["z", "b", "y", "x"]])
     params = {p["name"]: p for p in fig.spec["params"]}
     assert params["point"]["value"] == 13  # the first network's last point
-    assert params["shown"]["expr"].startswith(json.dumps({"a": [0, 1], "b": [1, 0]}))
-    assert params["quadrant"]["expr"].startswith(json.dumps({"a": [-1, -1], "b": [1, -1]}))
+    assert params["shown"]["expr"] == json.dumps({"a": [0, 1], "b": [1, 0]}) + "[cls][mosaic - 1]"
+    assert params["quadrant"]["expr"] == json.dumps({"a": [-1, -1], "b": [1, -1]}) + "[cls][mosaic - 1]"
     assert json.dumps({"vgg16": 13, "resnet50": 17}) in fig.html()  # the slider's range per network

@@ -37,6 +37,17 @@ def test_notebook_code_fits_the_page():
         assert not long, f"{path.name}: {long[0]!r}"
 
 
+def test_every_citation_is_in_the_references():
+    """Every {cite} key of the chapters and pages is an entry of book/references.bib (an unknown
+    key is a warning, so an error in the -W build, but this says which without building)."""
+    bib = set(re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "book" / "references.bib").read_text(), re.M))
+    sources = [*NOTEBOOKS, *(ROOT / "book").glob("*.md")]
+    cited = {key.strip() for path in sources
+             for keys in re.findall(r"\{cite[:a-z]*\}`([^`]+)`", path.read_text()) for key in keys.split(",")}
+    assert cited, "no citation found"
+    assert cited <= bib, f"cited but not in references.bib: {sorted(cited - bib)}"
+
+
 def test_every_chapter_is_in_the_table_of_contents():
     toc = (ROOT / "_toc.yml").read_text()
     assert all(f"book/{p.stem}" in toc for p in NOTEBOOKS)

@@ -101,17 +101,18 @@ def curves(data: Sequence[Mapping], title: str, y: str | None = None, on_top: Se
     nets = list(dict.fromkeys(r["network"] for r in data))
     measures = list(dict.fromkeys(r["measure"] for r in data))
     top = " || ".join(f"indexof(datum.series, {json.dumps(t)}) === 0" for t in on_top) or "false"
-    value_title = y or "value of the measure"
     tooltip = [{"field": "series", "title": "series"}, {"field": "name", "title": "mask point"},
-               {"field": "value", "title": value_title, "format": NUMBER}]
+               {"field": "measure", "title": "measure"}, {"field": "value", "title": "value", "format": NUMBER}]
     encoding = {
         "x": {"field": "name", "type": "ordinal", "sort": {"field": "point"}, "title": "mask point",
               "axis": {"labelAngle": -45}},
         "y": {"field": "value", "type": "quantitative", "title": y or None},
         "color": {"field": "series", "type": "nominal", "title": None, "legend": {"orient": "bottom", "columns": 4}},
         "strokeDash": {"field": "kind", "type": "nominal", "title": "line",
-                       "legend": {"orient": "bottom", "direction": "horizontal", "symbolType": "stroke",
-                                  "symbolStrokeWidth": 2, "symbolSize": 300},
+                       "legend": {"orient": "bottom", "direction": "horizontal", "symbolType": "stroke", "symbolSize": 400,
+                                  # Vega-Lite draws a line-and-point legend's strokes transparent
+                                  "encode": {"symbols": {"update": {"stroke": {"value": "#333"},
+                                                                    "strokeWidth": {"value": 2}}}}},
                        "scale": {"domain": ["measured", "chance or random draw"], "range": [[1, 0], [4, 3]]}},
         "tooltip": tooltip}
     line = {"type": "line", "point": True}

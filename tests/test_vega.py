@@ -53,7 +53,7 @@ def test_curves_say_what_they_draw_tooltips_rounded_axis_titled_dashes_explained
     assert enc["y"]["title"] is None and titles[0]["text"] == {"expr": "measure"}  # not "value"
     value = [t for t in enc["tooltip"] if t["field"] == "value"][0]
     assert value["format"] == vega.NUMBER and "kind" not in [t["field"] for t in enc["tooltip"]]
-    assert enc["strokeDash"]["legend"] is not None
+    assert enc["strokeDash"]["legend"]["encode"]["symbols"]["update"]["stroke"]["value"]  # drawn, not transparent
     assert spec["config"]["axis"]["labelFontSize"] >= 12  # 9 pt
     top = [layer for layer in lines["layer"] if layer["mark"].get("strokeWidth")]
     assert len(top) == 1 and "NAD" in top[0]["transform"][0]["filter"]  # NAD drawn last, on top

@@ -221,9 +221,10 @@ def small_figure_text(page, min_pt: float = MIN_TEXT_PT) -> list[str]:
 
 
 def scrolled_code(page) -> list[str]:
-    """The code cells of the page whose lines do not fit their box (folded ones opened)."""
+    """The code of the page (cells, and commands in the text) whose lines do not fit their box
+    (folded cells opened)."""
     page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
-    return page.evaluate("""() => [...document.querySelectorAll("div.cell_input pre")]
+    return page.evaluate("""() => [...document.querySelectorAll("div.cell_input pre, article div.highlight pre")]
         .filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.innerText.slice(0, 60))""")
 
 

@@ -78,3 +78,18 @@ def test_the_page_follows_the_introduction():
     assert "root: book/01_introduction" in toc
     entries = re.findall(r"- file: (\S+)", toc)
     assert entries[0] == "book/reproduce"
+
+
+def test_the_page_s_measured_times_and_limits_are_the_readme_s_and_the_code_s():
+    """The page quotes measurements (they cannot be recomputed by building the book): each one
+    must be the README's, and the limits the ones the code and the Makefile set."""
+    from nadkit.book import CELL_TIMEOUT
+
+    section = PAGE.split("## Hardware and time", 1)[1].split("\n## ", 1)[0]
+    measured = re.findall(r"(\d+(?:\.\d+)?) (min|s)\b", section)
+    readme = set(re.findall(r"(\d+(?:\.\d+)?) ?(min|s)(?:utes)?\b", README))
+    limits = {(f"{CELL_TIMEOUT['full']:,}", "s"), (f"{CELL_TIMEOUT['smoke']:,}", "s")}
+    backstops = {(str(int(t) // 60), "min") for t in re.findall(r"timeout (\d+) ", MAKEFILE)}
+    ci = {("18", "min"), ("20", "min")}  # make test in CI: measured there, not in the README
+    assert measured and set(measured) <= readme | backstops | ci, set(measured) - readme - backstops - ci
+    assert limits <= set(re.findall(r"(\d[\d,]*) (s)\b", section))

@@ -34,7 +34,8 @@ _LOADER = """<div class="nadkit-vega" id="{id}"></div>
 (function () {{
   var spec = {spec}, base = "{base}", options = {{mode: "vega-lite", renderer: "svg", actions: false}};
   function draw(vegaEmbed) {{
-    vegaEmbed("#{id}", spec, options).then(function (result) {{ ({after})(result.view, document.getElementById("{id}")); }})
+    vegaEmbed("#{id}", spec, options)
+      .then(function (result) {{ ({after})(result.view, document.getElementById("{id}")); }})
       .catch(console.error);
   }}
   if (typeof window.define === "function" && window.define.amd) {{  // require.js on the page (widgets)
@@ -109,7 +110,8 @@ def curves(data: Sequence[Mapping], title: str, y: str | None = None, on_top: Se
         "y": {"field": "value", "type": "quantitative", "title": y or None},
         "color": {"field": "series", "type": "nominal", "title": None, "legend": {"orient": "bottom", "columns": 4}},
         "strokeDash": {"field": "kind", "type": "nominal", "title": "line",
-                       "legend": {"orient": "bottom", "direction": "horizontal", "symbolType": "stroke", "symbolSize": 400,
+                       "legend": {"orient": "bottom", "direction": "horizontal", "symbolType": "stroke",
+                                  "symbolSize": 400,
                                   # Vega-Lite draws a line-and-point legend's strokes transparent
                                   "encode": {"symbols": {"update": {"stroke": {"value": "#333"},
                                                                     "strokeWidth": {"value": 2}}}}},
@@ -122,8 +124,8 @@ def curves(data: Sequence[Mapping], title: str, y: str | None = None, on_top: Se
                            "fontSize": 12, "fontWeight": "bold", "baseline": "bottom"}}
     lines = {"data": {"values": [dict(r) for r in data]},
              "transform": [{"filter": "datum.network === network && datum.measure === measure"},
-                           {"calculate": "test(/^(chance|random)/, datum.series) ? 'chance or random draw' : 'measured'",
-                            "as": "kind"}],
+                           {"calculate": "test(/^(chance|random)/, datum.series) ? "
+                                         "'chance or random draw' : 'measured'", "as": "kind"}],
              "encoding": encoding,
              "layer": [{"transform": [{"filter": f"!({top})"}], "mark": line},
                        {"transform": [{"filter": top}], "mark": line | {"strokeWidth": 2.5}}]}

@@ -266,3 +266,39 @@ def test_interactive_figures_answer_their_controls_offline(html, chapter, contro
     assert after != before, f"changing the {control} left the figure as it was"
     assert not errors, f"console errors: {errors[:3]}"
     assert not outside, f"fetched from outside: {outside[:3]}"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (the set-up installs the Debian package as root)")
+def test_the_explorer_s_point_slider_follows_the_network_and_shows_the_class_first(html):
+    """Chapter 10 in the page: for every network, the point slider ends at the network's last
+    point (its caption says "point N of N"), and for every class the first mosaic offered
+    contains the class, its quadrant named."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport=DESKTOP)
+        page.goto((html / "book" / "10_explorer.html").as_uri(), wait_until="load")
+        page.wait_for_selector(".nadkit-vega svg", timeout=30_000)
+        figure = page.locator(".nadkit-vega").first
+        network = figure.locator(".vega-bind", has_text="network").locator("select")
+        cls = figure.locator(".vega-bind", has_text="class").locator("select")
+        point = figure.locator('input[name="point"]')
+        ends, missing = {}, []
+        for net in network.locator("option").all_text_contents():
+            network.select_option(net)
+            page.wait_for_timeout(200)
+            last = point.get_attribute("max")
+            point.fill(last)
+            page.wait_for_timeout(200)
+            ends[net] = (last, svg_text(figure)[0])
+        for c in cls.locator("option").all_text_contents():
+            cls.select_option(c)
+            page.wait_for_timeout(200)
+            if "the class is in the" not in " ".join(svg_text(figure)):
+                missing.append(c)
+        browser.close()
+    assert len(ends) >= 1
+    for net, (last, caption) in ends.items():
+        assert f"point {last} of {last} " in caption, f"{net}: slider ends at {last}; {caption}"
+    assert not missing, f"classes whose first mosaic does not contain them: {missing}"

@@ -14,15 +14,18 @@ import numpy as np
 import torch
 
 from .metrics import feature_maps
+from .plots import HIGHLIGHT, highlight_cmap
 
 
 def live(subs: dict, nets: dict, mosaic_images, test):
     """A widget box: choose a network (``subs``: label -> ``SubArchitectures``, ``nets``: label ->
     ``(model, points, test)``), a class, a point and an image (a mosaic of ``mosaic_images`` or a
     test image of ``test``); the panels show the kept channels and the top 5% pixels through the
-    sub-architecture ("Dis.") and the whole network ("Ori.")."""
+    sub-architecture ("Dis.") and the whole network ("Ori."), in the book's highlight colour
+    (``plots.HIGHLIGHT``), as the static explorer draws them."""
     import ipywidgets as W
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
     first = next(iter(subs.values()))
     net = W.Dropdown(options=list(subs), description="network")
@@ -50,12 +53,12 @@ def live(subs: dict, nets: dict, mosaic_images, test):
             side = int(np.ceil(np.sqrt(len(k))))
             grid = np.full(side * side, np.nan)
             grid[: len(k)] = k
-            axes[0].imshow(grid.reshape(side, side), cmap="Greens", vmin=0, vmax=1)
+            axes[0].imshow(grid.reshape(side, side), cmap=ListedColormap(["#d9d9d9", HIGHLIGHT]), vmin=0, vmax=1)
             axes[0].set_title(f"{a} {sub.points[p]}: {int(k.sum())} of {len(k)} channels kept")
             for ax, maps, name in ((axes[1], dis, "Dis."), (axes[2], ori, "Ori.")):
                 ax.imshow(image.mean(0).numpy(), cmap="gray")
                 top = maps[p].numpy()
-                ax.imshow(np.ma.masked_where(~top, top), cmap="autumn", alpha=0.75)
+                ax.imshow(np.ma.masked_where(~top, top), cmap=highlight_cmap(), alpha=0.8, vmin=0, vmax=1)
                 ax.set_title(f"{name} top 5% pixels")
             for ax in axes:
                 ax.set_xticks([]), ax.set_yticks([])

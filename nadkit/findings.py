@@ -167,7 +167,9 @@ def of_run(report: dict, control: dict | None = None, hit: list[float] | None = 
         diff = np.array(report["accuracy"]["subarch"]) - np.array(control["random_accuracy"])
         acc = mean_interval(diff)
         out["accuracy"] = Finding(acc.holds and acc.estimate > 0, acc.estimate,
-                                  f"{100 * acc.estimate:+.1f} points, 95% CI {acc.interval(100, 1)} over classes",
+                                  f"{100 * acc.estimate:+.1f} points, "
+                                  + (f"95% CI {acc.interval(100, 1)} over classes" if np.isfinite(acc.low)
+                                     else "no interval (the same on every class)"),
                                   values=diff.tolist())
     cross = control.get("cross_accuracy") if cross is None and control else cross
     if cross is not None:

@@ -48,7 +48,11 @@ def sig(x: float, digits: int = 2, signed: bool = True) -> str:
         return "n/a"
     if x == 0:
         return "0"
-    return f"{x:{'+' if signed else ''}.{max(digits - 1 - int(np.floor(np.log10(abs(x)))), 0)}f}"
+    decimals = max(digits - 1 - int(np.floor(np.log10(abs(x)))), 0)
+    rounded = round(x, decimals)  # 0.00999 rounds to 0.010: count its digits, not the input's
+    if rounded != 0:
+        decimals = max(digits - 1 - int(np.floor(np.log10(abs(rounded)))), 0)
+    return f"{x:{'+' if signed else ''}.{decimals}f}"
 
 
 @dataclass

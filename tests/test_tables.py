@@ -27,3 +27,9 @@ def test_a_table_of_measures_is_formatted_row_by_row():
                       index=pd.Index(["accuracy (%)", "best hit rate"], name="measure"))
     lines = markdown(df, by_row=True, missing={"best hit rate": "n/a (no mosaic)"}).splitlines()
     assert lines[2] == "| accuracy (%) | 92.5 | 10.0 |" and lines[3] == "| best hit rate | 0.93 | n/a (no mosaic) |"
+
+
+def test_significant_digits_count_after_rounding():
+    from nadkit.verdicts import sig
+
+    assert sig(0.00999, signed=False) == "0.010" and sig(99.96, signed=False) == "100"

@@ -102,12 +102,14 @@ def read_every_page(html: Path) -> dict[str, list[str]]:
       text column (read by scrolling sideways); ``code``: code cells whose lines do not fit;
     - ``phone``: at 390 px, a page wider than the screen;
     - ``figure text``: Vega figures' texts smaller than MIN_TEXT_PT at their rendered size
-      (matplotlib's PNGs are checked on the saved figures: tests/test_plots.py).
+      (matplotlib's PNGs are checked on the saved figures: tests/test_plots.py);
+    - ``math errors``: equations MathJax could not typeset (it shows the error in their place).
     """
     from playwright.sync_api import sync_playwright
 
     found: dict[str, list[str]] = {k: [] for k in ("images", "explorer", "outside", "failed", "console",
-                                                  "tables", "equations", "code", "phone", "figure text")}
+                                                  "tables", "equations", "code", "phone", "figure text",
+                                                  "math errors")}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         for viewport in (DESKTOP, PHONE):
@@ -128,6 +130,8 @@ def read_every_page(html: Path) -> dict[str, list[str]]:
                 if page.locator(".nadkit-vega").count():
                     page.wait_for_selector(".nadkit-vega svg", timeout=30_000)
                 page.wait_for_timeout(200)  # MathJax and Vega lay out
+                found["math errors"] += [f"{where}: {e}" for e in page.evaluate(
+                    "[...document.querySelectorAll('mjx-merror')].map(e => e.textContent.slice(0, 80))")]
                 broken = page.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
                                        ".map(i => i.src.slice(0, 80))")
                 found["images"] += [f"{where}: {b}" for b in broken]
@@ -154,14 +158,15 @@ def browsed(html) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("check", ["images", "explorer", "outside", "failed", "console", "tables",
-                                   "equations", "code", "phone", "figure text"])
+                                   "equations", "code", "phone", "figure text", "math errors"])
 def test_every_page_in_a_browser(browsed, check):
     """Each check of ``read_every_page``, on every page of the book."""
     assert not browsed[check], f"{check}: {len(browsed[check])} found, e.g. {browsed[check][:4]}"
 
 
-def test_the_method_chapter_numbers_its_equations(html):
-    assert "eq-ib" in (html / "book" / "02_method.html").read_text()
+def test_the_method_chapter_numbers_its_equations_as_the_paper(html):
+    page = (html / "book" / "02_method.html").read_text()
+    assert all(f"\\tag{{{n}}}" in page for n in (2, 9, 13, 15, 16))
 
 
 def test_no_page_points_to_a_document_the_book_does_not_have(html):

@@ -234,3 +234,27 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
     if lost:
         text += f"; not measurable at beta {', '.join(f'{b:g}' for b in lost)} (collapsed)"
     return text + "."
+
+
+def headline(sweep: dict[str, list[dict]], see: str = "") -> str:
+    """The sweep's result in one sentence (chapter 01 carries it): where, over the networks swept,
+    a class-unit finding is NAD's own (tested on the class, Holm over betas), or that it is at no
+    sparsity; and how far the sweep has got."""
+    from .findings import NAMES
+
+    if not sweep:
+        return "The sparsity sweep has not run on any network here."
+    own = []
+    for a, rows in sweep.items():
+        ok = [r for r in rows if measurable(r)[0]]
+        for key in CLASS_UNIT:
+            have = [r for r in ok if key in r["nad"] and all(key in f for f in r["rivals"].values())]
+            tested = nads_own(have, key)
+            kept = [r["kept"] for r in have if tested.get(r["beta"], (False, 1.0))[0] and r["nad"][key].holds]
+            if kept:
+                own.append(f"*{NAMES[key]}* on {a} at kept share {_shares(kept)}")
+    done = ", ".join(f"{a} ({len(rows)} of {len(BETAS.get(a, rows))} betas)" for a, rows in sweep.items())
+    return ("Made sparser than the cards' betas, NAD beats every heuristic at its own channel counts, "
+            "tested on the class, for " + "; ".join(own) if own else
+            "Made sparser than the cards' betas, NAD beats every heuristic at its own channel counts, "
+            "tested on the class, at no sparsity") + f" (networks swept: {done}{'; ' + see if see else ''})."

@@ -49,3 +49,14 @@ def test_the_sweep_verdict_follows_the_numbers():
     assert "NAD's own at no sparsity" in verdict(behind, "specific")
     hit = [_row(0.5, 0.5, [0.1], [0.05], key="hit"), _row(0.6, 0.3, [0.02], [0.05], key="hit")]
     assert "above every heuristic's at kept share 0.50 (one instance" in verdict(hit, "hit")
+
+
+def test_the_headline_says_where_nad_is_its_own_or_that_it_is_nowhere():
+    from nadkit.sparsity import headline
+
+    ahead = [0.9 + 0.001 * i for i in range(10)]
+    level = [0.7 + 0.001 * i for i in range(10)]
+    won = {"vgg16": [_row(0.3, 0.9, level, level), _row(0.5, 0.5, ahead, level)]}
+    assert "for *sub-architectures are specific to their class* on vgg16 at kept share 0.50" in headline(won)
+    lost = {"vgg16": [_row(0.3, 0.9, level, level), _row(0.5, 0.5, level, ahead)]}
+    assert "at no sparsity" in headline(lost) and "vgg16 (2 of 9 betas)" in headline(lost)

@@ -25,9 +25,9 @@ from torch import Tensor
 
 CHANCE = 0.25
 
-COLUMN_PX = 752  # the book's text column at a 1280 px window (sphinx-book-theme), CSS pixels
+COLUMN_PX = 688  # a code cell's output area at a 1280 px window (sphinx-book-theme), CSS pixels
 DPI = 100  # matplotlib's, and the inline backend's: 1 pt of text is 1.04 CSS pt when not scaled
-COLUMN_IN = 7.2  # the widest figure shown at its own size (with savefig's tight box and padding)
+COLUMN_IN = 6.7  # the widest figure shown at its own size (with savefig's tight box and padding)
 MIN_PT = 9  # the smallest text of a figure as shown
 
 HIGHLIGHT = "#ff8c00"  # a class's channels (top pixels, kept channels) in every figure, static or live

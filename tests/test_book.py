@@ -214,8 +214,12 @@ def wider_than_the_screen(page) -> list[str]:
 
 def small_figure_text(page, min_pt: float = MIN_TEXT_PT) -> list[str]:
     """The texts of the page's Vega figures (SVG) smaller than ``min_pt`` as drawn: the font size
-    times the figure's scale on the page."""
-    return page.evaluate("""(minPx) => [...document.querySelectorAll(".nadkit-vega svg")].flatMap(svg => {
+    times the figure's scale on the page; and the matplotlib figures (PNG) shown smaller than they
+    were drawn, whose texts (drawn at ``nadkit.plots.MIN_PT`` or more) then shrink below it."""
+    shrunk = page.evaluate("""() => [...document.querySelectorAll("div.cell_output img")]
+        .filter(i => i.naturalWidth && i.getBoundingClientRect().width < 0.97 * i.naturalWidth)
+        .map(i => `figure ${i.naturalWidth} px wide shown at ${Math.round(i.getBoundingClientRect().width)} px`)""")
+    return shrunk + page.evaluate("""(minPx) => [...document.querySelectorAll(".nadkit-vega svg")].flatMap(svg => {
         const box = svg.viewBox.baseVal, shown = svg.getBoundingClientRect().width;
         const scale = box && box.width ? shown / box.width : 1;
         return [...svg.querySelectorAll("text")].filter(t => t.textContent.trim())

@@ -223,6 +223,26 @@ def load_point(path: Path, config: dict | None = None) -> dict | None:
         return None
 
 
+def check_arguments(available: Sequence[str], points, orders, draws: int, popularity_draws: int,
+                    per_class: int, ks, cli: bool = False, where: str = "") -> tuple[list[str], list[str]]:
+    """The ablation's arguments checked, each in a one-line error named as the caller knows it
+    (the CLI's flags, or the Python arguments): returns (orders, the points to ablate)."""
+    name = (lambda n: "--" + n.replace("_", "-")) if cli else (lambda n: n)  # noqa: E731
+    orders = check_orders(orders)
+    if draws < 1 or popularity_draws < 0 or per_class < 1:
+        raise NadkitError(f"{name('draws')} and {name('per_class')} must be at least 1 "
+                          f"({name('popularity_draws')} at least 0)")
+    if ks is not None and (not ks or min(ks) < 1):
+        raise NadkitError(f"{'--k' if cli else 'ks'} must list numbers of channels of at least 1, e.g. 1,2,4,8 "
+                          "(or auto)")
+    chosen = list(available) if not points else list(points)
+    unknown = [p for p in chosen if p not in available]
+    if unknown:
+        raise NadkitError(f"{where + ' has ' if where else ''}no mask point {unknown[0]!r}; "
+                          f"the points: {', '.join(available)}")
+    return orders, chosen
+
+
 def check_orders(names: Sequence[str]) -> list[str]:
     """The rankings asked for, by their canonical names; one line for an unknown one."""
     out = []
@@ -253,15 +273,8 @@ def ablation(folder: str | Path, out: str | Path | None = None, points: Sequence
     out = Path(out) if out is not None else Path(folder) / "ablation"
     if out.exists() and not out.is_dir():
         raise NadkitError(f"--out {out} is a file; name a folder for the ablation's results")
-    orders = check_orders(orders)
-    if draws < 1 or popularity_draws < 0 or per_class < 1:
-        raise NadkitError("--draws and --per-class must be at least 1 (--popularity-draws at least 0)")
-    if ks is not None and (not ks or min(ks) < 1):
-        raise NadkitError("--k must list numbers of channels of at least 1, e.g. 1,2,4,8 (or auto)")
-    chosen = list(sub.points) if not points else list(points)
-    unknown = [p for p in chosen if p not in sub.points]
-    if unknown:
-        raise NadkitError(f"{folder} has no mask point {unknown[0]!r}; its points: {', '.join(sub.points)}")
+    orders, chosen = check_arguments(sub.points, points, orders, draws, popularity_draws, per_class, ks,
+                                     cli=True, where=str(folder))
     model, all_points, test = network_of(sub, device, allow_other_weights)
     idx = [sub.points.index(p) for p in chosen]
     binary = [sub.binary()[i] for i in idx]

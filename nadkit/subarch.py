@@ -249,20 +249,12 @@ class SubArchitectures:
         ``train`` images), ``draws`` random and ``popularity_draws`` popularity-matched sets of k,
         and keep only the class's channels; measure every class on the first ``per_class`` test
         images of each. ``ks``: default 1, 2, 4, ... up to the largest set and the median set."""
-        from .ablate import check_orders, matrix_k, ranking, run_points, test_sample
+        from .ablate import check_arguments, matrix_k, ranking, run_points, test_sample
         from .checks import frozen
         from .data import as_image_data
         from .results import Ablation, PointAblation
 
-        orders = check_orders(orders)
-        if draws < 1 or popularity_draws < 0 or per_class < 1:
-            raise NadkitError("draws and per_class must be at least 1 (popularity_draws at least 0)")
-        if ks is not None and (not ks or min(ks) < 1):
-            raise NadkitError("ks must list numbers of channels of at least 1, e.g. [1, 2, 4] (or None: auto)")
-        chosen = list(self.points) if not points else list(points)
-        unknown = [p for p in chosen if p not in self.points]
-        if unknown:
-            raise NadkitError(f"no mask point {unknown[0]!r}; these sub-architectures have: {', '.join(self.points)}")
+        orders, chosen = check_arguments(self.points, points, orders, draws, popularity_draws, per_class, ks)
         if len(orders) > 1 and train is None:
             raise NadkitError(f"orders {orders[1:]} score channels on training images; pass train=your training set")
         data = self._test_data(test, class_names)

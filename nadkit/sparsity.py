@@ -209,9 +209,13 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
 
     ok = [r for r in rows if measurable(r)[0] and key in r["nad"]]
     lost = [r["beta"] for r in rows if not measurable(r)[0]]
+    constant = []
+    if key == "accuracy":  # a sub-architecture that names its class whatever the image keeps it trivially
+        constant = [r["beta"] for r in ok if "specific" in r["nad"] and not r["nad"]["specific"].holds]
+        ok = [r for r in ok if r["beta"] not in constant]
     name = f"*{NAMES[key]}* " if named else ""
     if not ok:
-        return f"{name}not measurable at any beta of the sweep."
+        return f"{name}not measurable at any beta of the sweep" + _constant(constant) + "."
     held = [r for r in ok if r["nad"][key].holds]
     text = (f"{name}holds at kept share {_shares([r['kept'] for r in held])} ({len(held)} of {len(ok)} "
             f"measurable betas)" if held else f"{name}not shown at any of the {len(ok)} measurable betas")
@@ -233,7 +237,15 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
             " (one instance: not testable as NAD's own)"
     if lost:
         text += f"; not measurable at beta {', '.join(f'{b:g}' for b in lost)} (collapsed)"
-    return text + "."
+    return text + _constant(constant) + "."
+
+
+def _constant(betas: list[float]) -> str:
+    """Why a beta does not count for "keep their class": its sub-architectures are not specific."""
+    if not betas:
+        return ""
+    return (f"; not measurable at beta {', '.join(f'{b:g}' for b in betas)}, where the sub-architectures are "
+            "not specific to their class (they name it for other classes' images too, so keeping it says nothing)")
 
 
 def headline(sweep: dict[str, list[dict]], see: str = "") -> str:
@@ -248,7 +260,8 @@ def headline(sweep: dict[str, list[dict]], see: str = "") -> str:
     for a, rows in sweep.items():
         ok = [r for r in rows if measurable(r)[0]]
         for key in CLASS_UNIT:
-            have = [r for r in ok if key in r["nad"] and all(key in f for f in r["rivals"].values())]
+            have = [r for r in ok if key in r["nad"] and all(key in f for f in r["rivals"].values())
+                    and (key != "accuracy" or ("specific" in r["nad"] and r["nad"]["specific"].holds))]
             tested = nads_own(have, key)
             kept = [r["kept"] for r in have if tested.get(r["beta"], (False, 1.0))[0] and r["nad"][key].holds]
             if kept:

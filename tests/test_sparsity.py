@@ -60,3 +60,14 @@ def test_the_headline_says_where_nad_is_its_own_or_that_it_is_nowhere():
     assert "for *sub-architectures are specific to their class* on vgg16 at kept share 0.50" in headline(won)
     lost = {"vgg16": [_row(0.3, 0.9, level, level), _row(0.5, 0.5, level, ahead)]}
     assert "at no sparsity" in headline(lost) and "vgg16 (2 of 9 betas)" in headline(lost)
+
+
+def test_keeping_the_class_does_not_count_where_the_answer_is_constant():
+    from nadkit.findings import Finding
+    from nadkit.sparsity import verdict
+
+    rows = [_row(0.3, 0.8, [0.9] * 10, [0.5] * 10, key="accuracy"), _row(0.5, 0.5, [0.9] * 10, [0.5] * 10, key="accuracy")]
+    rows[0]["nad"]["specific"] = Finding(True, 0.7, "")
+    rows[1]["nad"]["specific"] = Finding(False, 0.5, "")
+    text = verdict(rows, "accuracy")
+    assert "(1 of 1 measurable betas)" in text and "not measurable at beta 0.5, where the sub-architectures are not" in text

@@ -267,7 +267,6 @@ def headline(sweep: dict[str, list[dict]], see: str = "") -> str:
             if kept:
                 own.append(f"*{NAMES[key]}* on {a} at kept share {_shares(kept)}")
     done = ", ".join(f"{a} ({len(rows)} of {len(BETAS.get(a, rows))} betas)" for a, rows in sweep.items())
-    return ("Made sparser than the cards' betas, NAD beats every heuristic at its own channel counts, "
-            "tested on the class, for " + "; ".join(own) if own else
-            "Made sparser than the cards' betas, NAD beats every heuristic at its own channel counts, "
-            "tested on the class, at no sparsity") + f" (networks swept: {done}{'; ' + see if see else ''})."
+    lead = ("On the sparsity sweep (each network's first instance, from its card's beta to sparser ones), "
+            "NAD beats every heuristic at its own channel counts, tested on the class, ")
+    return (lead + "for " + "; ".join(own) if own else lead + "at no sparsity") + f" (networks swept: {done}{'; ' + see if see else ''})."

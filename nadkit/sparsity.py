@@ -125,11 +125,9 @@ def _effect(key: str, f) -> tuple[float, float, float]:
 
     from .stats import mean_interval
 
-    if key in CLASS_UNIT:
+    if key in CLASS_UNIT:  # values: per class, the difference over random, or the balanced accuracy
         v = mean_interval(np.asarray(f.values, dtype=float))
-        base = 0.0 if key == "accuracy" else 0.5
-        return float(np.mean(f.values)), base + v.low if key == "specific" else v.low, \
-            base + v.high if key == "specific" else v.high
+        return float(np.mean(f.values)), float(v.low), float(v.high)
     if key == "structure":
         n = len(f.values) - len(f.untestable)
         return (len(f.points) / n if n else float("nan")), float("nan"), float("nan")

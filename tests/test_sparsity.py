@@ -71,3 +71,11 @@ def test_keeping_the_class_does_not_count_where_the_answer_is_constant():
     rows[1]["nad"]["specific"] = Finding(False, 0.5, "")
     text = verdict(rows, "accuracy")
     assert "(1 of 1 measurable betas)" in text and "not measurable at beta 0.5, where the sub-architectures are not" in text
+
+
+def test_a_class_unit_effect_has_its_interval_around_it():
+    from nadkit.sparsity import effects
+
+    rows = [_row(0.3, 0.8, [0.6 + 0.01 * i for i in range(10)], [0.5] * 10)]
+    nad = effects(rows).query("method == 'NAD' and finding == 'specific'").iloc[0]
+    assert nad.low < nad.effect < nad.high and abs(nad.effect - 0.645) < 1e-9 and nad.high < 0.7

@@ -657,10 +657,24 @@ def main(argv: list[str] | None = None) -> None:
     elif command == "sweep":
         from .sparsity import run
 
+        options = {"--instance": None, "--betas": None}
+        for opt in options:
+            if opt in archs:
+                i = archs.index(opt)
+                if i + 1 >= len(archs):
+                    raise SystemExit(f"sweep {opt} takes a value, e.g. sweep vgg16 --instance 1 --betas 0.6,0.7")
+                options[opt], archs = archs[i + 1], archs[:i] + archs[i + 2:]
         unknown = [a for a in archs if a not in ARCHS]
         if unknown or not archs:
-            raise SystemExit(f"sweep takes networks from {', '.join(ARCHS)}, e.g. sweep vgg16")
-        run(archs)
+            raise SystemExit(f"sweep takes networks from {', '.join(ARCHS)}, e.g. sweep vgg16 --instance 1 --betas 0.6")
+        try:
+            instance = int(options["--instance"] or 0)
+            betas = tuple(float(b) for b in options["--betas"].split(",")) if options["--betas"] else None
+        except ValueError:
+            raise SystemExit("sweep --instance takes 0, 1 or 2 and --betas numbers, e.g. --betas 0.6,0.7") from None
+        if instance not in (0, 1, 2):
+            raise SystemExit("sweep --instance takes 0, 1 or 2 (the embedded networks' trained instances)")
+        run(archs, instance, betas)
     elif command == "ship":
         ship(precompute(archs=archs or None))
     else:

@@ -38,14 +38,16 @@ def folders(arch: str, s: book.Settings | None = None, instance: int = 0,
             for b in BETAS[arch]]
 
 
-def run(archs: list[str], instance: int = 0) -> None:
-    """Compute the sweep of each network in turn, printing each beta's wall time."""
+def run(archs: list[str], instance: int = 0, betas: tuple[float, ...] | None = None) -> None:
+    """Compute the sweep of each network in turn (or only ``betas``), each beta's run and its
+    evaluation (``at_beta``), printing each beta's wall time. Killed, it resumes where it stopped."""
     for arch in archs:
         s = book.Settings.of(archs=arch)
-        for b in BETAS[arch]:
+        for b in betas or BETAS[arch]:
             start = time.time()
-            out = book.folder(arch, replace(s, beta=b), weights=book.instance_weights(instance))
-            print(f"sweep {arch} instance {instance} beta {b}: {out} ({time.time() - start:.0f} s)", flush=True)
+            row = summary(arch, s, instance, progress=True, betas=(b,), compute=True)[0]
+            print(f"sweep {arch} instance {instance} beta {b}: {row['folder']} "
+                  f"({time.time() - start:.0f} s)", flush=True)
 
 
 def at_beta(folder: Path, s: book.Settings, progress: bool = True) -> dict:

@@ -79,3 +79,15 @@ def test_a_class_unit_effect_has_its_interval_around_it():
     rows = [_row(0.3, 0.8, [0.6 + 0.01 * i for i in range(10)], [0.5] * 10)]
     nad = effects(rows).query("method == 'NAD' and finding == 'specific'").iloc[0]
     assert nad.low < nad.effect < nad.high and abs(nad.effect - 0.645) < 1e-9 and nad.high < 0.7
+
+
+@pytest.mark.parametrize("args, says", [
+    (["sweep"], "sweep takes networks"),
+    (["sweep", "vgg16", "--instance", "3"], "takes 0, 1 or 2"),
+    (["sweep", "vgg16", "--betas", "a"], "--betas numbers"),
+    (["sweep", "vgg16", "--betas"], "takes a value"),
+])
+def test_the_sweep_command_refuses_bad_arguments_in_one_line(args, says):
+    with pytest.raises(SystemExit) as e:
+        book.main(args)
+    assert says in str(e.value) and "\n" not in str(e.value)

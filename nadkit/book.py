@@ -421,18 +421,21 @@ def spread(names: list[str], n: int) -> list[str]:
 def ablations(source: str, s: Settings, progress: bool = True) -> list[dict]:
     """``nadkit ablate`` of every trained instance's run at ``ABLATION``'s settings (the smoke
     profile's: ``SMOKE_ABLATION``), cached beside the runs."""
+    return [ablation_of(f, s.device, progress) for f in instance_folders(source, s, progress)]
+
+
+def ablation_of(folder: Path, device: str = "cpu", progress: bool = True) -> dict:
+    """``nadkit ablate`` of the run in ``folder`` at ``ABLATION``'s settings (``SMOKE_ABLATION``'s
+    in the smoke profile), cached beside it; ``widths``: the channels of each point ablated."""
     from .ablate import ablation
 
     a = SMOKE_ABLATION if profile() == "smoke" else ABLATION
-    out = []
-    for f in instance_folders(source, s, progress):
-        sub = SubArchitectures.load(f)
-        points = spread(sub.points, a["points"])
-        abl = ablation(f, _cache(f, "ablation"), points, None, a["orders"], a["draws"],
-                       a["popularity_draws"], a["per_class"], s.device, progress)
-        abl["widths"] = {p: int(sub.masks[p].shape[1]) for p in points}  # channels per point
-        out.append(abl)
-    return out
+    sub = SubArchitectures.load(folder)
+    points = spread(sub.points, a["points"])
+    abl = ablation(folder, _cache(folder, "ablation"), points, None, a["orders"], a["draws"],
+                   a["popularity_draws"], a["per_class"], device, progress)
+    abl["widths"] = {p: int(sub.masks[p].shape[1]) for p in points}  # channels per point
+    return abl
 
 
 # --- sanity checks ----------------------------------------------------------------------------

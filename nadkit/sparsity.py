@@ -270,3 +270,77 @@ def headline(sweep: dict[str, list[dict]], see: str = "") -> str:
     lead = ("On the sparsity sweep (each network's first instance, from its card's beta to sparser ones), "
             "NAD beats every heuristic at its own channel counts, tested on the class, ")
     return (lead + "for " + "; ".join(own) if own else lead + "at no sparsity") + f" (networks swept: {done}{'; ' + see if see else ''})."
+
+
+def folder_at(arch: str, beta: float, s: book.Settings | None = None, instance: int = 0) -> Path:
+    """The run folder of ``arch`` at ``beta`` (trained instance ``instance``), run or not."""
+    s = s or book.Settings.of(archs=arch)
+    return book.run_dir(replace(s, beta=beta).run_config(arch, weights=book.instance_weights(instance)))
+
+
+def ablation_at(arch: str, beta: float, s: book.Settings | None = None, progress: bool = True) -> dict | None:
+    """Chapter 05b's ablation (``book.ablation_of``) of the sweep's run of ``arch`` at ``beta``
+    (first instance), computed on first use; None where that run has not finished."""
+    s = s or book.Settings.of(archs=arch)
+    folder = folder_at(arch, beta, s)
+    return book.ablation_of(folder, s.device, progress) if (folder / "meta.json").exists() else None
+
+
+# The betas run on all three trained instances: the ones ``informative`` picks on instance 0's
+# sweep (vgg16: 3 findings with NAD above every heuristic at 0.6; resnet50: 4 at 1.6), run with
+# ``python -m nadkit.book sweep ARCH --instance 1 --betas B`` (and 2).
+REPLICATED: dict[str, tuple[float, ...]] = {"vgg16": (0.6,), "resnet50": (1.6,)}
+PER_RUN = ("fewer", "more", "structure", "hit", "misjudged beyond chance")  # one value per run
+
+
+def replicated_betas(archs: list[str]) -> dict[str, tuple[float, ...]]:
+    """The betas the chapter judges on three instances: ``REPLICATED`` in the full profile; in the
+    smoke profile (the tests) the first network's first beta, whose three instances' runs the
+    other chapters already make, so the chapter's code runs on them."""
+    if book.profile() == "smoke":
+        return {archs[0]: (BETAS[archs[0]][0],)}
+    return {a: b for a, b in REPLICATED.items() if a in archs}
+
+
+def ahead(r: dict) -> list[str]:
+    """The per-run findings that hold for NAD at one beta of the sweep and where NAD's effect is
+    above every heuristic's at its counts (description: one run cannot test it)."""
+    from .verdicts import EFFECTS
+
+    out = []
+    for key in PER_RUN:
+        if key in r["nad"] and r["nad"][key].holds:
+            sign = EFFECTS[key][2]
+            if all(sign * r["nad"][key].estimate > sign * f[key].estimate for f in r["rivals"].values() if key in f):
+                out.append(key)
+    return out
+
+
+def informative(rows: list[dict]) -> dict | None:
+    """The sweep's most informative beta for replication: among the measurable betas, the one
+    where NAD's effect is above every heuristic's on the most findings (``ahead``); the sparser
+    one on a tie. None when NAD is ahead nowhere."""
+    ok = [r for r in rows if measurable(r)[0] and ahead(r)]
+    return max(ok, key=lambda r: (len(ahead(r)), -r["kept"])) if ok else None
+
+
+def replication(arch: str, beta: float, s: book.Settings | None = None, progress: bool = True,
+                compute: bool = False) -> dict | None:
+    """The verdicts at ``beta`` over the three trained instances (``verdicts.network_verdicts``:
+    replication on ``REPLICATE`` of 3 with none significant the other way, the best heuristic at
+    NAD's counts as rival, NAD's own tested as in chapter 01), with each instance's kept share and
+    whether it is measurable; None until all three instances have run at ``beta`` (with
+    ``compute``: computing what is missing)."""
+    from .subarch import SubArchitectures
+    from .verdicts import network_verdicts
+
+    s = s or book.Settings.of(archs=arch)
+    rows = [summary(arch, s, i, progress, betas=(beta,), compute=compute) for i in range(3)]
+    if not all(rows):
+        return None
+    rows = [r[0] for r in rows]
+    points = SubArchitectures.load(folder_at(arch, beta, s)).points
+    found = network_verdicts(f"{arch} at beta {beta:g}", points, [r["nad"] for r in rows],
+                             {m: [r["rivals"][m] for r in rows] for m in rows[0]["rivals"]})
+    return {"verdicts": found, "kept": [r["kept"] for r in rows],
+            "measurable": [measurable(r)[0] for r in rows]}

@@ -137,6 +137,50 @@ def curves(data: Sequence[Mapping], title: str, y: str | None = None, on_top: Se
     })
 
 
+def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> VegaLite:
+    """Effects along a sweep, with a network and a finding to choose: one line per method
+    (``on_top``'s drawn thick, above the others; "random" dashed) against the share of channels
+    kept, its 95% band where ``low`` and ``high`` are given, filled markers where the finding
+    holds, the marker's shape by ``at`` (e.g. the card's beta, a collapsed beta). ``data``: dicts
+    with ``network``, ``finding``, ``method``, ``beta``, ``kept``, ``effect``, ``low``, ``high``
+    (None: no interval), ``holds`` and ``at``."""
+    nets = list(dict.fromkeys(r["network"] for r in data))
+    findings = list(dict.fromkeys(r["finding"] for r in data))
+    x = {"field": "kept", "type": "quantitative", "title": "share of channels kept", "scale": {"domain": [0, 1]}}
+    color = {"field": "method", "type": "nominal", "title": None, "legend": {"orient": "bottom", "columns": 5}}
+    tooltip = [{"field": "method", "title": "method"}, {"field": "beta", "title": "beta", "format": NUMBER},
+               {"field": "kept", "title": "kept share", "format": NUMBER},
+               {"field": "effect", "title": "effect", "format": NUMBER},
+               {"field": "holds", "title": "holds (its own test)"}, {"field": "at", "title": "which beta"}]
+    dash = {"condition": {"test": "datum.method === 'random'", "value": [4, 3]}, "value": [1, 0]}
+    width = {"condition": {"test": f"datum.method === {json.dumps(on_top)}", "value": 3}, "value": 1.5}
+    cleaned = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in data]
+    return VegaLite({
+        "params": [_select("network", nets), _select("finding", findings)],
+        "title": {"text": {"expr": "network + ': ' + finding + " + json.dumps(f" — {title}")}},
+        "width": 560, "height": 260,
+        "data": {"values": cleaned},
+        "transform": [{"filter": "datum.network === network && datum.finding === finding"}],
+        "encoding": {"x": x, "color": color},
+        "layer": [
+            {"transform": [{"filter": "isValid(datum.low)"}],
+             "mark": {"type": "area", "opacity": 0.15},
+             "encoding": {"y": {"field": "low", "type": "quantitative"}, "y2": {"field": "high"}}},
+            {"mark": {"type": "line"},
+             "encoding": {"y": {"field": "effect", "type": "quantitative", "title": "effect"},
+                          "strokeDash": dash, "strokeWidth": width,
+                          "order": {"field": "kept"}}},
+            {"mark": {"type": "point", "size": 50},
+             "encoding": {"y": {"field": "effect", "type": "quantitative"},
+                          "fill": {"condition": {"test": "datum.holds", "field": "method", "type": "nominal"},
+                                   "value": "white"},
+                          "shape": {"field": "at", "type": "nominal", "title": None,
+                                    "legend": {"orient": "bottom", "direction": "horizontal"}},
+                          "tooltip": tooltip}},
+        ],
+    })
+
+
 def _data_url(im: Image.Image, **save) -> str:
     buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=True, **save)

@@ -356,3 +356,38 @@ def _list(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _where(v: NetworkVerdict) -> str:
+    if v.status == "inconsistent across instances":
+        return "opposite ways at " + ", ".join(v.inconsistent)
+    return _span(v.points) if v.points else ""
+
+
+def _own_cell(v: NetworkVerdict) -> str:
+    if v.status != "holds":
+        return ""
+    if v.own is None:
+        return "not testable (" + v.own_note.split(";")[0].replace("NAD ", "") + ")"
+    return "yes" if v.own else "no"
+
+
+def table(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> str:
+    """The verdicts of ``keys`` on every network as one markdown table: verdict and instances,
+    where, effect with its interval, the best heuristic at the same counts, and NAD's own; a
+    decision within two Monte-Carlo errors of 0.05 is marked (†)."""
+    rows = []
+    for key in keys:
+        first = True
+        for a, found in verdicts.items():
+            v = found.get(key)
+            if v is None:
+                continue
+            rival = f"{v.rival}: {v.rival_effect.text()}" if v.rival else ""
+            rows.append(f"| {NAMES[key] if first else ''} | {a} | {v.status} ({v.holds_in}/{v.instances}) | "
+                        f"{_where(v)}{' (†)' if v.near else ''} | {v.effect.text() if v.effect else ''} | "
+                        f"{rival} | {_own_cell(v)} |")
+            first = False
+    head = ("| finding | network | verdict (instances) | where | effect [95% CI] "
+            "| best heuristic, same counts | NAD's own |\n|" + " --- |" * 7)
+    return "\n".join([head, *rows])

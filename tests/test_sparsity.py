@@ -91,3 +91,49 @@ def test_the_sweep_command_refuses_bad_arguments_in_one_line(args, says):
     with pytest.raises(SystemExit) as e:
         book.main(args)
     assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_chosen_beta_is_judged_over_three_instances_as_the_cards_are(smoke):
+    """In the smoke profile the chapter judges the first beta, whose three instances' runs the
+    other chapters make: the verdicts count three instances, name the best heuristic, and the
+    table carries every finding."""
+    from nadkit.verdicts import table
+
+    s = book.Settings.of(archs="vgg16")
+    betas = sparsity.replicated_betas(["vgg16", "resnet50"])
+    assert betas == {"vgg16": (sparsity.BETAS["vgg16"][0],)}
+    rep = sparsity.replication("vgg16", betas["vgg16"][0], s, progress=False, compute=True)
+    assert len(rep["kept"]) == 3 and all(0 < k <= 1 for k in rep["kept"])
+    found = rep["verdicts"]
+    assert {v.instances for v in found.values()} == {3}
+    assert found["more"].rival in book.BASELINE_METHODS
+    text = table({"vgg16": found}, ["more", "fewer", "hit"])
+    assert text.count("\n") == 4 and "NAD's own" in text
+    assert sparsity.replication("vgg16", 0.123, s, progress=False) is None  # not run: nothing
+
+
+def test_the_most_informative_beta_is_where_nad_leads_on_most_findings():
+    from nadkit.findings import Finding
+
+    def run(beta, kept, nad, rival, empty=0.0):
+        found = lambda v: {"hit": Finding(True, v, ""), "more": Finding(True, v, "")}  # noqa: E731
+        return {"beta": beta, "kept": kept, "nad": found(nad), "rivals": {"taylor": found(rival)},
+                "random": {}, "empty class-points": empty, "top answer share": 0.1}
+
+    rows = [run(0.3, 0.8, 0.1, 0.2), run(0.6, 0.3, 0.3, 0.2), run(0.9, 0.1, 0.4, 0.1, empty=0.9)]
+    assert sparsity.informative(rows)["beta"] == 0.6  # 0.9 leads too, but collapsed
+    assert sparsity.ahead(rows[1]) == ["more", "hit"]
+    assert sparsity.informative(rows[:1]) is None
+
+
+def test_the_sweep_figure_carries_every_method_and_marks_where_each_holds():
+    from nadkit import vega
+
+    data = [{"network": "vgg16", "finding": "hit", "method": m, "beta": 0.3, "kept": 0.8,
+             "effect": 0.1, "low": float("nan"), "high": None, "holds": m == "NAD", "at": "card's beta"}
+            for m in ("NAD", "taylor", "random")]
+    fig = vega.against_kept(data, "title")
+    values = fig.spec["data"]["values"]
+    assert [v["low"] for v in values] == [None] * 3  # NaN is no interval, not an invalid JSON number
+    assert "NaN" not in fig.html() and "vgg16" in fig.html()
+    assert {p["name"] for p in fig.spec["params"]} == {"network", "finding"}

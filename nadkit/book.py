@@ -121,6 +121,7 @@ class Settings:
     top: float = 0.05
     results: list[str] = field(default_factory=list)
     instances: list[int] = field(default_factory=lambda: [0, 1, 2])
+    objective: str = "official"  # NAD's loss: the authors' code, or the paper's Eq. 13 ("paper")
 
     @classmethod
     def of(cls, archs="all", classes="all", steps=None, beta=None, seeds="0,1", device="cpu", mosaics=1000,
@@ -156,6 +157,8 @@ class Settings:
             cfg["target"] = target
         if augment is not None:
             cfg["augment"] = augment
+        if self.objective != "official":  # recorded only when set: no existing cache key moves
+            cfg["objective"] = self.objective
         if cfg["steps"] == "auto":
             cfg["max_steps"] = card.get("max_steps", 2000)
             cfg["snapshot_every"] = SNAPSHOT_EVERY
@@ -167,7 +170,7 @@ def _spec(cfg: dict) -> pipeline.Spec:
                          max_steps=cfg.get("max_steps"), seed=cfg["seed"], device=cfg["device"],
                          weights=cfg.get("weights"), snapshot_every=cfg.get("snapshot_every"),
                          target=cfg.get("target", "label"), fused=cfg.get("fused", False),
-                         augment=cfg.get("augment"))
+                         augment=cfg.get("augment"), objective=cfg.get("objective", "official"))
 
 
 def run_dir(config: dict) -> Path:
@@ -660,7 +663,7 @@ def main(argv: list[str] | None = None) -> None:
     elif command == "sweep":
         from .sparsity import run
 
-        options = {"--instance": None, "--betas": None}
+        options = {"--instance": None, "--betas": None, "--objective": None}
         for opt in options:
             if opt in archs:
                 i = archs.index(opt)
@@ -677,7 +680,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("sweep --instance takes 0, 1 or 2 and --betas numbers, e.g. --betas 0.6,0.7") from None
         if instance not in (0, 1, 2):
             raise SystemExit("sweep --instance takes 0, 1 or 2 (the embedded networks' trained instances)")
-        run(archs, instance, betas)
+        objective = options["--objective"] or "official"
+        if objective not in ("official", "paper"):
+            raise SystemExit("sweep --objective takes official (the authors' code) or paper (Eq. 13)")
+        run(archs, instance, betas, objective)
     elif command == "ship":
         ship(precompute(archs=archs or None))
     else:

@@ -38,15 +38,17 @@ def folders(arch: str, s: book.Settings | None = None, instance: int = 0,
             for b in BETAS[arch]]
 
 
-def run(archs: list[str], instance: int = 0, betas: tuple[float, ...] | None = None) -> None:
-    """Compute the sweep of each network in turn (or only ``betas``), each beta's run and its
-    evaluation (``at_beta``), printing each beta's wall time. Killed, it resumes where it stopped."""
+def run(archs: list[str], instance: int = 0, betas: tuple[float, ...] | None = None,
+        objective: str = "official") -> None:
+    """Compute the sweep of each network in turn (or only ``betas``; with NAD's ``objective``),
+    each beta's run and its evaluation (``at_beta``), printing each beta's wall time. Killed, it
+    resumes where it stopped."""
     for arch in archs:
-        s = book.Settings.of(archs=arch)
+        s = replace(book.Settings.of(archs=arch), objective=objective)
         for b in betas or BETAS[arch]:
             start = time.time()
             row = summary(arch, s, instance, progress=True, betas=(b,), compute=True)[0]
-            print(f"sweep {arch} instance {instance} beta {b}: {row['folder']} "
+            print(f"sweep {arch} instance {instance} beta {b} {objective}: {row['folder']} "
                   f"({time.time() - start:.0f} s)", flush=True)
 
 
@@ -344,3 +346,38 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
                              {m: [r["rivals"][m] for r in rows] for m in rows[0]["rivals"]})
     return {"verdicts": found, "kept": [r["kept"] for r in rows],
             "measurable": [measurable(r)[0] for r in rows]}
+
+
+# The betas at which the paper's Eq. 13 objective (``--objective paper``) is run beside the
+# authors' (first instance): the chosen beta and the sparse end of the transition.
+OBJECTIVE_BETAS: dict[str, tuple[float, ...]] = {"vgg16": (0.6, 1.0)}
+
+
+def objectives(arch: str, s: book.Settings | None = None, progress: bool = True, compute: bool = False,
+               betas: tuple[float, ...] | None = None) -> dict[str, list[dict]]:
+    """``at_beta`` of the runs with each objective ("official": the sweep's, "paper": Eq. 13) at
+    ``OBJECTIVE_BETAS`` (or ``betas``), as far as they have run (with ``compute``: all)."""
+    s = s or book.Settings.of(archs=arch)
+    betas = betas or OBJECTIVE_BETAS.get(arch, ())
+    return {o: summary(arch, replace(s, objective=o), 0, progress, betas, compute) for o in ("official", "paper")}
+
+
+def objective_sentence(arch: str, by_objective: dict[str, list[dict]]) -> str:
+    """What the paper's objective changes, as a bullet written from the numbers: per beta run with
+    both objectives, the kept share and whether the sub-architectures are specific to their class."""
+    official = {r["beta"]: r for r in by_objective.get("official", [])}
+    pairs = [(official[r["beta"]], r) for r in by_objective.get("paper", []) if r["beta"] in official]
+    if not pairs:
+        return f"- The paper's objective: not run on {arch} yet."
+
+    def said(r: dict) -> str:
+        spec = r["nad"]["specific"]
+        return (f"keeps {r['kept']:.2f} of the channels, balanced accuracy {spec.estimate:.2f} "
+                f"({'specific' if spec.holds else 'not specific'} to its class"
+                f"{'' if measurable(r)[0] else '; collapsed'})")
+
+    parts = [f"at beta {o['beta']:g} the paper's objective {said(p)}, the authors' {said(o)}" for o, p in pairs]
+    changed = [o["beta"] for o, p in pairs if o["nad"]["specific"].holds != p["nad"]["specific"].holds]
+    end = (f"specificity changes with the objective at beta {', '.join(f'{b:g}' for b in changed)}" if changed
+           else "the objective does not change whether the sub-architectures are specific")
+    return f"- The paper's objective (Eq. 13) on {arch}: " + "; ".join(parts) + f": {end}."

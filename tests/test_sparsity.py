@@ -137,3 +137,27 @@ def test_the_sweep_figure_carries_every_method_and_marks_where_each_holds():
     assert [v["low"] for v in values] == [None] * 3  # NaN is no interval, not an invalid JSON number
     assert "NaN" not in fig.html() and "vgg16" in fig.html()
     assert {p["name"] for p in fig.spec["params"]} == {"network", "finding"}
+
+
+def test_the_papers_objective_is_recorded_only_when_chosen_and_changes_the_key():
+    from dataclasses import replace
+
+    s = book.Settings.of(archs="vgg16")
+    official = s.run_config("vgg16")
+    paper = replace(s, objective="paper").run_config("vgg16")
+    assert "objective" not in official  # the shipped runs' keys do not move
+    assert paper["objective"] == "paper" and book.run_dir(paper) != book.run_dir(official)
+
+
+def test_the_objective_sentence_says_whether_specificity_changes():
+    from nadkit.findings import Finding
+
+    def run(beta, kept, specific):
+        return {"beta": beta, "kept": kept, "empty class-points": 0.0, "top answer share": 0.1,
+                "nad": {"specific": Finding(specific, 0.7 if specific else 0.5, "")}}
+
+    same = sparsity.objective_sentence("vgg16", {"official": [run(0.6, 0.3, False)], "paper": [run(0.6, 0.5, False)]})
+    assert "does not change" in same and "keeps 0.50" in same and "keeps 0.30" in same
+    moved = sparsity.objective_sentence("vgg16", {"official": [run(0.6, 0.3, False)], "paper": [run(0.6, 0.5, True)]})
+    assert "changes with the objective at beta 0.6" in moved
+    assert "not run" in sparsity.objective_sentence("vgg16", {"official": [], "paper": []})

@@ -250,10 +250,11 @@ def _constant(betas: list[float]) -> str:
             "not specific to their class (they name it for other classes' images too, so keeping it says nothing)")
 
 
-def headline(sweep: dict[str, list[dict]], see: str = "") -> str:
-    """The sweep's result in one sentence (chapter 01 carries it): where, over the networks swept,
-    a class-unit finding is NAD's own (tested on the class, Holm over betas), or that it is at no
-    sparsity; and how far the sweep has got."""
+def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] | None = None) -> str:
+    """The sweep's result (chapter 01 carries it): where, over the networks swept, a class-unit
+    finding is NAD's own (tested on the class, Holm over betas), or that it is at no sparsity;
+    how far the sweep has got; and, with ``reps`` (``replications``), which findings hold on
+    three instances at the chosen sparse betas and whether they are NAD's own there."""
     from .findings import NAMES
 
     if not sweep:
@@ -271,7 +272,46 @@ def headline(sweep: dict[str, list[dict]], see: str = "") -> str:
     done = ", ".join(f"{a} ({len(rows)} of {len(BETAS.get(a, rows))} betas)" for a, rows in sweep.items())
     lead = ("On the sparsity sweep (each network's first instance, from its card's beta to sparser ones), "
             "NAD beats every heuristic at its own channel counts, tested on the class, ")
-    return (lead + "for " + "; ".join(own) if own else lead + "at no sparsity") + f" (networks swept: {done}{'; ' + see if see else ''})."
+    text = (lead + "for " + "; ".join(own) if own else lead + "at no sparsity") + \
+        f" (networks swept: {done}{'; ' + see if see else ''})."
+    return text + (" " + replicated_sentence(reps) if reps is not None else "")
+
+
+def replicated_sentence(reps: dict[str, dict]) -> str:
+    """Which findings hold on three instances at the chosen sparse betas, and where they are NAD's
+    own against the best heuristic at the same counts, in one sentence from the verdicts."""
+    from .findings import NAMES
+
+    if not reps:
+        return "No sparse beta has run on all three trained instances yet."
+    held, own, not_own, untested = [], [], [], []
+    for where, r in reps.items():
+        for key, v in r["verdicts"].items():
+            if key == "accuracy" and not (r["verdicts"].get("specific") and r["verdicts"]["specific"].status == "holds"):
+                continue  # kept trivially by a sub-architecture that is not specific
+            if v.status == "holds" and all(r["measurable"]):
+                name = f"*{NAMES[key]}* on {where}"
+                held.append(name)
+                {True: own, False: not_own, None: untested}[v.own].append(
+                    name + (f" ({v.own_note.split(';')[0].replace('NAD ahead', 'NAD ahead of it')})"
+                            if v.own is None and v.own_note else ""))
+    n = max(len(r["kept"]) for r in reps.values())
+    lead = f"At the sparse betas chosen for replication, on {n} trained instances, "
+    if not held:
+        return lead + "no finding holds."
+    parts = [lead + f"{_list(held)} hold"]
+    if own:
+        parts.append(f"NAD's own (above the best heuristic at its counts): {_list(own)}")
+    if not_own:
+        parts.append(f"a heuristic at the same counts does as well: {_list(not_own)}")
+    if untested:
+        parts.append(f"whether NAD's effect is above the best heuristic's is not testable with {n} "
+                     f"instances as the unit: {_list(untested)}")
+    return "; ".join(parts) + "."
+
+
+def _list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def folder_at(arch: str, beta: float, s: book.Settings | None = None, instance: int = 0) -> Path:
@@ -304,6 +344,15 @@ def replicated_betas(archs: list[str]) -> dict[str, tuple[float, ...]]:
     return {a: b for a, b in REPLICATED.items() if a in archs}
 
 
+def replications(archs: list[str], s: book.Settings, progress: bool = True) -> dict[str, dict]:
+    """``replication`` at every beta of ``replicated_betas``, keyed "ARCH at beta B", for those
+    run on all three instances (in the smoke profile computed, so the tests run the code)."""
+    smoke = book.profile() == "smoke"
+    reps = {f"{a} at beta {b:g}": replication(a, b, s, progress, compute=smoke)
+            for a, bs in replicated_betas(archs).items() for b in bs}
+    return {k: r for k, r in reps.items() if r}
+
+
 def ahead(r: dict) -> list[str]:
     """The per-run findings that hold for NAD at one beta of the sweep and where NAD's effect is
     above every heuristic's at its counts (description: one run cannot test it)."""
@@ -328,16 +377,16 @@ def informative(rows: list[dict]) -> dict | None:
 
 def replication(arch: str, beta: float, s: book.Settings | None = None, progress: bool = True,
                 compute: bool = False) -> dict | None:
-    """The verdicts at ``beta`` over the three trained instances (``verdicts.network_verdicts``:
+    """The verdicts at ``beta`` over the trained instances of ``s`` (all three but in the smoke profile) (``verdicts.network_verdicts``:
     replication on ``REPLICATE`` of 3 with none significant the other way, the best heuristic at
     NAD's counts as rival, NAD's own tested as in chapter 01), with each instance's kept share and
-    whether it is measurable; None until all three instances have run at ``beta`` (with
+    whether it is measurable; None until every instance has run at ``beta`` (with
     ``compute``: computing what is missing)."""
     from .subarch import SubArchitectures
     from .verdicts import network_verdicts
 
     s = s or book.Settings.of(archs=arch)
-    rows = [summary(arch, s, i, progress, betas=(beta,), compute=compute) for i in range(3)]
+    rows = [summary(arch, s, i, progress, betas=(beta,), compute=compute) for i in s.instances]
     if not all(rows):
         return None
     rows = [r[0] for r in rows]

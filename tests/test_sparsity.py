@@ -94,8 +94,8 @@ def test_the_sweep_command_refuses_bad_arguments_in_one_line(args, says):
 
 
 def test_the_chosen_beta_is_judged_over_three_instances_as_the_cards_are(smoke):
-    """In the smoke profile the chapter judges the first beta, whose three instances' runs the
-    other chapters make: the verdicts count three instances, name the best heuristic, and the
+    """In the smoke profile the chapter judges the first beta, whose instances' runs the other
+    chapters make: the verdicts count the profile's instances, name the best heuristic, and the
     table carries every finding."""
     from nadkit.verdicts import table
 
@@ -103,9 +103,9 @@ def test_the_chosen_beta_is_judged_over_three_instances_as_the_cards_are(smoke):
     betas = sparsity.replicated_betas(["vgg16", "resnet50"])
     assert betas == {"vgg16": (sparsity.BETAS["vgg16"][0],)}
     rep = sparsity.replication("vgg16", betas["vgg16"][0], s, progress=False, compute=True)
-    assert len(rep["kept"]) == 3 and all(0 < k <= 1 for k in rep["kept"])
+    assert len(rep["kept"]) == len(s.instances) == 2 and all(0 < k <= 1 for k in rep["kept"])
     found = rep["verdicts"]
-    assert {v.instances for v in found.values()} == {3}
+    assert {v.instances for v in found.values()} == {2}  # the smoke profile's instances
     assert found["more"].rival in book.BASELINE_METHODS
     text = table({"vgg16": found}, ["more", "fewer", "hit"])
     assert text.count("\n") == 4 and "NAD's own" in text
@@ -161,3 +161,21 @@ def test_the_objective_sentence_says_whether_specificity_changes():
     moved = sparsity.objective_sentence("vgg16", {"official": [run(0.6, 0.3, False)], "paper": [run(0.6, 0.5, True)]})
     assert "changes with the objective at beta 0.6" in moved
     assert "not run" in sparsity.objective_sentence("vgg16", {"official": [], "paper": []})
+
+
+def test_the_replicated_sentence_says_what_holds_on_three_instances_and_whose_it_is():
+    from nadkit.verdicts import NetworkVerdict
+
+    def rep(status, own, measurable=True, specific="not shown at this scale"):
+        v = {"hit": NetworkVerdict("vgg16", "hit", status, 3, 3, own=own),
+             "accuracy": NetworkVerdict("vgg16", "accuracy", "holds", 3, 3, own=True),
+             "specific": NetworkVerdict("vgg16", "specific", specific, 0, 3)}
+        return {"verdicts": v, "measurable": [True, True, measurable], "kept": [0.3] * 3}
+
+    text = sparsity.replicated_sentence({"vgg16 at beta 0.6": rep("holds", True)})
+    assert "*hit rate above random sub-architectures* on vgg16 at beta 0.6 hold" in text
+    assert "NAD's own" in text and "keep their class" not in text  # kept trivially: not specific
+    assert "does as well" in sparsity.replicated_sentence({"x": rep("holds", False)})
+    assert "not testable" in sparsity.replicated_sentence({"x": rep("holds", None)})
+    assert "no finding holds" in sparsity.replicated_sentence({"x": rep("holds", True, measurable=False)})
+    assert "yet" in sparsity.replicated_sentence({})

@@ -161,6 +161,10 @@ def test_the_objective_sentence_says_whether_specificity_changes():
     moved = sparsity.objective_sentence("vgg16", {"official": [run(0.6, 0.3, False)], "paper": [run(0.6, 0.5, True)]})
     assert "changes with the objective at beta 0.6" in moved
     assert "not run" in sparsity.objective_sentence("vgg16", {"official": [], "paper": []})
+    sweep = [run(0.3, 0.8, False), run(0.6, 0.3, False)]
+    near = sparsity.objective_sentence("vgg16", {"official": [run(0.6, 0.3, False)], "paper": [run(0.6, 0.75, True)]},
+                                       sweep)
+    assert "authors' at beta 0.3 (kept 0.80)" in near and "a different verdict" in near
 
 
 def test_the_replicated_sentence_says_what_holds_on_three_instances_and_whose_it_is():

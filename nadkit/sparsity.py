@@ -277,37 +277,46 @@ def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] 
     return text + (" " + replicated_sentence(reps) if reps is not None else "")
 
 
-def replicated_sentence(reps: dict[str, dict]) -> str:
-    """Which findings hold on three instances at the chosen sparse betas, and where they are NAD's
-    own against the best heuristic at the same counts, in one sentence from the verdicts."""
+def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT) -> str:
+    """Which findings of ``keys`` hold on every instance's run at the chosen sparse betas, per
+    network, and where they are NAD's own against the best heuristic at the same counts (or why
+    that cannot be tested), in two sentences from the verdicts."""
     from .findings import NAMES
 
     if not reps:
         return "No sparse beta has run on all three trained instances yet."
-    held, own, not_own, untested = [], [], [], []
-    for where, r in reps.items():
-        for key, v in r["verdicts"].items():
-            if key == "accuracy" and not (r["verdicts"].get("specific") and r["verdicts"]["specific"].status == "holds"):
-                continue  # kept trivially by a sub-architecture that is not specific
-            if v.status == "holds" and all(r["measurable"]):
-                name = f"*{NAMES[key]}* on {where}"
-                held.append(name)
-                {True: own, False: not_own, None: untested}[v.own].append(
-                    name + (f" ({v.own_note.split(';')[0].replace('NAD ahead', 'NAD ahead of it')})"
-                            if v.own is None and v.own_note else ""))
     n = max(len(r["kept"]) for r in reps.values())
-    lead = f"At the sparse betas chosen for replication, on {n} trained instances, "
+    held, own, not_own, untested = [], [], [], {}
+    for where, r in reps.items():
+        found = r["verdicts"]
+        here = []
+        for key in keys:
+            v = found.get(key)
+            if v is None or v.status != "holds" or not all(r["measurable"]):
+                continue
+            if key == "accuracy" and not (found.get("specific") and found["specific"].status == "holds"):
+                continue  # kept trivially by a sub-architecture that is not specific
+            here.append(f"*{NAMES[key]}*")
+            name = f"*{NAMES[key]}* on {where.split(' at ')[0]}"
+            if v.own is None:
+                untested.setdefault(v.own_note.split(";")[0], []).append(name)
+            else:
+                (own if v.own else not_own).append(name)
+        if here:
+            held.append(f"on {where}, {_list(here)}")
     if not held:
-        return lead + "no finding holds."
-    parts = [lead + f"{_list(held)} hold"]
+        return f"At the sparse betas chosen for replication, no finding holds on {n} trained instances."
+    text = f"At the sparse betas chosen for replication, on {n} trained instances: " + "; ".join(held) + " hold."
+    parts = []
     if own:
         parts.append(f"NAD's own (above the best heuristic at its counts): {_list(own)}")
     if not_own:
         parts.append(f"a heuristic at the same counts does as well: {_list(not_own)}")
     if untested:
-        parts.append(f"whether NAD's effect is above the best heuristic's is not testable with {n} "
-                     f"instances as the unit: {_list(untested)}")
-    return "; ".join(parts) + "."
+        parts.append(f"not testable as NAD's own with {n} instances as the unit: " + "; ".join(
+            _list(items) + (f" ({why.replace('NAD ahead', 'NAD ahead of the best heuristic')})" if why else "")
+            for why, items in untested.items()))
+    return text + (" " + "; ".join(parts)[0].upper() + "; ".join(parts)[1:] + "." if parts else "")
 
 
 def _list(items: list[str]) -> str:

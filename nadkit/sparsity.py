@@ -274,13 +274,14 @@ def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] 
             "NAD beats every heuristic at its own channel counts, tested on the class, ")
     text = (lead + "for " + "; ".join(own) if own else lead + "at no sparsity") + \
         f" (networks swept: {done}{'; ' + see if see else ''})."
-    return text + (" " + replicated_sentence(reps) if reps is not None else "")
+    return text + (" " + replicated_sentence(reps, short=True) if reps is not None else "")
 
 
-def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT) -> str:
+def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, short: bool = False) -> str:
     """Which findings of ``keys`` hold on every instance's run at the chosen sparse betas, per
     network, and where they are NAD's own against the best heuristic at the same counts (or why
-    that cannot be tested), in two sentences from the verdicts."""
+    that cannot be tested), in two sentences from the verdicts; ``short``: counts instead of
+    names (chapter 01's answer)."""
     from .findings import NAMES
 
     if not reps:
@@ -306,6 +307,11 @@ def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT) ->
             held.append(f"on {where}, {_list(here)}")
     if not held:
         return f"At the sparse betas chosen for replication, no finding holds on {n} trained instances."
+    if short:
+        n_held = len(own) + len(not_own) + sum(len(v) for v in untested.values())
+        return (f"At the sparse betas chosen for replication ({', '.join(reps)}), on {n} trained instances, "
+                f"findings hold in {n_held} network-finding cells; NAD's own: {len(own)}, a heuristic as good: {len(not_own)}, "
+                f"not testable with {n} instances as the unit: {n_held - len(own) - len(not_own)}.")
     text = f"At the sparse betas chosen for replication, on {n} trained instances: " + "; ".join(held) + " hold."
     parts = []
     if own:
@@ -402,6 +408,10 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
     points = SubArchitectures.load(folder_at(arch, beta, s)).points
     found = network_verdicts(f"{arch} at beta {beta:g}", points, [r["nad"] for r in rows],
                              {m: [r["rivals"][m] for r in rows] for m in rows[0]["rivals"]})
+    spec, kept = found.get("specific"), found.get("accuracy")
+    if kept is not None and kept.status == "holds" and (spec is None or spec.status != "holds"):
+        # a sub-architecture that names its class whatever the image keeps it trivially
+        kept.status, kept.own, kept.own_note = "not testable here", None, "the sub-architectures are not specific"
     return {"verdicts": found, "kept": [r["kept"] for r in rows],
             "measurable": [measurable(r)[0] for r in rows]}
 

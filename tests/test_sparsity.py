@@ -181,5 +181,7 @@ def test_the_replicated_sentence_says_what_holds_on_three_instances_and_whose_it
     assert "NAD's own" in text and "keep their class" not in text  # kept trivially: not specific
     assert "does as well" in sparsity.replicated_sentence({"x": rep("holds", False)})
     assert "Not testable as NAD's own" in sparsity.replicated_sentence({"x": rep("holds", None)})
+    short = sparsity.replicated_sentence({"x": rep("holds", True)}, short=True)
+    assert "findings hold in 1 network-finding cells" in short and "NAD's own: 1" in short
     assert "no finding holds" in sparsity.replicated_sentence({"x": rep("holds", True, measurable=False)})
     assert "yet" in sparsity.replicated_sentence({})

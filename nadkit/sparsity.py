@@ -108,12 +108,25 @@ def chapter(archs: list[str], s: book.Settings, instance: int = 0, progress: boo
 
 
 def used(arch: str, s: book.Settings, instance: int = 0) -> list:
-    """The run folders the sparsity chapter reads for ``arch`` (each beta that has run and its
-    heuristics' runs), their findings computed: what ``book.precompute`` ships."""
-    out = []
-    for r in summary(arch, s, instance, progress=True):
-        folder = book.run_dir(replace(s, beta=r["beta"]).run_config(arch, weights=book.instance_weights(instance)))
-        out += [folder, *(book.baseline_folder(folder, m) for m in book.BASELINE_METHODS)]
+    """The run folders the sparsity chapter reads for ``arch``, their findings computed: what
+    ``book.precompute`` ships. Each beta of the sweep that has run, the chosen betas' runs on the
+    other instances (``REPLICATED``, with the ablation of the first instance's), the paper
+    objective's runs (``OBJECTIVE_BETAS``), each with its heuristics' runs."""
+    out: list[Path] = []
+
+    def add(rows: list[dict], settings: book.Settings, inst: int) -> None:
+        for r in rows:
+            folder = folder_at(arch, r["beta"], settings, inst)
+            out.extend([folder, *(book.baseline_folder(folder, m) for m in book.BASELINE_METHODS)])
+
+    add(summary(arch, s, instance, progress=True), s, instance)
+    for b in REPLICATED.get(arch, ()):
+        ablation_at(arch, b, s)  # cached inside the run's folder
+        for i in s.instances:
+            if i != instance:
+                add(summary(arch, s, i, progress=True, betas=(b,)), s, i)
+    paper = replace(s, objective="paper")
+    add(summary(arch, paper, instance, progress=True, betas=OBJECTIVE_BETAS.get(arch, ())), paper, instance)
     return out
 
 

@@ -137,17 +137,22 @@ def curves(data: Sequence[Mapping], title: str, y: str | None = None, on_top: Se
     })
 
 
+SHAPES_AT = ["card's beta", "sweep", "collapsed (not measurable)"]  # circle, triangle, square
+
+
 def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> VegaLite:
     """Effects along a sweep, with a network and a finding to choose: one line per method
     (``on_top``'s drawn thick, above the others; "random" dashed) against the share of channels
     kept, its 95% band where ``low`` and ``high`` are given, filled markers where the finding
-    holds, the marker's shape by ``at`` (e.g. the card's beta, a collapsed beta). ``data``: dicts
+    holds, the marker's shape by ``at`` (one of ``SHAPES_AT``; no legend: the text says it). ``data``: dicts
     with ``network``, ``finding``, ``method``, ``beta``, ``kept``, ``effect``, ``low``, ``high``
     (None: no interval), ``holds`` and ``at``."""
     nets = list(dict.fromkeys(r["network"] for r in data))
     findings = list(dict.fromkeys(r["finding"] for r in data))
     x = {"field": "kept", "type": "quantitative", "title": "share of channels kept", "scale": {"domain": [0, 1]}}
-    color = {"field": "method", "type": "nominal", "title": None, "legend": {"orient": "bottom", "columns": 5}}
+    # the legend drawn opaque (the band's opacity would carry over)
+    color = {"field": "method", "type": "nominal", "title": None,
+             "legend": {"orient": "bottom", "columns": 5, "symbolOpacity": 1, "symbolType": "circle"}}
     tooltip = [{"field": "method", "title": "method"}, {"field": "beta", "title": "beta", "format": NUMBER},
                {"field": "kept", "title": "kept share", "format": NUMBER},
                {"field": "effect", "title": "effect", "format": NUMBER},
@@ -157,7 +162,7 @@ def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> Ve
     cleaned = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in data]
     return VegaLite({
         "params": [_select("network", nets), _select("finding", findings)],
-        "title": {"text": {"expr": "network + ': ' + finding + " + json.dumps(f" — {title}")}},
+        "title": {"text": {"expr": "network + ': ' + finding"}, "subtitle": title, "subtitleFontSize": 12},
         "width": 560, "height": 260,
         "data": {"values": cleaned},
         "transform": [{"filter": "datum.network === network && datum.finding === finding"}],
@@ -174,8 +179,8 @@ def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> Ve
              "encoding": {"y": {"field": "effect", "type": "quantitative"},
                           "fill": {"condition": {"test": "datum.holds", "field": "method", "type": "nominal"},
                                    "value": "white"},
-                          "shape": {"field": "at", "type": "nominal", "title": None,
-                                    "legend": {"orient": "bottom", "direction": "horizontal"}},
+                          "shape": {"field": "at", "type": "nominal", "legend": None,  # said in the text
+                                    "scale": {"domain": SHAPES_AT, "range": ["circle", "triangle-up", "square"]}},
                           "tooltip": tooltip}},
         ],
     })

@@ -21,10 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from . import pipeline
-from .data import REPO_ROOT
+from .data import REPO_ROOT, mosaics
 from .disentangle import ELBOW_BETAS
-from .metrics import (class_accuracy, collapsed, cross_accuracy, hit_rate, misjudgment, predict, random_like,
-                      similarity)
+from .metrics import (class_accuracy, collapsed, cross_accuracy, hit_rate, hit_rate_by_class, misjudgment, predict,
+                      random_like, similarity)
 from .networks import ARCHS, load_network, model_card, weights_sha256
 from .subarch import SubArchitectures, load_history
 
@@ -816,6 +816,21 @@ def control_hit(out: Path, s: Settings, progress: bool = True) -> list[float]:
         model, points, test = network_of(sub, s.device)
         hits = hit_rate(model, points, sub.binary(), sub.classes, test, n, s.top, 0, progress=progress)
         path.write_text(json.dumps(hits.mean((0, 1)).tolist()) + "\n")
+    return json.loads(path.read_text())
+
+
+def control_hit_by_class(out: Path, s: Settings, progress: bool = True) -> list[list[float]]:
+    """Per class and point, the hit rate of the run in ``out`` on its NAD run's control mosaics
+    (``control_hit``'s, split by the class each quadrant shows: ``metrics.hit_rate_by_class``),
+    cached: the values on which NAD's hit rate is compared with a heuristic's, class by class."""
+    n = max(4, s.mosaics // 20)
+    path = _cache(out, f"control-hit-class-{_key(_test_key({'mosaics': n, 'top': s.top, 'seed': 0}))}.json")
+    if not path.exists():
+        sub = SubArchitectures.load(out)
+        model, points, test = network_of(sub, s.device)
+        hits = hit_rate(model, points, sub.binary(), sub.classes, test, n, s.top, 0, progress=progress)
+        quads = mosaics(test, n, seed=0, classes=sub.classes)[1]
+        path.write_text(json.dumps(hit_rate_by_class(hits, quads, sub.classes).tolist()) + "\n")
     return json.loads(path.read_text())
 
 

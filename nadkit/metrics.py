@@ -152,6 +152,18 @@ def hit_rate(model: nn.Module, points: Sequence[MaskPoint], binary: Sequence[Ten
     return torch.cat(hits).cpu()
 
 
+def hit_rate_by_class(hits: Tensor, quad_classes: Tensor, classes: Sequence[int]) -> Tensor:
+    """Per class and point, the mean hit rate of the class's sub-architecture over the mosaic
+    quadrants that show the class: ``hits`` [n, 4, points] from ``hit_rate``, ``quad_classes``
+    [n, 4] the class of each quadrant (``data.mosaics``). The class is the unit on which two
+    methods' hit rates are compared; a class that no mosaic shows gets nan."""
+    rows = []
+    for c in classes:
+        shown = quad_classes == c
+        rows.append(hits[shown].mean(0) if shown.any() else torch.full(hits.shape[2:], float("nan")))
+    return torch.stack(rows)
+
+
 def misjudgment(conf: Tensor, sim: Tensor, classes: Sequence[int], min_rate: float = 0.02) -> dict:
     """Table 1: mean similarity of each class's sub-architecture to the classes its images are
     wrongly predicted as ("mis": at least ``min_rate`` of its test images) and to all other classes

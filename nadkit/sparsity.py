@@ -73,11 +73,15 @@ def at_beta(folder: Path, s: book.Settings, progress: bool = True) -> dict:
         rivals[method] = of_run(book._with_uniform_p(book._evaluated(b, s, "paper", progress), b, s, progress), control,
                                 hit=book.control_hit(b, s, progress), cross=book._cross(b, s, progress))
     kept = sub.kept()  # [classes, points]
+    by_class = {}
+    if control.get("random_hit_rate_draws"):  # NAD's and each heuristic's hit rate, class by class
+        by_class = {m: book.control_hit_by_class(f, s, progress)
+                    for m, f in [("NAD", folder), *((m, book.baseline_folder(folder, m)) for m in rivals)]}
     return {"beta": sub.config["beta"], "folder": folder.name, "kept": float(kept.mean()),
             "kept_per_point": kept.mean(0).tolist(),
             **collapse(sub.binary(), report["confusion"]),
             "nad": of_run(report, control), "rivals": rivals,
-            "random": of_run(book.random_report(folder, s, progress))}
+            "random": of_run(book.random_report(folder, s, progress)), "hit_by_class": by_class}
 
 
 def summary(arch: str, s: book.Settings | None = None, instance: int = 0, progress: bool = True,
@@ -172,29 +176,65 @@ def effects(rows: list[dict]) -> "pandas.DataFrame":  # noqa: F821
     return pd.DataFrame(out)
 
 
+OWN_TESTED = CLASS_UNIT + ("hit",)  # findings whose NAD's own is tested on the class
+OWN_HOW = {k: "above every heuristic, Wilcoxon over classes, Holm over betas" for k in CLASS_UNIT} | {
+    "hit": "its hit rate class by class, mean over the points that keep some channels but not all, above "
+           "every heuristic's: Wilcoxon over classes, Holm over betas"}
+
+
+def class_values(r: dict, key: str, method: str = "NAD") -> "numpy.ndarray | None":  # noqa: F821
+    """One value per class of ``method``'s (NAD or a heuristic) finding ``key`` at the beta of
+    row ``r``: the difference over random or the balanced accuracy (``CLASS_UNIT``), or for
+    "hit" the class's hit rate averaged over the testable points (some channels kept, not all);
+    None where the row has no such values."""
+    import numpy as np
+
+    from .findings import FULL
+
+    if key == "hit":
+        h = r.get("hit_by_class", {}).get(method)
+        if h is None:
+            return None
+        kept = np.asarray(r["kept_per_point"], dtype=float)
+        testable = (kept < FULL) & (kept > 0)
+        return np.nanmean(np.asarray(h, dtype=float)[:, testable], 1) if testable.any() else None
+    found = r["nad"] if method == "NAD" else r["rivals"][method]
+    return np.asarray(found[key].values, dtype=float) if key in found else None
+
+
 def nads_own(rows: list[dict], key: str) -> dict[float, tuple[bool, float]]:
-    """Per beta, whether NAD's effect on the class-unit finding ``key`` exceeds every heuristic's
-    at NAD's counts: a one-sided Wilcoxon test over classes per heuristic, Holm over the betas
-    (per heuristic); NAD's own where every heuristic is beaten. Returns {beta: (own, largest
-    adjusted p)}; betas where NAD and a heuristic do not differ on any class are left out."""
+    """Per beta, whether NAD's effect on the finding ``key`` (``OWN_TESTED``) exceeds every
+    heuristic's at NAD's counts: a one-sided Wilcoxon test over classes (``class_values``) per
+    heuristic, Holm over the betas (per heuristic); NAD's own where every heuristic is beaten.
+    Returns {beta: (own, largest adjusted p)}; betas where NAD and a heuristic do not differ on
+    any class (below float resolution), lack the values, or differ on too few classes for Holm's
+    adjusted p ever to fall below 0.05, are left out: not testable there."""
     import numpy as np
     from scipy import stats as st
 
     from .overlap import holm
 
     methods = list(rows[0]["rivals"]) if rows else []
-    adjusted = {}
+    adjusted, floor, reach = {}, {}, {}
     for m in methods:
         p = []
         for r in rows:
-            d = np.asarray(r["nad"][key].values, dtype=float) - np.asarray(r["rivals"][m][key].values, dtype=float)
+            nad, rival = class_values(r, key), class_values(r, key, m)
+            if nad is None or rival is None:
+                p.append(np.nan)
+                floor.setdefault(m, []).append(1.0)
+                continue
+            d = (nad - rival)[np.isfinite(nad - rival)]
             d = np.where(np.abs(d) < 1e-6, 0.0, d)  # below float resolution: no difference
             p.append(st.wilcoxon(d, alternative="greater").pvalue if np.any(d) and len(d) > 1 else np.nan)
+            floor.setdefault(m, []).append(2.0 ** -np.count_nonzero(d))  # the smallest p it can give
         adjusted[m] = holm(p)
+        finite = int(np.isfinite(p).sum())
+        reach[m] = [finite * f < 0.05 for f in floor[m]]  # Holm's smallest adjusted p below 0.05
     out = {}
     for i, r in enumerate(rows):
         ps = [adjusted[m][i] for m in methods]
-        if ps and all(np.isfinite(ps)):
+        if ps and all(np.isfinite(ps)) and all(reach[m][i] for m in methods):
             out[r["beta"]] = (bool(max(ps) < 0.05), float(max(ps)))
     return out
 
@@ -217,7 +257,7 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
     """Where along the sweep of one network the finding ``key`` holds for NAD, and where it is
     NAD's own, in words, from the numbers: kept-share ranges over the measurable betas (a beta
     whose masks collapsed is "not measurable" and counted apart). NAD's own is tested on the class
-    (``nads_own``) for the class-unit findings; for the others one instance cannot test it, and the
+    (``nads_own``) for the findings of ``OWN_TESTED``; for the others one instance cannot test it, and the
     sentence says at which betas NAD's effect is the largest of all methods."""
     from .findings import NAMES
     from .verdicts import EFFECTS
@@ -236,12 +276,16 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
             f"measurable betas)" if held else f"{name}not shown at any of the {len(ok)} measurable betas")
     if not held:
         pass
-    elif key in CLASS_UNIT:
+    elif key in OWN_TESTED:
         own = nads_own(ok, key)
-        mine = [r["kept"] for r in ok if own.get(r["beta"], (False, 1.0))[0] and r["nad"][key].holds]
-        text += (f"; NAD's own (above every heuristic, Wilcoxon over classes, Holm over betas) at kept share "
-                 f"{_shares(mine)}" if mine else "; NAD's own at no sparsity: no beta at which NAD beats every "
-                 "heuristic at its channel counts at this scale")
+        mine = [r["kept"] for r in held if own.get(r["beta"], (False, 1.0))[0]]
+        how = OWN_HOW[key]
+        if not any(r["beta"] in own for r in held):
+            text += f"; whether it is NAD's own ({how}) is not testable here: too few classes differ"
+        else:
+            text += (f"; NAD's own at kept share {_shares(mine)} ({how})" if mine else
+                     f"; NAD's own at no sparsity ({how}): no beta at which NAD beats every heuristic at its "
+                     "channel counts at this scale")
     else:
         sign = EFFECTS[key][2]
         top = [r["kept"] for r in held
@@ -264,29 +308,37 @@ def _constant(betas: list[float]) -> str:
 
 
 def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] | None = None) -> str:
-    """The sweep's result (chapter 01 carries it): where, over the networks swept, a class-unit
-    finding is NAD's own (tested on the class, Holm over betas), or that it is at no sparsity;
+    """The sweep's result (chapter 01 carries it): where, over the networks swept, a finding of
+    ``OWN_TESTED`` is NAD's own (tested on the class, Holm over betas), or that it is at no
+    sparsity, or not testable;
     how far the sweep has got; and, with ``reps`` (``replications``), which findings hold on
     three instances at the chosen sparse betas and whether they are NAD's own there."""
     from .findings import NAMES
 
     if not sweep:
         return "The sparsity sweep has not run on any network here."
-    own = []
+    own, testable = [], False
     for a, rows in sweep.items():
         ok = [r for r in rows if measurable(r)[0]]
-        for key in CLASS_UNIT:
+        for key in OWN_TESTED:
             have = [r for r in ok if key in r["nad"] and all(key in f for f in r["rivals"].values())
                     and (key != "accuracy" or ("specific" in r["nad"] and r["nad"]["specific"].holds))]
             tested = nads_own(have, key)
+            testable |= any(r["beta"] in tested and r["nad"][key].holds for r in have)
             kept = [r["kept"] for r in have if tested.get(r["beta"], (False, 1.0))[0] and r["nad"][key].holds]
             if kept:
                 own.append(f"*{NAMES[key]}* on {a} at kept share {_shares(kept)}")
     done = ", ".join(f"{a} ({len(rows)} of {len(BETAS.get(a, rows))} betas)" for a, rows in sweep.items())
     lead = ("On the sparsity sweep (each network's first instance, from its card's beta to sparser ones), "
             "NAD beats every heuristic at its own channel counts, tested on the class, ")
-    text = (lead + "for " + "; ".join(own) if own else lead + "at no sparsity") + \
-        f" (networks swept: {done}{'; ' + see if see else ''})."
+    if own:
+        text = lead + "for " + "; ".join(own)
+    elif testable:
+        text = lead + "at no sparsity"
+    else:
+        text = ("On the sparsity sweep, whether NAD beats every heuristic at its own channel counts is not "
+                "testable here: where a finding holds, too few classes differ")
+    text += f" (networks swept: {done}{'; ' + see if see else ''})."
     return text + (" " + replicated_sentence(reps, short=True) if reps is not None else "")
 
 
@@ -300,7 +352,7 @@ def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, sh
     if not reps:
         return "No sparse beta has run on all three trained instances yet."
     n = max(len(r["kept"]) for r in reps.values())
-    held, own, not_own, untested = [], [], [], {}
+    held, own, not_own, unconfirmed, untested = [], [], [], [], {}
     for where, r in reps.items():
         found = r["verdicts"]
         here = []
@@ -312,7 +364,10 @@ def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, sh
                 continue  # kept trivially by a sub-architecture that is not specific
             here.append(f"*{NAMES[key]}*")
             name = f"*{NAMES[key]}* on {where.split(' at ')[0]}"
-            if v.own is None:
+            by_class = r.get("class unit", {}).get(key)
+            if by_class is not None and by_class["own"] is not None:  # tested class by class instead
+                (own if by_class["own"] else unconfirmed).append(name)
+            elif v.own is None:
                 untested.setdefault(v.own_note.split(";")[0], []).append(name)
             else:
                 (own if v.own else not_own).append(name)
@@ -321,16 +376,20 @@ def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, sh
     if not held:
         return f"At the sparse betas chosen for replication, no finding holds on {n} trained instances."
     if short:
-        n_held = len(own) + len(not_own) + sum(len(v) for v in untested.values())
+        n_held = len(own) + len(not_own) + len(unconfirmed) + sum(len(v) for v in untested.values())
         return (f"At the sparse betas chosen for replication ({', '.join(reps)}), on {n} trained instances, "
-                f"findings hold in {n_held} network-finding cells; NAD's own: {len(own)}, a heuristic as good: {len(not_own)}, "
-                f"not testable with {n} instances as the unit: {n_held - len(own) - len(not_own)}.")
+                f"findings hold in {n_held} network-finding cells; NAD's own: {len(own)}, a heuristic as good: "
+                f"{len(not_own)}, not confirmed class by class: {len(unconfirmed)}, not testable with {n} "
+                f"instances as the unit: {n_held - len(own) - len(not_own) - len(unconfirmed)}.")
     text = f"At the sparse betas chosen for replication, on {n} trained instances: " + "; ".join(held) + " hold."
     parts = []
     if own:
         parts.append(f"NAD's own (above the best heuristic at its counts): {_list(own)}")
     if not_own:
         parts.append(f"a heuristic at the same counts does as well: {_list(not_own)}")
+    if unconfirmed:
+        parts.append(f"not confirmed as NAD's own when tested class by class on the instances the beta was not "
+                     f"chosen on: {_list(unconfirmed)}")
     if untested:
         parts.append(f"not testable as NAD's own with {n} instances as the unit: " + "; ".join(
             _list(items) + (f" ({why.replace('NAD ahead', 'NAD ahead of the best heuristic')})" if why else "")
@@ -425,8 +484,79 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
     if kept is not None and kept.status == "holds" and (spec is None or spec.status != "holds"):
         # a sub-architecture that names its class whatever the image keeps it trivially
         kept.status, kept.own, kept.own_note = "not testable here", None, "the sub-architectures are not specific"
+    by_class = {"hit": own_on_classes(rows, "hit", s.instances)}
+    for key, c in by_class.items():  # testable class by class: that test decides NAD's own
+        v = found.get(key)
+        if v is not None and v.status == "holds" and c["own"] is not None:
+            v.own, v.own_note = c["own"], ("tested class by class against every heuristic on the instances the "
+                                           "beta was not chosen on")
     return {"verdicts": found, "kept": [r["kept"] for r in rows],
-            "measurable": [measurable(r)[0] for r in rows]}
+            "measurable": [measurable(r)[0] for r in rows], "class unit": by_class}
+
+
+def own_on_classes(rows: list[dict], key: str, instances: list[int], chosen_on: int = 0) -> dict:
+    """Whether NAD's ``key`` (``OWN_TESTED``) beats every heuristic at its counts class by class
+    on each trained instance at one beta (rows: ``at_beta`` per instance): per instance the
+    largest one-sided Wilcoxon p over the heuristics (NAD above each one: all must pass, so no
+    correction) and whether some heuristic is significantly above NAD. The beta was chosen on
+    instance ``chosen_on``, so only the others confirm: NAD's own where it passes on all of them
+    and no instance goes the other way; "testable" is False where ten or fewer differing
+    classes cannot give p < 0.05 on a confirming instance."""
+    import numpy as np
+    from scipy import stats as st
+
+    p, against, testable = [], [], []
+    for r in rows:
+        nad = class_values(r, key)
+        worst, other, can = np.nan, False, nad is not None
+        for m in r["rivals"]:
+            rival = class_values(r, key, m)
+            if nad is None or rival is None:
+                can = False
+                continue
+            d = (nad - rival)[np.isfinite(nad - rival)]
+            d = np.where(np.abs(d) < 1e-6, 0.0, d)
+            can &= 2.0 ** -np.count_nonzero(d) < 0.05
+            if np.any(d):
+                worst = np.nanmax([worst, st.wilcoxon(d, alternative="greater").pvalue])
+                other |= bool(st.wilcoxon(d, alternative="less").pvalue < 0.05)
+        p.append(float(worst))
+        against.append(other)
+        testable.append(bool(can))
+    confirm = [k for k, i in enumerate(instances) if i != chosen_on]
+    ok = bool(confirm) and all(testable[k] for k in confirm)
+    own = (all(p[k] < 0.05 for k in confirm) and not any(against)) if ok else None
+    return {"p": p, "other way": against, "testable": testable, "instances": list(instances),
+            "chosen on": chosen_on, "own": own}
+
+
+def class_unit_sentence(reps: dict[str, dict], key: str = "hit") -> str:
+    """What the class-unit test of ``own_on_classes`` says at each chosen beta, in one sentence
+    per network, from the numbers: the largest p over the heuristics on each instance, and
+    whether the instances the beta was not chosen on confirm it."""
+    import numpy as np
+
+    from .findings import NAMES
+
+    out = []
+    for where, r in reps.items():
+        c = r.get("class unit", {}).get(key)
+        if c is None:
+            continue
+        ps = ", ".join(f"{'n/a' if not np.isfinite(q) else _p3(q)} on instance {i}"
+                       + (" (where the beta was chosen)" if i == c["chosen on"] else "")
+                       for q, i in zip(c["p"], c["instances"]))
+        verdict = ("not testable here (too few classes differ on a confirming instance)" if c["own"] is None else
+                   "NAD's own there: confirmed on every instance the beta was not chosen on" if c["own"] else
+                   "not confirmed: not NAD's own there" + (" (a heuristic is significantly above NAD on some "
+                                                           "instance)" if any(c["other way"]) else ""))
+        out.append(f"On {where}, *{NAMES[key]}* tested class by class against every heuristic at NAD's counts "
+                   f"(largest Wilcoxon p over the heuristics): {ps}; {verdict}.")
+    return " ".join(out) if out else "No chosen beta has run on every trained instance yet."
+
+
+def _p3(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 # The betas at which the paper's Eq. 13 objective (``--objective paper``) is run beside the

@@ -69,6 +69,14 @@ def test_hit_rate_is_one_when_a_class_keeps_its_quadrant_channel_and_chance_when
     assert torch.allclose(hits[0], torch.ones(4, 1))
 
 
+def test_hit_rate_by_class_averages_each_class_over_the_quadrants_that_show_it():
+    hits = torch.tensor([[[1.0], [0.0], [0.5], [0.25]], [[0.0], [1.0], [0.5], [0.75]]])  # [2 mosaics, 4, 1]
+    quads = torch.tensor([[0, 1, 2, 3], [1, 0, 2, 2]])
+    by_class = M.hit_rate_by_class(hits, quads, [0, 1, 2, 3, 4])
+    assert torch.allclose(by_class[:4, 0], torch.tensor([1.0, 0.0, (0.5 + 0.5 + 0.75) / 3, 0.25]))
+    assert torch.isnan(by_class[4, 0])  # a class no mosaic shows has no hit rate
+
+
 def test_collapsed_flags_a_class_that_keeps_no_channel_at_some_point():
     from nadkit.metrics import collapsed
 

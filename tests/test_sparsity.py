@@ -24,6 +24,9 @@ def test_the_sweep_reports_sparsity_collapse_and_every_rivals_findings(smoke):
         assert 0 <= r["empty class-points"] <= 1 and 0 < r["top answer share"] <= 1
         assert set(r["rivals"]) == set(book.BASELINE_METHODS)
         assert "specific" in r["nad"] and "fewer" in r["nad"]
+        by_class = r["hit_by_class"]  # NAD's and each heuristic's hit rate per class and point
+        assert set(by_class) == {"NAD", *book.BASELINE_METHODS}
+        assert all(len(h) == 4 and len(h[0]) == len(r["kept_per_point"]) for h in by_class.values())
 
 
 def _row(beta, kept, nad, rival, empty=0.0, key="specific"):
@@ -47,8 +50,33 @@ def test_the_sweep_verdict_follows_the_numbers():
     assert "NAD's own" in text and "at kept share 0.30-0.50" in text and "not measurable at beta 1" in text
     behind = [_row(0.5, 0.5, level, ahead), _row(0.6, 0.3, level, ahead)]
     assert "NAD's own at no sparsity" in verdict(behind, "specific")
-    hit = [_row(0.5, 0.5, [0.1], [0.05], key="hit"), _row(0.6, 0.3, [0.02], [0.05], key="hit")]
-    assert "above every heuristic's at kept share 0.50 (one instance" in verdict(hit, "hit")
+    more = [_row(0.5, 0.5, [0.1], [0.05], key="more"), _row(0.6, 0.3, [0.02], [0.05], key="more")]
+    assert "above every heuristic's at kept share 0.50 (one instance" in verdict(more, "more")
+
+
+def _hit_row(beta, nad, rival, kept_per_point=(0.5, 1.0)):
+    """A beta whose hit rates are given class by class at two points, the second the whole layer."""
+    row = _row(beta, 0.5, [0.1], [0.05], key="hit")
+    row |= {"kept_per_point": list(kept_per_point), "hit_by_class": {"NAD": nad, "taylor": rival}}
+    return row
+
+
+def test_hit_rate_is_nads_own_only_where_it_wins_class_by_class_at_points_that_can_differ():
+    from nadkit.sparsity import verdict
+
+    level = [[0.3 + 0.01 * c, 0.9] for c in range(10)]
+    ahead = [[0.4 + 0.01 * c, 0.9] for c in range(10)]
+    won = [_hit_row(0.5, ahead, level), _hit_row(0.6, ahead, level)]
+    assert "NAD's own at kept share 0.50 (its hit rate class by class" in verdict(won, "hit")
+    lost = [_hit_row(0.5, level, ahead), _hit_row(0.6, level, ahead)]
+    assert "at no sparsity" in verdict(lost, "hit")
+    # ahead only at the point that keeps the whole layer: nothing there can differ
+    whole = [[0.3 + 0.01 * c, 1.0] for c in range(10)]
+    same = [_hit_row(0.5, whole, level), _hit_row(0.6, whole, level)]
+    assert "not testable here" in verdict(same, "hit")
+    # four classes: Wilcoxon's smallest p, 1/16, cannot pass 0.05
+    four = [_hit_row(0.5, ahead[:4], level[:4])]
+    assert "not testable here" in verdict(four, "hit") and "at no sparsity" not in verdict(four, "hit")
 
 
 def test_the_headline_says_where_nad_is_its_own_or_that_it_is_nowhere():
@@ -109,7 +137,31 @@ def test_the_chosen_beta_is_judged_over_three_instances_as_the_cards_are(smoke):
     assert found["more"].rival in book.BASELINE_METHODS
     text = table({"vgg16": found}, ["more", "fewer", "hit"])
     assert text.count("\n") == 4 and "NAD's own" in text
+    by_class = rep["class unit"]["hit"]  # four classes: Wilcoxon cannot reach 0.05
+    assert by_class["own"] is None and len(by_class["p"]) == 2 and "not testable" in sparsity.class_unit_sentence(
+        {"vgg16 at beta 0.3": rep})
     assert sparsity.replication("vgg16", 0.123, s, progress=False) is None  # not run: nothing
+
+
+def test_the_hit_rate_is_confirmed_class_by_class_only_on_the_instances_it_was_not_chosen_on():
+    level = [[0.3 + 0.01 * c, 0.9] for c in range(10)]
+    ahead = [[0.4 + 0.01 * c, 0.9] for c in range(10)]
+    behind = [[0.2 + 0.01 * c, 0.9] for c in range(10)]
+    own = sparsity.own_on_classes
+    mixed = [[0.3 + 0.01 * c + (0.05 if c % 2 else -0.05), 0.9] for c in range(10)]
+    chosen_only = [_hit_row(0.6, ahead, level), _hit_row(0.6, mixed, level), _hit_row(0.6, ahead, level)]
+    c = own(chosen_only, "hit", [0, 1, 2])
+    assert c["own"] is False and c["p"][0] < 0.01 and not any(c["other way"])
+    assert "not confirmed" in sparsity.class_unit_sentence({"vgg16 at beta 0.6": {"class unit": {"hit": c}}})
+    confirmed = own([_hit_row(0.6, level, level), _hit_row(0.6, ahead, level), _hit_row(0.6, ahead, level)],
+                    "hit", [0, 1, 2])
+    assert confirmed["own"] is True
+    same = own([_hit_row(0.6, ahead, level), _hit_row(0.6, level, level), _hit_row(0.6, ahead, level)],
+               "hit", [0, 1, 2])
+    assert same["own"] is None  # no class differs on a confirming instance: not testable, not "not own"
+    against = own([_hit_row(0.6, ahead, level), _hit_row(0.6, ahead, level), _hit_row(0.6, behind, level)],
+                  "hit", [0, 1, 2])
+    assert against["own"] is False and against["other way"] == [False, False, True]
 
 
 def test_the_most_informative_beta_is_where_nad_leads_on_most_findings():

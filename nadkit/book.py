@@ -538,6 +538,8 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
             permuted(arch, beta, s)
             used.append(sanity_folder(arch, "permuted", replace(s, beta=beta)))
         for method, runs in baselines(arch, s).items():
+            for run in runs:
+                control_hit_by_class(run["folder"], s)  # the hit rate compared class by class
             for run in runs if method != "nad" else []:
                 uniform_p(run["folder"], s)  # the rivals' verdicts, with as many draws as NAD's
                 used.append(run["folder"])
@@ -730,7 +732,9 @@ def findings(source: str, s: Settings, progress: bool = True) -> list[dict]:
     reports = evaluated(source, s, progress, over="instances")
     reports = [_with_uniform_p(r, f, s, progress)
                for r, f in zip(reports, instance_folders(source, s, progress))]
-    return [of_run(r, c) for r, c in zip(reports, controls(source, s, progress, over="instances"))]
+    return [of_run(r, c, hit_by_class=control_hit_by_class(f, s, progress) if c.get("random_hit_rate_draws") else None)
+            for r, c, f in zip(reports, controls(source, s, progress, over="instances"),
+                               instance_folders(source, s, progress))]
 
 
 VERDICT_DRAWS = 9_999  # uniform-overlap null draws behind a verdict: smallest two-sided p 0.0002,
@@ -769,7 +773,8 @@ def rival_findings(source: str, s: Settings, progress: bool = True) -> dict[str,
     res = baselines(source, s, progress)
     ctrl = controls(source, s, progress, over="instances")
     return {m: [of_run(_with_uniform_p(r["report"], r["folder"], s, progress), c, hit=r["hit"],
-                       cross=r["cross"]) for r, c in zip(res[m], ctrl)]
+                       cross=r["cross"], hit_by_class=control_hit_by_class(r["folder"], s, progress)
+                       if c.get("random_hit_rate_draws") else None) for r, c in zip(res[m], ctrl)]
             for m in BASELINE_METHODS}
 
 

@@ -54,7 +54,9 @@ class Finding:
     the untestable points, and its statistic per point (``values``: kappa, or the hit-rate gap).
     ``testable`` is False where the run cannot tell the alternatives apart at all. ``near``: the
     points (for a whole-run finding, ``[0]``) whose decision lies within two Monte-Carlo standard
-    errors of ALPHA, so that another set of null draws could flip it."""
+    errors of ALPHA, so that another set of null draws could flip it. ``by_class``: for the hit
+    rate, each class's own (mean over the testable points), on which NAD and a heuristic are
+    compared class by class; empty where not measured."""
 
     holds: bool
     estimate: float
@@ -64,6 +66,7 @@ class Finding:
     values: list[float] = field(default_factory=list)
     testable: bool = True
     near: list[int] = field(default_factory=list)
+    by_class: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,11 +124,12 @@ def hit_above_random(nad, draws) -> np.ndarray:
 
 
 def of_run(report: dict, control: dict | None = None, hit: list[float] | None = None,
-           cross=None) -> dict[str, Finding]:
+           cross=None, hit_by_class: list[list[float]] | None = None) -> dict[str, Finding]:
     """The findings of one run from its evaluation (``book.evaluated``) and its controls
     (``book.controls``); ``hit`` is the run's hit rate on the control's mosaics when the run is
     not the one the control was made for (a baseline with NAD's channel counts), ``cross`` its
-    cross-class accuracy (default: the control's, NAD's own)."""
+    cross-class accuracy (default: the control's, NAD's own), ``hit_by_class`` its hit rate per
+    class and point on those mosaics (``book.control_hit_by_class``)."""
     out: dict[str, Finding] = {}
     n = len(report["points"])
     kept = np.asarray(report["kept"], dtype=float)
@@ -162,7 +166,8 @@ def of_run(report: dict, control: dict | None = None, hit: list[float] | None = 
         out["hit"] = Finding(bool(ahead), float(gap[best]),
                              f"{_where(ahead, n, untestable)}; largest gap {gap[best]:+.3f} "
                              f"at point {best + 1} ({len(draws)} random draws)", ahead, untestable,
-                             [float(v) for v in gap], bool(testable.any()))
+                             [float(v) for v in gap], bool(testable.any()),
+                             by_class=_mean_over(hit_by_class, testable))
     if control and control.get("random_accuracy"):
         diff = np.array(report["accuracy"]["subarch"]) - np.array(control["random_accuracy"])
         acc = mean_interval(diff)
@@ -200,6 +205,14 @@ def of_run(report: dict, control: dict | None = None, hit: list[float] | None = 
                                        f"{top['hits']}/{top['classes']} classes (chance {top['chance']:.2f}), "
                                        f"binomial p = {_p(top['p'])}")
     return out
+
+
+def _mean_over(per_class_point, testable: np.ndarray) -> list[float]:
+    """Each class's mean over the ``testable`` points of a [classes, points] table; [] when there
+    is no table or no testable point."""
+    if per_class_point is None or not testable.any():
+        return []
+    return np.nanmean(np.asarray(per_class_point, dtype=float)[:, testable], 1).tolist()
 
 
 def _top_share(report: dict) -> float:

@@ -71,17 +71,19 @@ def at_beta(folder: Path, s: book.Settings, progress: bool = True) -> dict:
         if not (b / "meta.json").exists():
             book.pipeline.baseline(folder, method, b, device=s.device)
         rivals[method] = of_run(book._with_uniform_p(book._evaluated(b, s, "paper", progress), b, s, progress), control,
-                                hit=book.control_hit(b, s, progress), cross=book._cross(b, s, progress))
+                                hit=book.control_hit(b, s, progress), cross=book._cross(b, s, progress),
+                                hit_by_class=_by_class(b, s, control, progress))
     kept = sub.kept()  # [classes, points]
-    by_class = {}
-    if control.get("random_hit_rate_draws"):  # NAD's and each heuristic's hit rate, class by class
-        by_class = {m: book.control_hit_by_class(f, s, progress)
-                    for m, f in [("NAD", folder), *((m, book.baseline_folder(folder, m)) for m in rivals)]}
     return {"beta": sub.config["beta"], "folder": folder.name, "kept": float(kept.mean()),
             "kept_per_point": kept.mean(0).tolist(),
             **collapse(sub.binary(), report["confusion"]),
-            "nad": of_run(report, control), "rivals": rivals,
-            "random": of_run(book.random_report(folder, s, progress)), "hit_by_class": by_class}
+            "nad": of_run(report, control, hit_by_class=_by_class(folder, s, control, progress)),
+            "rivals": rivals, "random": of_run(book.random_report(folder, s, progress))}
+
+
+def _by_class(folder: Path, s: book.Settings, control: dict, progress: bool) -> list | None:
+    """The run's hit rate per class and point on its control's mosaics, where it has them."""
+    return book.control_hit_by_class(folder, s, progress) if control.get("random_hit_rate_draws") else None
 
 
 def summary(arch: str, s: book.Settings | None = None, instance: int = 0, progress: bool = True,
@@ -185,21 +187,15 @@ OWN_HOW = {k: "above every heuristic, Wilcoxon over classes, Holm over betas" fo
 def class_values(r: dict, key: str, method: str = "NAD") -> "numpy.ndarray | None":  # noqa: F821
     """One value per class of ``method``'s (NAD or a heuristic) finding ``key`` at the beta of
     row ``r``: the difference over random or the balanced accuracy (``CLASS_UNIT``), or for
-    "hit" the class's hit rate averaged over the testable points (some channels kept, not all);
-    None where the row has no such values."""
+    "hit" the class's hit rate averaged over the testable points (``Finding.by_class``); None
+    where the row has no such values."""
     import numpy as np
 
-    from .findings import FULL
-
-    if key == "hit":
-        h = r.get("hit_by_class", {}).get(method)
-        if h is None:
-            return None
-        kept = np.asarray(r["kept_per_point"], dtype=float)
-        testable = (kept < FULL) & (kept > 0)
-        return np.nanmean(np.asarray(h, dtype=float)[:, testable], 1) if testable.any() else None
     found = r["nad"] if method == "NAD" else r["rivals"][method]
-    return np.asarray(found[key].values, dtype=float) if key in found else None
+    if key not in found:
+        return None
+    values = found[key].values if key in CLASS_UNIT else found[key].by_class
+    return np.asarray(values, dtype=float) if len(values) else None
 
 
 def nads_own(rows: list[dict], key: str) -> dict[float, tuple[bool, float]]:

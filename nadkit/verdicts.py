@@ -207,21 +207,26 @@ def _effect_points(entry: dict, runs: list[dict[str, Finding]], key: str) -> lis
 def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]], nad_fx: list[float],
          rival_fx: list[float], need: int) -> tuple[bool | None, str]:
     """Whether NAD beats the rival on ``key``: per class (one-sided Wilcoxon per instance) for the
-    class-unit findings; otherwise the count of instances, which three cannot make significant."""
+    class-unit findings and for the hit rate where its per-class values were measured
+    (``Finding.by_class``); otherwise the count of instances, which three cannot make significant."""
     sign = EFFECTS[key][2]
-    if key in CLASS_UNIT:
+    per_class = key in CLASS_UNIT or all(r[key].by_class for r in [*nad, *rival])
+    if per_class:  # the hit rate: each class's own, where measured
+        values = (lambda f: f.values) if key in CLASS_UNIT else (lambda f: f.by_class)  # noqa: E731
         ahead = behind = tested = 0
         for a, b in zip(nad, rival):
-            x, y = np.asarray(a[key].values, dtype=float), np.asarray(b[key].values, dtype=float)
+            x, y = np.asarray(values(a[key]), dtype=float), np.asarray(values(b[key]), dtype=float)
             d = sign * (x - y)
+            d = d[np.isfinite(d)]
             d = np.where(np.abs(d) < 1e-6, 0.0, d)  # below float resolution: no difference
-            if len(d) < 2 or not np.any(d):
+            if 2.0 ** -np.count_nonzero(d) >= ALPHA:  # the smallest p so few differing classes give
                 continue
             tested += 1
             ahead += stats.wilcoxon(d, alternative="greater").pvalue < ALPHA
             behind += stats.wilcoxon(d, alternative="less").pvalue < ALPHA
         if tested < need:
-            return None, f"identical to the rival on every class on {len(nad) - tested} of {len(nad)} instances"
+            return None, (f"too few classes differ from the rival (a Wilcoxon p below {ALPHA} needs 5) on "
+                          f"{len(nad) - tested} of {len(nad)} instances")
         note = f"NAD ahead on {ahead}, behind on {behind} of {tested} instances, Wilcoxon over classes"
         return (ahead >= need and behind == 0), note
     pairs = [(a, b) for a, b in zip(nad_fx, rival_fx) if np.isfinite(a) and np.isfinite(b)]

@@ -179,9 +179,7 @@ def effects(rows: list[dict]) -> "pandas.DataFrame":  # noqa: F821
 
 
 OWN_TESTED = CLASS_UNIT + ("hit",)  # findings whose NAD's own is tested on the class
-OWN_HOW = {k: "above every heuristic, Wilcoxon over classes, Holm over betas" for k in CLASS_UNIT} | {
-    "hit": "its hit rate class by class, mean over the points that keep some channels but not all, above "
-           "every heuristic's: Wilcoxon over classes, Holm over betas"}
+OWN_HOW = "above every heuristic, Wilcoxon over classes, Holm over betas"
 
 
 def class_values(r: dict, key: str, method: str = "NAD") -> "numpy.ndarray | None":  # noqa: F821
@@ -275,7 +273,7 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
     elif key in OWN_TESTED:
         own = nads_own(ok, key)
         mine = [r["kept"] for r in held if own.get(r["beta"], (False, 1.0))[0]]
-        how = OWN_HOW[key]
+        how = OWN_HOW
         if not any(r["beta"] in own for r in held):
             text += f"; whether it is NAD's own ({how}) is not testable here: too few classes differ"
         else:

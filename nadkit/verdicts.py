@@ -225,8 +225,7 @@ def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]
             ahead += stats.wilcoxon(d, alternative="greater").pvalue < ALPHA
             behind += stats.wilcoxon(d, alternative="less").pvalue < ALPHA
         if tested < need:
-            return None, (f"too few classes differ from the rival (a Wilcoxon p below {ALPHA} needs 5) on "
-                          f"{len(nad) - tested} of {len(nad)} instances")
+            return None, f"fewer than 5 classes differ from the rival on {len(nad) - tested} of {len(nad)} instances"
         note = f"NAD ahead on {ahead}, behind on {behind} of {tested} instances, Wilcoxon over classes"
         return (ahead >= need and behind == 0), note
     pairs = [(a, b) for a, b in zip(nad_fx, rival_fx) if np.isfinite(a) and np.isfinite(b)]
@@ -257,13 +256,14 @@ def network_verdicts(network: str, points: list[str], nad: list[dict[str, Findin
             best = max(scored, key=lambda m: sign * np.nanmean(scored[m]) if np.any(np.isfinite(scored[m]))
                        else -np.inf)
             v.rival, v.rival_effect = best, _effect(key, rivals[best], at)
-            owns = [_own(key, nad, rivals[m], fx, scored[m], need) for m in scored]
-            if all(o is not None for o, _ in owns):
-                v.own = all(o for o, _ in owns)
-                v.own_note = _own(key, nad, rivals[best], fx, scored[best], need)[1] + f" against {best}"
+            owns = {m: _own(key, nad, rivals[m], fx, scored[m], need) for m in scored}
+            lost = [m for m, (o, _) in owns.items() if o is False]
+            if lost:  # NAD's own needs every heuristic beaten: one that is not, tested, settles it
+                m = best if best in lost else lost[0]
+                v.own, v.own_note = False, owns[m][1] + f" against {m}"
             else:
-                v.own, v.own_note = None, _own(key, nad, rivals[best], fx, scored[best], need)[1] + \
-                    f" against {best}"
+                v.own = True if all(o for o, _ in owns.values()) else None
+                v.own_note = owns[best][1] + f" against {best}"
         out[key] = v
     return out
 

@@ -45,7 +45,10 @@ def test_a_better_heuristic_makes_it_not_nads_own():
     assert v.own is True and "NAD's own" in v.sentence() and "not NAD's own" not in v.sentence()
     # a rival identical on every class: nothing to test, not a "no"
     same = network_verdicts("net", POINTS, nad, {"copy": nad})["accuracy"]
-    assert same.own is None and "too few classes differ" in same.own_note
+    assert same.own is None and "fewer than 5 classes differ" in same.own_note
+    # one heuristic that beats NAD settles it, whatever an untestable one says
+    mixed = network_verdicts("net", POINTS, nad, {"copy": nad, "good heuristic": better})["accuracy"]
+    assert mixed.own is False and "against good heuristic" in mixed.own_note
     # with the instance as the unit, three instances cannot make it significant
     f = network_verdicts("net", POINTS, [run([3])] * 3, {"h": [run([3], kappa=(0, 0, -0.1))] * 3})["fewer"]
     assert f.own is None and "not testable" in f.sentence()
@@ -89,7 +92,7 @@ def test_the_hit_rate_is_nads_own_where_it_wins_class_by_class_on_two_instances(
     # four classes: Wilcoxon's smallest p is 1/16, so nothing can be shown: not testable
     four = network_verdicts("net", POINTS, [hit_run([0.5, 0.6, 0.7, 0.8])] * 3,
                             {"h": [hit_run([0.4, 0.5, 0.6, 0.7])] * 3})["hit"]
-    assert four.own is None and "too few classes differ" in four.own_note
+    assert four.own is None and "fewer than 5 classes differ" in four.own_note
     # without per-class hit rates the instance is the unit: not testable with three
     bare = network_verdicts("net", POINTS, [hit_run([])] * 3, {"h": [hit_run([], gap=(0, 0, 0))] * 3})["hit"]
     assert bare.own is None and "cannot reach p < 0.05" in bare.own_note

@@ -227,7 +227,7 @@ def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]
         if tested < need:
             return None, f"fewer than 5 classes differ from the rival on {len(nad) - tested} of {len(nad)} instances"
         note = f"NAD ahead on {ahead}, behind on {behind} of {tested} instances, Wilcoxon over classes"
-        return (ahead >= need and behind == 0), note
+        return bool(ahead >= need and behind == 0), note
     pairs = [(a, b) for a, b in zip(nad_fx, rival_fx) if np.isfinite(a) and np.isfinite(b)]
     ahead = sum(sign * (a - b) > 0 for a, b in pairs)
     return None, f"NAD ahead on {ahead} of {len(pairs)} instances; {len(pairs)} instances cannot reach p < 0.05"
@@ -257,7 +257,7 @@ def network_verdicts(network: str, points: list[str], nad: list[dict[str, Findin
                        else -np.inf)
             v.rival, v.rival_effect = best, _effect(key, rivals[best], at)
             owns = {m: _own(key, nad, rivals[m], fx, scored[m], need) for m in scored}
-            lost = [m for m, (o, _) in owns.items() if o is False]
+            lost = [m for m, (o, _) in owns.items() if o is not None and not o]
             if lost:  # NAD's own needs every heuristic beaten: one that is not, tested, settles it
                 m = best if best in lost else lost[0]
                 v.own, v.own_note = False, owns[m][1] + f" against {m}"

@@ -179,7 +179,7 @@ def effects(rows: list[dict]) -> "pandas.DataFrame":  # noqa: F821
 
 
 OWN_TESTED = CLASS_UNIT + ("hit",)  # findings whose NAD's own is tested on the class
-OWN_HOW = "above every heuristic, Wilcoxon over classes, Holm over betas"
+OWN_HOW = "tested on the class against every heuristic"  # Wilcoxon over classes, Holm over betas
 
 
 def class_values(r: dict, key: str, method: str = "NAD") -> "numpy.ndarray | None":  # noqa: F821
@@ -273,13 +273,11 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
     elif key in OWN_TESTED:
         own = nads_own(ok, key)
         mine = [r["kept"] for r in held if own.get(r["beta"], (False, 1.0))[0]]
-        how = OWN_HOW
         if not any(r["beta"] in own for r in held):
-            text += f"; whether it is NAD's own ({how}) is not testable here: too few classes differ"
+            text += "; whether it is NAD's own is not testable here (too few classes differ)"
         else:
-            text += (f"; NAD's own at kept share {_shares(mine)} ({how})" if mine else
-                     f"; NAD's own at no sparsity ({how}): no beta at which NAD beats every heuristic at its "
-                     "channel counts at this scale")
+            text += (f"; NAD's own at kept share {_shares(mine)}" if mine else "; NAD's own at no sparsity") + \
+                f" ({OWN_HOW})"
     else:
         sign = EFFECTS[key][2]
         top = [r["kept"] for r in held

@@ -812,30 +812,29 @@ def random_report(out: Path, s: Settings, progress: bool = True) -> dict:
 
 
 def control_hit(out: Path, s: Settings, progress: bool = True) -> list[float]:
-    """The hit rate of the run in ``out`` on its NAD run's control mosaics (a baseline has NAD's
-    channel counts, so NAD's random draws are its control too), cached."""
-    n = max(4, s.mosaics // 20)
-    path = _cache(out, f"control-hit-{_key(_test_key({'mosaics': n, 'top': s.top, 'seed': 0}))}.json")
-    if not path.exists():
-        sub = SubArchitectures.load(out)
-        model, points, test = network_of(sub, s.device)
-        hits = hit_rate(model, points, sub.binary(), sub.classes, test, n, s.top, 0, progress=progress)
-        path.write_text(json.dumps(hits.mean((0, 1)).tolist()) + "\n")
-    return json.loads(path.read_text())
+    """The hit rate of the run in ``out`` per point on its NAD run's control mosaics (a baseline
+    has NAD's channel counts, so NAD's random draws are its control too), cached."""
+    return _control_hits(out, s, progress, "control-hit", lambda hits, quads, classes: hits.mean((0, 1)))
 
 
 def control_hit_by_class(out: Path, s: Settings, progress: bool = True) -> list[list[float]]:
-    """Per class and point, the hit rate of the run in ``out`` on its NAD run's control mosaics
-    (``control_hit``'s, split by the class each quadrant shows: ``metrics.hit_rate_by_class``),
-    cached: the values on which NAD's hit rate is compared with a heuristic's, class by class."""
+    """Per class and point, the hit rate of the run in ``out`` on the same mosaics, split by the
+    class each quadrant shows (``metrics.hit_rate_by_class``), cached: the values on which NAD's
+    hit rate is compared with a heuristic's, class by class."""
+    return _control_hits(out, s, progress, "control-hit-class", hit_rate_by_class)
+
+
+def _control_hits(out: Path, s: Settings, progress: bool, name: str, summarise) -> list:
+    """The hit rates of the run in ``out`` on the control's mosaics, ``summarise(hits, quadrant
+    classes, classes)``, cached under ``name`` and the mosaics' settings."""
     n = max(4, s.mosaics // 20)
-    path = _cache(out, f"control-hit-class-{_key(_test_key({'mosaics': n, 'top': s.top, 'seed': 0}))}.json")
+    path = _cache(out, f"{name}-{_key(_test_key({'mosaics': n, 'top': s.top, 'seed': 0}))}.json")
     if not path.exists():
         sub = SubArchitectures.load(out)
         model, points, test = network_of(sub, s.device)
         hits = hit_rate(model, points, sub.binary(), sub.classes, test, n, s.top, 0, progress=progress)
         quads = mosaics(test, n, seed=0, classes=sub.classes)[1]
-        path.write_text(json.dumps(hit_rate_by_class(hits, quads, sub.classes).tolist()) + "\n")
+        path.write_text(json.dumps(summarise(hits, quads, sub.classes).tolist()) + "\n")
     return json.loads(path.read_text())
 
 

@@ -309,7 +309,7 @@ def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] 
 
     if not sweep:
         return "The sparsity sweep has not run on any network here."
-    own, testable = [], False
+    own, testable, held = [], False, False
     for a, rows in sweep.items():
         ok = [r for r in rows if measurable(r)[0]]
         for key in OWN_TESTED:
@@ -317,6 +317,7 @@ def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] 
                     and (key != "accuracy" or ("specific" in r["nad"] and r["nad"]["specific"].holds))]
             tested = nads_own(have, key)
             testable |= any(r["beta"] in tested and r["nad"][key].holds for r in have)
+            held |= any(r["nad"][key].holds for r in have)
             kept = [r["kept"] for r in have if tested.get(r["beta"], (False, 1.0))[0] and r["nad"][key].holds]
             if kept:
                 own.append(f"*{NAMES[key]}* on {a} at kept share {_shares(kept)}")
@@ -327,6 +328,9 @@ def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] 
         text = lead + "for " + "; ".join(own)
     elif testable:
         text = lead + "at no sparsity"
+    elif not held:
+        text = ("On the sparsity sweep, none of the findings tested on the class holds for NAD at a measurable "
+                "beta, so none can be NAD's own")
     else:
         text = ("On the sparsity sweep, whether NAD beats every heuristic at its own channel counts is not "
                 "testable here: where a finding holds, too few classes differ")
@@ -538,6 +542,11 @@ def class_unit_sentence(reps: dict[str, dict], key: str = "hit") -> str:
         ps = ", ".join(f"{'n/a' if not np.isfinite(q) else _p3(q)} on instance {i}"
                        + (" (where the beta was chosen)" if i == c["chosen on"] else "")
                        for q, i in zip(c["p"], c["instances"]))
+        v = r["verdicts"].get(key)
+        if v is None or v.status != "holds":
+            out.append(f"On {where}, *{NAMES[key]}* does not hold on the trained instances, so whether it is NAD's "
+                       "own does not arise.")
+            continue
         verdict = ("not testable here (too few classes differ on a confirming instance)" if c["own"] is None else
                    "NAD's own there: confirmed on every instance the beta was not chosen on" if c["own"] else
                    "not confirmed: not NAD's own there" + (" (a heuristic is significantly above NAD on some "

@@ -1,6 +1,8 @@
 """The sparsity sweep (issue 23), in the smoke profile: each beta's run, its collapse and its
 findings for NAD, every heuristic and random channels at NAD's counts."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from nadkit import book, sparsity
@@ -94,6 +96,9 @@ def test_the_headline_says_where_nad_is_its_own_or_that_it_is_nowhere():
     assert "for *sub-architectures are specific to their class* on vgg16 at kept share 0.50" in headline(won)
     lost = {"vgg16": [_row(0.3, 0.9, level, level), _row(0.5, 0.5, level, ahead)]}
     assert "at no sparsity" in headline(lost) and "vgg16 (2 of 9 betas)" in headline(lost)
+    for r in lost["vgg16"]:
+        r["nad"]["specific"].holds = False
+    assert "none of the findings tested on the class holds" in headline(lost)
 
 
 def test_keeping_the_class_does_not_count_where_the_answer_is_constant():
@@ -144,8 +149,9 @@ def test_the_chosen_beta_is_judged_over_three_instances_as_the_cards_are(smoke):
     text = table({"vgg16": found}, ["more", "fewer", "hit"])
     assert text.count("\n") == 4 and "NAD's own" in text
     by_class = rep["class unit"]["hit"]  # four classes: Wilcoxon cannot reach 0.05
-    assert by_class["own"] is None and len(by_class["p"]) == 2 and "not testable" in sparsity.class_unit_sentence(
-        {"vgg16 at beta 0.3": rep})
+    said = sparsity.class_unit_sentence({"vgg16 at beta 0.3": rep})
+    assert by_class["own"] is None and len(by_class["p"]) == 2
+    assert ("not testable" in said) != (found["hit"].status != "holds")  # or: the finding does not hold
     assert sparsity.replication("vgg16", 0.123, s, progress=False) is None  # not run: nothing
 
 
@@ -158,7 +164,12 @@ def test_the_hit_rate_is_confirmed_class_by_class_only_on_the_instances_it_was_n
     chosen_only = [_hit_row(0.6, ahead, level), _hit_row(0.6, mixed, level), _hit_row(0.6, ahead, level)]
     c = own(chosen_only, "hit", [0, 1, 2])
     assert c["own"] is False and c["p"][0] < 0.01 and not any(c["other way"])
-    assert "not confirmed" in sparsity.class_unit_sentence({"vgg16 at beta 0.6": {"class unit": {"hit": c}}})
+    holds = {"hit": SimpleNamespace(status="holds")}
+    assert "not confirmed" in sparsity.class_unit_sentence({"vgg16 at beta 0.6": {"class unit": {"hit": c},
+                                                                                 "verdicts": holds}})
+    absent = {"hit": SimpleNamespace(status="not shown at this scale")}
+    assert "does not arise" in sparsity.class_unit_sentence({"vgg16 at beta 0.6": {"class unit": {"hit": c},
+                                                                                   "verdicts": absent}})
     confirmed = own([_hit_row(0.6, level, level), _hit_row(0.6, ahead, level), _hit_row(0.6, ahead, level)],
                     "hit", [0, 1, 2])
     assert confirmed["own"] is True

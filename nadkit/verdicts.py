@@ -36,6 +36,7 @@ EFFECTS = {
     "top confusion": ("share of classes", 1.0, +1, 0.0),
 }
 CLASS_UNIT = ("accuracy", "specific")
+FEW = "fewer than 5 classes differ from the rival"  # one-sided Wilcoxon: 4 classes give p >= 1/16
 
 
 UNSIGNED = ("specific", "top confusion", "structure")  # shares and rates: no sign to show
@@ -225,7 +226,7 @@ def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]
             ahead += stats.wilcoxon(d, alternative="greater").pvalue < ALPHA
             behind += stats.wilcoxon(d, alternative="less").pvalue < ALPHA
         if tested < need:
-            return None, f"fewer than 5 classes differ from the rival on {len(nad) - tested} of {len(nad)} instances"
+            return None, f"{FEW} on {len(nad) - tested} of {len(nad)} instances"
         note = f"NAD ahead on {ahead}, behind on {behind} of {tested} instances, Wilcoxon over classes"
         return bool(ahead >= need and behind == 0), note
     pairs = [(a, b) for a, b in zip(nad_fx, rival_fx) if np.isfinite(a) and np.isfinite(b)]
@@ -291,8 +292,10 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
     second = ("Where they hold, the effects are " + "; ".join(sizes) + ".") if sizes else \
         "No effect is large enough to report."
     own = [(a, k) for k in keys for a in networks if k in verdicts[a] and verdicts[a][k].own]
+    few = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
+              and verdicts[a][k].own_note.startswith(FEW) for k in keys for a in networks if k in verdicts[a])
     untested = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
-                   for k in keys for a in networks if k in verdicts[a])
+                   for k in keys for a in networks if k in verdicts[a]) - few
     beaten = sum(verdicts[a][k].own is False for k in keys for a in networks if k in verdicts[a])
     behind = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
                  and verdicts[a][k].own_note.startswith("NAD ahead on 0 ")
@@ -303,6 +306,7 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
     third += f"; on {beaten} network-finding cells a heuristic does as well or better" if beaten else ""
     third += (f"; on {untested} the comparison is not testable with three instances (on {behind} of them "
               f"the heuristic's effect is the larger on every instance)") if untested else ""
+    third += f"; on {few} fewer than 5 classes differ from the heuristic, too few to test" if few else ""
     return " ".join([first, second, third + "."])
 
 
@@ -334,11 +338,15 @@ def finds(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
         if held:
             own = [v.network for v in held if v.own]
             not_own = [v.network for v in held if v.own is False]
-            untested = [v.network for v in held if v.own is None]
+            few = [v.network for v in held if v.own is None and v.own_note.startswith(FEW)]
+            untested = [v.network for v in held if v.own is None and v.network not in few]
             words = [f"NAD's own on {_list(own)}"] if own else \
                 ["NAD's own on no network where that can be tested"] if not_own else []
             if not_own:
                 words.append(f"a heuristic at the same counts does as well on {_list(not_own)}")
+            if few:
+                words.append(f"whether it is NAD's own is not testable on {_list(few)}: fewer than 5 classes differ "
+                             "from the best heuristic")
             if untested:
                 larger = [v.network for v in held if v.own is None and v.own_note.startswith("NAD ahead on 0 ")]
                 words.append(f"whether it is NAD's own is not testable with {held[0].instances} instances on "

@@ -93,6 +93,9 @@ def test_the_hit_rate_is_nads_own_where_it_wins_class_by_class_on_two_instances(
     four = network_verdicts("net", POINTS, [hit_run([0.5, 0.6, 0.7, 0.8])] * 3,
                             {"h": [hit_run([0.4, 0.5, 0.6, 0.7])] * 3})["hit"]
     assert four.own is None and "fewer than 5 classes differ" in four.own_note
+    from nadkit.verdicts import finds
+    assert "not testable on net: fewer than 5 classes differ" in finds({"net": {"hit": four}}, ["hit"])
+    assert "on 1 fewer than 5 classes differ" in answer({"net": {"hit": four}}, ["hit"])
     # without per-class hit rates the instance is the unit: not testable with three
     bare = network_verdicts("net", POINTS, [hit_run([])] * 3, {"h": [hit_run([], gap=(0, 0, 0))] * 3})["hit"]
     assert bare.own is None and "cannot reach p < 0.05" in bare.own_note

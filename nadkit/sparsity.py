@@ -412,9 +412,10 @@ def ablation_at(arch: str, beta: float, s: book.Settings | None = None, progress
 
 
 # The betas run on all three trained instances: the ones ``informative`` picks on instance 0's
-# sweep (vgg16: 3 findings with NAD above every heuristic at 0.6; resnet50: 4 at 1.6), run with
+# sweep (vgg16: 3 findings with NAD above every heuristic at 0.6; resnet50: 4 at 1.6;
+# densenet121: 1 at 0.3, 0.75 and 1.0, so the sparsest), run with
 # ``python -m nadkit.book sweep ARCH --instance 1 --betas B`` (and 2).
-REPLICATED: dict[str, tuple[float, ...]] = {"vgg16": (0.6,), "resnet50": (1.6,)}
+REPLICATED: dict[str, tuple[float, ...]] = {"vgg16": (0.6,), "resnet50": (1.6,), "densenet121": (1.0,)}
 PER_RUN = ("fewer", "more", "structure", "hit", "misjudged beyond chance")  # one value per run
 
 

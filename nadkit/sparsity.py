@@ -497,8 +497,9 @@ def own_on_classes(rows: list[dict], key: str, instances: list[int], chosen_on: 
     largest one-sided Wilcoxon p over the heuristics (NAD above each one: all must pass, so no
     correction) and whether some heuristic is significantly above NAD. The beta was chosen on
     instance ``chosen_on``, so only the others confirm: NAD's own where it passes on all of them
-    and no instance goes the other way; "testable" is False where ten or fewer differing
-    classes cannot give p < 0.05 on a confirming instance."""
+    and no instance goes the other way; "testable" is False where fewer than five classes differ
+    from a heuristic (Wilcoxon cannot then give p < 0.05), and "own" None where a confirming
+    instance is not testable."""
     import numpy as np
     from scipy import stats as st
 

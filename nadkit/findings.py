@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 
 from .overlap import holm
-from .stats import ALPHA, mean_interval, specificity, top_confusion_among_similar
+from .stats import ALPHA, mean_interval, mis_relation, specificity, top_confusion_among_similar
 
 REPLICATE = 2  # instances on which a finding must hold (of three)
 FULL = 1 - 1e-9  # a chance overlap (or kept share) at or above this: every set is the whole layer
@@ -56,7 +56,9 @@ class Finding:
     points (for a whole-run finding, ``[0]``) whose decision lies within two Monte-Carlo standard
     errors of ALPHA, so that another set of null draws could flip it. ``by_class``: for the hit
     rate, each class's own (mean over the testable points), on which NAD and a heuristic are
-    compared class by class; empty where not measured."""
+    compared class by class; empty where not measured. ``matrix`` and ``misjudged_as``: for the
+    misjudged findings, the class x class similarity and the Mis. relation their Dif is read from,
+    on which NAD and a heuristic are compared pair by pair (``stats.dif_ahead``)."""
 
     holds: bool
     estimate: float
@@ -67,6 +69,8 @@ class Finding:
     testable: bool = True
     near: list[int] = field(default_factory=list)
     by_class: list[float] = field(default_factory=list)
+    matrix: list[list[float]] = field(default_factory=list)
+    misjudged_as: list[list[bool]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -192,13 +196,15 @@ def of_run(report: dict, control: dict | None = None, hit: list[float] | None = 
     if mis.get("p_qap") is not None:
         d_qap = 10 * report["chance_draws"] + 9 if report.get("chance_draws") else None
         near = lambda q: [0] if near_threshold([q], [True], d_qap) else []  # noqa: E731
+        pairs = {"matrix": report["similarity_matrix"],
+                 "misjudged_as": mis_relation(report["confusion"], report["classes"], mis["min_rate"]).tolist()}
         out["misjudged"] = Finding(mis["p_qap"] < ALPHA, mis["dif"],
                                    f"Dif {100 * mis['dif']:+.2f}, QAP p = {_p(mis['p_qap'])}",
-                                   near=near(mis["p_qap"]))
+                                   near=near(mis["p_qap"]), **pairs)
         out["misjudged beyond chance"] = Finding(
             mis["p_qap_delta"] < ALPHA, mis["dif_delta"],
             f"Dif beyond chance {100 * mis['dif_delta']:+.2f} (size part {100 * mis['dif_size']:+.2f}), "
-            f"QAP p = {_p(mis['p_qap_delta'])}", near=near(mis["p_qap_delta"]))
+            f"QAP p = {_p(mis['p_qap_delta'])}", near=near(mis["p_qap_delta"]), **pairs)
     top = top_confusion_among_similar(report["similarity_matrix"], report["confusion"], report["classes"])
     if top["classes"]:
         out["top confusion"] = Finding(top["p"] < ALPHA, top["hits"] / top["classes"],

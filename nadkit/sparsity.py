@@ -139,6 +139,7 @@ def used(arch: str, s: book.Settings, instance: int = 0) -> list:
 # The findings the sweep follows, and how each one's effect is read off a run's ``Finding``.
 SWEPT = ("fewer", "more", "structure", "hit", "accuracy", "specific", "misjudged beyond chance")
 CLASS_UNIT = ("accuracy", "specific")  # findings with one value per class: NAD's own is testable
+PAIR_UNIT = ("misjudged beyond chance",)  # one similarity per class pair: compared by QAP
 
 
 def _effect(key: str, f) -> tuple[float, float, float]:
@@ -178,8 +179,8 @@ def effects(rows: list[dict]) -> "pandas.DataFrame":  # noqa: F821
     return pd.DataFrame(out)
 
 
-OWN_TESTED = CLASS_UNIT + ("hit",)  # findings whose NAD's own is tested on the class
-OWN_HOW = "tested on the class against every heuristic"  # Wilcoxon over classes, Holm over betas
+OWN_TESTED = CLASS_UNIT + ("hit", "misjudged beyond chance")  # NAD's own tested on the class
+OWN_HOW = "tested on the class against every heuristic"  # class by class or QAP, Holm over betas
 
 
 def class_values(r: dict, key: str, method: str = "NAD") -> "numpy.ndarray | None":  # noqa: F821
@@ -196,35 +197,54 @@ def class_values(r: dict, key: str, method: str = "NAD") -> "numpy.ndarray | Non
     return np.asarray(values, dtype=float) if len(values) else None
 
 
-def nads_own(rows: list[dict], key: str) -> dict[float, tuple[bool, float]]:
-    """Per beta, whether NAD's effect on the finding ``key`` (``OWN_TESTED``) exceeds every
-    heuristic's at NAD's counts: a one-sided Wilcoxon test over classes (``class_values``) per
-    heuristic, Holm over the betas (per heuristic); NAD's own where every heuristic is beaten.
-    Returns {beta: (own, largest adjusted p)}; betas where NAD and a heuristic do not differ on
-    any class (below float resolution), lack the values, or differ on too few classes for Holm's
-    adjusted p ever to fall below 0.05, are left out: not testable there."""
+def own_test(r: dict, key: str, method: str) -> tuple[float, float, float] | None:
+    """NAD against the heuristic ``method`` on the finding ``key`` (``OWN_TESTED``) at the beta of
+    row ``r``, on the class as unit: the one-sided p that NAD is above, that it is below, and the
+    smallest p the data could give. A Wilcoxon test over ``class_values``, or for the misjudged
+    findings QAP on the two similarity matrices (``stats.dif_ahead``: classes permuted, a pair
+    moves as one). None where the row lacks the values or NAD and the heuristic do not differ
+    (below float resolution)."""
     import numpy as np
     from scipy import stats as st
+
+    from .stats import RESAMPLES, dif_ahead
+
+    if key in PAIR_UNIT:
+        a, b = r["nad"].get(key), r["rivals"][method].get(key)
+        if a is None or b is None or not a.matrix or not b.matrix:
+            return None
+        t = dif_ahead(a.matrix, b.matrix, np.asarray(a.misjudged_as, dtype=bool))
+        return None if not np.isfinite(t["p_greater"]) else (t["p_greater"], t["p_less"], 1 / (RESAMPLES + 1))
+    nad, rival = class_values(r, key), class_values(r, key, method)
+    if nad is None or rival is None:
+        return None
+    d = (nad - rival)[np.isfinite(nad - rival)]
+    d = np.where(np.abs(d) < 1e-6, 0.0, d)  # below float resolution: no difference
+    if not np.any(d) or len(d) < 2:
+        return None
+    return (float(st.wilcoxon(d, alternative="greater").pvalue), float(st.wilcoxon(d, alternative="less").pvalue),
+            2.0 ** -np.count_nonzero(d))  # the smallest one-sided p so many differing classes give
+
+
+def nads_own(rows: list[dict], key: str) -> dict[float, tuple[bool, float]]:
+    """Per beta, whether NAD's effect on the finding ``key`` (``OWN_TESTED``) exceeds every
+    heuristic's at NAD's counts: one-sided, on the class as unit (``own_test``) per heuristic,
+    Holm over the betas (per heuristic); NAD's own where every heuristic is beaten. Returns
+    {beta: (own, largest adjusted p)}; betas where NAD and a heuristic do not differ (below float
+    resolution), lack the values, or differ on too few classes for Holm's adjusted p ever to fall
+    below 0.05, are left out: not testable there."""
+    import numpy as np
 
     from .overlap import holm
 
     methods = list(rows[0]["rivals"]) if rows else []
-    adjusted, floor, reach = {}, {}, {}
+    adjusted, reach = {}, {}
     for m in methods:
-        p = []
-        for r in rows:
-            nad, rival = class_values(r, key), class_values(r, key, m)
-            if nad is None or rival is None:
-                p.append(np.nan)
-                floor.setdefault(m, []).append(1.0)
-                continue
-            d = (nad - rival)[np.isfinite(nad - rival)]
-            d = np.where(np.abs(d) < 1e-6, 0.0, d)  # below float resolution: no difference
-            p.append(st.wilcoxon(d, alternative="greater").pvalue if np.any(d) and len(d) > 1 else np.nan)
-            floor.setdefault(m, []).append(2.0 ** -np.count_nonzero(d))  # the smallest p it can give
+        tests = [own_test(r, key, m) for r in rows]
+        p = [np.nan if t is None else t[0] for t in tests]
         adjusted[m] = holm(p)
         finite = int(np.isfinite(p).sum())
-        reach[m] = [finite * f < 0.05 for f in floor[m]]  # Holm's smallest adjusted p below 0.05
+        reach[m] = [t is not None and finite * t[2] < 0.05 for t in tests]  # Holm's smallest p below 0.05
     out = {}
     for i, r in enumerate(rows):
         ps = [adjusted[m][i] for m in methods]
@@ -274,7 +294,8 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
         own = nads_own(ok, key)
         mine = [r["kept"] for r in held if own.get(r["beta"], (False, 1.0))[0]]
         if not any(r["beta"] in own for r in held):
-            text += "; whether it is NAD's own is not testable here (too few classes differ)"
+            text += ("; whether it is NAD's own is not testable here ("
+                     + ("the similarities do not differ" if key in PAIR_UNIT else "too few classes differ") + ")")
         else:
             text += (f"; NAD's own at kept share {_shares(mine)}" if mine else "; NAD's own at no sparsity") + \
                 f" ({OWN_HOW})"
@@ -481,11 +502,12 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
     if kept is not None and kept.status == "holds" and (spec is None or spec.status != "holds"):
         # a sub-architecture that names its class whatever the image keeps it trivially
         kept.status, kept.own, kept.own_note = "not testable here", None, "the sub-architectures are not specific"
-    by_class = {"hit": own_on_classes(rows, "hit", s.instances)}
+    by_class = {k: own_on_classes(rows, k, s.instances) for k in ("hit", *PAIR_UNIT)}
     for key, c in by_class.items():  # testable class by class: that test decides NAD's own
         v = found.get(key)
         if v is not None and v.status == "holds" and c["own"] is not None:
-            v.own, v.own_note = c["own"], ("tested class by class against every heuristic on the instances the "
+            how = "pair by pair (QAP over classes)" if key in PAIR_UNIT else "class by class"
+            v.own, v.own_note = c["own"], (f"tested {how} against every heuristic on the instances the "
                                            "beta was not chosen on")
     return {"verdicts": found, "kept": [r["kept"] for r in rows],
             "measurable": [measurable(r)[0] for r in rows], "class unit": by_class}
@@ -494,33 +516,22 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
 def own_on_classes(rows: list[dict], key: str, instances: list[int], chosen_on: int = 0) -> dict:
     """Whether NAD's ``key`` (``OWN_TESTED``) beats every heuristic at its counts class by class
     on each trained instance at one beta (rows: ``at_beta`` per instance): per instance the
-    largest one-sided Wilcoxon p over the heuristics (NAD above each one: all must pass, so no
-    correction) and whether some heuristic is significantly above NAD. The beta was chosen on
-    instance ``chosen_on``, so only the others confirm: NAD's own where it passes on all of them
-    and no instance goes the other way; "testable" is False where fewer than five classes differ
-    from a heuristic (Wilcoxon cannot then give p < 0.05), and "own" None where a confirming
-    instance is not testable."""
+    largest one-sided p over the heuristics (``own_test``: Wilcoxon over classes, QAP for the
+    misjudged findings; NAD above each one: all must pass, so no correction) and whether some
+    heuristic is significantly above NAD. The beta was chosen on instance ``chosen_on``, so only
+    the others confirm: NAD's own where it passes on all of them and no instance goes the other
+    way; "testable" is False where the test cannot give p < 0.05 (fewer than five classes differ
+    from a heuristic, or nothing differs), and "own" None where a confirming instance is not
+    testable."""
     import numpy as np
-    from scipy import stats as st
 
     p, against, testable = [], [], []
     for r in rows:
-        nad = class_values(r, key)
-        worst, other, can = np.nan, False, nad is not None
-        for m in r["rivals"]:
-            rival = class_values(r, key, m)
-            if nad is None or rival is None:
-                can = False
-                continue
-            d = (nad - rival)[np.isfinite(nad - rival)]
-            d = np.where(np.abs(d) < 1e-6, 0.0, d)
-            can &= 2.0 ** -np.count_nonzero(d) < 0.05
-            if np.any(d):
-                worst = np.nanmax([worst, st.wilcoxon(d, alternative="greater").pvalue])
-                other |= bool(st.wilcoxon(d, alternative="less").pvalue < 0.05)
-        p.append(float(worst))
-        against.append(other)
-        testable.append(bool(can))
+        tests = [own_test(r, key, m) for m in r["rivals"]]
+        done = [t for t in tests if t is not None]
+        p.append(float(max(t[0] for t in done)) if done else np.nan)
+        against.append(any(t[1] < 0.05 for t in done))
+        testable.append(bool(tests) and all(t is not None and t[2] < 0.05 for t in tests))
     confirm = [k for k, i in enumerate(instances) if i != chosen_on]
     ok = bool(confirm) and all(testable[k] for k in confirm)
     own = (all(p[k] < 0.05 for k in confirm) and not any(against)) if ok else None
@@ -528,33 +539,36 @@ def own_on_classes(rows: list[dict], key: str, instances: list[int], chosen_on: 
             "chosen on": chosen_on, "own": own}
 
 
-def class_unit_sentence(reps: dict[str, dict], key: str = "hit") -> str:
-    """What the class-unit test of ``own_on_classes`` says at each chosen beta, in one sentence
-    per network, from the numbers: the largest p over the heuristics on each instance, and
-    whether the instances the beta was not chosen on confirm it."""
+def class_unit_sentence(reps: dict[str, dict], keys: tuple[str, ...] = ("hit", *PAIR_UNIT)) -> str:
+    """What the class-unit test of ``own_on_classes`` says at each chosen beta for each finding of
+    ``keys``, in one sentence per network and finding, from the numbers: the largest p over the
+    heuristics on each instance, and whether the instances the beta was not chosen on confirm it."""
     import numpy as np
 
     from .findings import NAMES
 
     out = []
     for where, r in reps.items():
-        c = r.get("class unit", {}).get(key)
-        if c is None:
-            continue
-        ps = ", ".join(f"{'n/a' if not np.isfinite(q) else _p3(q)} on instance {i}"
-                       + (" (where the beta was chosen)" if i == c["chosen on"] else "")
-                       for q, i in zip(c["p"], c["instances"]))
-        v = r["verdicts"].get(key)
-        if v is None or v.status != "holds":
-            out.append(f"On {where}, *{NAMES[key]}* does not hold on the trained instances, so whether it is NAD's "
-                       "own does not arise.")
-            continue
-        verdict = ("not testable here (too few classes differ on a confirming instance)" if c["own"] is None else
-                   "NAD's own there: confirmed on every instance the beta was not chosen on" if c["own"] else
-                   "not confirmed: not NAD's own there" + (" (a heuristic is significantly above NAD on some "
-                                                           "instance)" if any(c["other way"]) else ""))
-        out.append(f"On {where}, *{NAMES[key]}* tested class by class against every heuristic at NAD's counts "
-                   f"(largest Wilcoxon p over the heuristics): {ps}; {verdict}.")
+        for key in keys:
+            c = r.get("class unit", {}).get(key)
+            if c is None:
+                continue
+            v = r["verdicts"].get(key)
+            if v is None or v.status != "holds":
+                out.append(f"On {where}, *{NAMES[key]}* does not hold on the trained instances, so whether it "
+                           "is NAD's own does not arise.")
+                continue
+            ps = ", ".join(f"{'n/a' if not np.isfinite(q) else _p3(q)} on instance {i}"
+                           + (" (where the beta was chosen)" if i == c["chosen on"] else "")
+                           for q, i in zip(c["p"], c["instances"]))
+            how = ("pair by pair (QAP over classes on NAD's similarities minus the heuristic's)" if key in PAIR_UNIT
+                   else "class by class (Wilcoxon over classes)")
+            verdict = ("not testable here (too little differs on a confirming instance)" if c["own"] is None else
+                       "NAD's own there: confirmed on every instance the beta was not chosen on" if c["own"] else
+                       "not confirmed: not NAD's own there" + (" (a heuristic is significantly above NAD on some "
+                                                               "instance)" if any(c["other way"]) else ""))
+            out.append(f"On {where}, *{NAMES[key]}* tested {how} against every heuristic at NAD's counts "
+                       f"(largest p over the heuristics): {ps}; {verdict}.")
     return " ".join(out) if out else "No chosen beta has run on every trained instance yet."
 
 

@@ -143,6 +143,31 @@ def misjudgment_test(sim, conf, classes: Sequence[int], min_rate: float = 0.02, 
     return out
 
 
+def dif_ahead(sim, rival, mis: np.ndarray, draws: int = RESAMPLES, seed: int = 0) -> dict:
+    """Whether one similarity matrix tracks the misjudgments more than another: QAP on their
+    difference ``sim - rival`` with Table 1's Dif as statistic (Dif is linear, so Dif(sim - rival)
+    = Dif(sim) - Dif(rival)). The class labels of the difference are permuted, rows and columns
+    together, while ``mis`` stays: the class is the unit and a pair moves as one, never counted
+    twice. Returns the observed difference and both one-sided p-values (same permutations); a
+    difference below float resolution everywhere returns NaN p-values (nothing to test)."""
+    from .overlap import permutation_p
+
+    d = np.asarray(sim, dtype=float) - np.asarray(rival, dtype=float)
+    k = len(d)
+    oth = ~mis & ~np.eye(k, dtype=bool)
+    use = mis.any(1) & oth.any(1)
+    if not use.any() or np.abs(d[mis | oth]).max() < 1e-6:
+        return {"observed": float("nan"), "p_greater": float("nan"), "p_less": float("nan")}
+    # Dif as a weighted sum of the entries: each used class averages its Mis and Oth rows
+    w = (np.where(mis, 1.0, 0.0) / np.maximum(mis.sum(1, keepdims=True), 1)
+         - np.where(oth, 1.0, 0.0) / np.maximum(oth.sum(1, keepdims=True), 1)) * use[:, None] / use.sum()
+    observed = float((w * d).sum())
+    perms = np.random.default_rng(seed).permuted(np.tile(np.arange(k), (draws, 1)), axis=1)
+    dist = (w[None] * d[perms[:, :, None], perms[:, None, :]]).sum((1, 2))
+    return {"observed": observed, "p_greater": permutation_p(observed, dist, "greater"),
+            "p_less": permutation_p(observed, dist, "less")}
+
+
 def top_confusion_among_similar(sim, conf, classes: Sequence[int], top: int = 3) -> dict:
     """Fig. 5 with the class as the unit: per class with any mistake, is the class its images are
     most often mistaken for among the ``top`` classes whose sub-architectures are most similar to

@@ -6,10 +6,11 @@ shown at this scale, inconsistent across instances, not testable here), the poin
 by name, its effect with a 95% interval (over instances: a t interval, since three instances give
 a bootstrap nothing to resample), the strongest rival at the same channel counts (the heuristic
 of ``book.BASELINE_METHODS`` whose effect is largest) with its effect, and whether the finding is
-**NAD's own**: NAD's effect exceeds every heuristic's, tested on the finding's unit (the class,
-with a one-sided Wilcoxon test per instance, replicated on ``REPLICATE`` instances and the other
-way on none; where the unit is the instance, three instances cannot make a test significant, so
-the column says "not testable" and gives the count).
+**NAD's own**: NAD's effect exceeds every heuristic's, tested on the finding's unit (the class:
+a one-sided Wilcoxon test per instance over classes, or for the two Dif findings a QAP test on
+the class-pair similarities, replicated on ``REPLICATE`` instances and the other way on none;
+where the unit is the instance, three instances cannot make a test significant, so the column
+says "not testable" and gives the count).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from .findings import NAMES, PER_POINT, REPLICATE, Finding, replicated
-from .stats import ALPHA
+from .stats import ALPHA, dif_ahead
 
 # How each finding's effect is read: its scale and unit in words, the direction of "stronger",
 # and the size below which it is called small.
@@ -37,6 +38,8 @@ EFFECTS = {
 }
 CLASS_UNIT = ("accuracy", "specific")
 FEW = "fewer than 5 classes differ from the rival"  # one-sided Wilcoxon: 4 classes give p >= 1/16
+PAIR_UNIT = ("misjudged", "misjudged beyond chance")  # compared by QAP on the similarity matrices
+SAME = "the similarities do not differ from the rival's"
 
 
 UNSIGNED = ("specific", "top confusion", "structure")  # shares and rates: no sign to show
@@ -209,8 +212,11 @@ def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]
          rival_fx: list[float], need: int) -> tuple[bool | None, str]:
     """Whether NAD beats the rival on ``key``: per class (one-sided Wilcoxon per instance) for the
     class-unit findings and for the hit rate where its per-class values were measured
-    (``Finding.by_class``); otherwise the count of instances, which three cannot make significant."""
+    (``Finding.by_class``), by QAP on the similarity matrices for the Dif findings
+    (``_own_on_pairs``); otherwise the count of instances, which three cannot make significant."""
     sign = EFFECTS[key][2]
+    if key in PAIR_UNIT and all(r[key].matrix for r in [*nad, *rival]):
+        return _own_on_pairs(key, nad, rival, need)
     per_class = key in CLASS_UNIT or all(r[key].by_class for r in [*nad, *rival])
     if per_class:  # the hit rate: each class's own, where measured
         values = (lambda f: f.values) if key in CLASS_UNIT else (lambda f: f.by_class)  # noqa: E731
@@ -232,6 +238,27 @@ def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]
     pairs = [(a, b) for a, b in zip(nad_fx, rival_fx) if np.isfinite(a) and np.isfinite(b)]
     ahead = sum(sign * (a - b) > 0 for a, b in pairs)
     return None, f"NAD ahead on {ahead} of {len(pairs)} instances; {len(pairs)} instances cannot reach p < 0.05"
+
+
+def _own_on_pairs(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]],
+                  need: int) -> tuple[bool | None, str]:
+    """Whether NAD's similarities track the misjudgments more than the rival's, per instance: QAP
+    on NAD's class x class similarity minus the rival's (``stats.dif_ahead``; the class is the
+    unit, a pair moves as one). At NAD's channel counts the chance part of the two matrices is the
+    same, so the raw and the beyond-chance Dif get the same test. An instance where the two
+    matrices do not differ is not tested."""
+    ahead = behind = tested = 0
+    for a, b in zip(nad, rival):
+        t = dif_ahead(a[key].matrix, b[key].matrix, np.asarray(a[key].misjudged_as, dtype=bool))
+        if not np.isfinite(t["p_greater"]):
+            continue
+        tested += 1
+        ahead += t["p_greater"] < ALPHA
+        behind += t["p_less"] < ALPHA
+    if tested < need:
+        return None, f"{SAME} on {len(nad) - tested} of {len(nad)} instances"
+    note = f"NAD ahead on {ahead}, behind on {behind} of {tested} instances, QAP over classes"
+    return bool(ahead >= need and behind == 0), note
 
 
 def network_verdicts(network: str, points: list[str], nad: list[dict[str, Finding]],
@@ -262,9 +289,10 @@ def network_verdicts(network: str, points: list[str], nad: list[dict[str, Findin
             if lost:  # NAD's own needs every heuristic beaten: one that is not, tested, settles it
                 m = best if best in lost else lost[0]
                 v.own, v.own_note = False, owns[m][1] + f" against {m}"
-            else:
-                v.own = True if all(o for o, _ in owns.values()) else None
-                v.own_note = owns[best][1] + f" against {best}"
+            else:  # NAD's own when every heuristic is beaten; the note names one left untested
+                undecided = [m for m, (o, _) in owns.items() if o is None]
+                m = best if not undecided or best in undecided else undecided[0]
+                v.own, v.own_note = (None if undecided else True), owns[m][1] + f" against {m}"
         out[key] = v
     return out
 
@@ -291,12 +319,16 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
                      + (f" (small on {small} of {len(held[k])})" if small else ""))
     second = ("Where they hold, the effects are " + "; ".join(sizes) + ".") if sizes else \
         "No effect is large enough to report."
-    own = [(a, k) for k in keys for a in networks if k in verdicts[a] and verdicts[a][k].own]
+    own = [(a, k) for k in keys for a in networks
+           if k in verdicts[a] and verdicts[a][k].own and verdicts[a][k].status == "holds"]
     few = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
               and verdicts[a][k].own_note.startswith(FEW) for k in keys for a in networks if k in verdicts[a])
+    same = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
+               and verdicts[a][k].own_note.startswith(SAME) for k in keys for a in networks if k in verdicts[a])
     untested = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
-                   for k in keys for a in networks if k in verdicts[a]) - few
-    beaten = sum(verdicts[a][k].own is False for k in keys for a in networks if k in verdicts[a])
+                   for k in keys for a in networks if k in verdicts[a]) - few - same
+    beaten = sum(verdicts[a][k].own is False and verdicts[a][k].status == "holds"
+                 for k in keys for a in networks if k in verdicts[a])
     behind = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
                  and verdicts[a][k].own_note.startswith("NAD ahead on 0 ")
                  for k in keys for a in networks if k in verdicts[a])
@@ -307,6 +339,7 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
     third += (f"; on {untested} the comparison is not testable with three instances (on {behind} of them "
               f"the heuristic's effect is the larger on every instance)") if untested else ""
     third += f"; on {few} fewer than 5 classes differ from the heuristic, too few to test" if few else ""
+    third += f"; on {same} {SAME.replace('the rival', 'the heuristic')}, nothing to test" if same else ""
     return " ".join([first, second, third + "."])
 
 
@@ -339,7 +372,8 @@ def finds(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
             own = [v.network for v in held if v.own]
             not_own = [v.network for v in held if v.own is False]
             few = [v.network for v in held if v.own is None and v.own_note.startswith(FEW)]
-            untested = [v.network for v in held if v.own is None and v.network not in few]
+            same = [v.network for v in held if v.own is None and v.own_note.startswith(SAME)]
+            untested = [v.network for v in held if v.own is None and v.network not in few + same]
             words = [f"NAD's own on {_list(own)}"] if own else \
                 ["NAD's own on no network where that can be tested"] if not_own else []
             if not_own:
@@ -347,6 +381,9 @@ def finds(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
             if few:
                 words.append(f"whether it is NAD's own is not testable on {_list(few)}: fewer than 5 classes differ "
                              "from the best heuristic")
+            if same:
+                words.append(f"whether it is NAD's own is not testable on {_list(same)}: "
+                             f"{SAME.replace('the rival', 'the best heuristic')}")
             if untested:
                 larger = [v.network for v in held if v.own is None and v.own_note.startswith("NAD ahead on 0 ")]
                 words.append(f"whether it is NAD's own is not testable with {held[0].instances} instances on "

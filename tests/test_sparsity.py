@@ -87,6 +87,32 @@ def test_hit_rate_is_nads_own_only_where_it_wins_class_by_class_at_points_that_c
     assert "not testable here" in verdict(four, "hit") and "at no sparsity" not in verdict(four, "hit")
 
 
+def test_misjudged_beyond_chance_is_nads_own_along_the_sweep_only_where_qap_says_so():
+    import numpy as np
+
+    from nadkit.findings import Finding
+    from nadkit.sparsity import verdict
+
+    key = "misjudged beyond chance"
+    k = 10
+    mis = np.zeros((k, k), dtype=bool)
+    mis[np.arange(k), (np.arange(k) + 1) % k] = True
+    rng = np.random.default_rng(0)
+    base = rng.random((k, k))
+    base = (base + base.T) / 2
+    tracking = base + 0.5 * (mis | mis.T)
+
+    def row(beta, nad, rival):
+        r = _row(beta, 0.5, [0.1], [0.05], key=key)
+        r["nad"][key] = Finding(True, 0.02, "", matrix=nad.tolist(), misjudged_as=mis.tolist())
+        r["rivals"]["taylor"][key] = Finding(True, 0.01, "", matrix=rival.tolist(), misjudged_as=mis.tolist())
+        return r
+
+    assert "NAD's own at kept share 0.50" in verdict([row(0.5, tracking, base), row(0.6, tracking, base)], key)
+    assert "at no sparsity" in verdict([row(0.5, base, tracking), row(0.6, base, tracking)], key)
+    assert "the similarities do not differ" in verdict([row(0.5, base, base)], key)
+
+
 def test_the_headline_says_where_nad_is_its_own_or_that_it_is_nowhere():
     from nadkit.sparsity import headline
 

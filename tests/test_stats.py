@@ -51,3 +51,20 @@ def test_misjudgment_permutation_test_follows_the_similarity():
     assert unrelated["p"] > 0.05
     opposite = misjudgment_test(1 - sim, conf, list(range(10)))
     assert opposite["dif"] < 0 and opposite["p"] > 0.95
+
+
+def test_dif_ahead_reads_the_difference_of_two_similarity_matrices_with_classes_permuted():
+    from nadkit.stats import dif, dif_ahead
+
+    rng = np.random.default_rng(1)
+    k = 10
+    mis = rng.random((k, k)) < 0.2
+    np.fill_diagonal(mis, False)
+    a, b = rng.random((k, k)), rng.random((k, k))
+    a, b = (a + a.T) / 2, (b + b.T) / 2
+    t = dif_ahead(a, b, mis)
+    assert np.isclose(t["observed"], dif(a, mis) - dif(b, mis))  # Dif is linear
+    assert t["p_greater"] > 0.05 and t["p_less"] > 0.05  # two unrelated matrices: no side
+    planted = b + 0.3 * (mis | mis.T)
+    assert dif_ahead(planted, b, mis)["p_greater"] < 0.001 and dif_ahead(b, planted, mis)["p_less"] < 0.001
+    assert np.isnan(dif_ahead(b, b + 1e-9, mis)["p_greater"])  # below float resolution: nothing to test

@@ -4,7 +4,7 @@ instances that disagree are named, a heuristic that does better makes the findin
 import numpy as np
 
 from nadkit.findings import Finding
-from nadkit.verdicts import Effect, answer, network_verdicts
+from nadkit.verdicts import Effect, answer, finds, network_verdicts
 
 POINTS = ["conv1", "conv2", "conv3"]
 
@@ -68,8 +68,6 @@ def test_an_effect_interval_is_over_its_units():
 
 
 def test_what_a_chapter_finds_follows_the_verdicts():
-    from nadkit.verdicts import finds
-
     held = {"a": network_verdicts("a", POINTS, [run([3])] * 3), "b": network_verdicts("b", POINTS, [run()] * 3)}
     text = finds(held, ["fewer"])
     assert "holds on a (" in text and "conv3" in text and "not shown at this scale on b" in text
@@ -93,9 +91,36 @@ def test_the_hit_rate_is_nads_own_where_it_wins_class_by_class_on_two_instances(
     four = network_verdicts("net", POINTS, [hit_run([0.5, 0.6, 0.7, 0.8])] * 3,
                             {"h": [hit_run([0.4, 0.5, 0.6, 0.7])] * 3})["hit"]
     assert four.own is None and "fewer than 5 classes differ" in four.own_note
-    from nadkit.verdicts import finds
     assert "not testable on net: fewer than 5 classes differ" in finds({"net": {"hit": four}}, ["hit"])
     assert "on 1 fewer than 5 classes differ" in answer({"net": {"hit": four}}, ["hit"])
     # without per-class hit rates the instance is the unit: not testable with three
     bare = network_verdicts("net", POINTS, [hit_run([])] * 3, {"h": [hit_run([], gap=(0, 0, 0))] * 3})["hit"]
     assert bare.own is None and "cannot reach p < 0.05" in bare.own_note
+
+
+def mis_run(matrix, mis, holds=True):
+    f = Finding(holds, 0.02, "", matrix=np.asarray(matrix).tolist(), misjudged_as=np.asarray(mis).tolist())
+    return {"misjudged beyond chance": f}
+
+
+def test_misjudged_is_nads_own_only_where_its_similarities_track_the_mistakes_more_pair_by_pair():
+    rng = np.random.default_rng(0)
+    k = 10
+    mis = np.zeros((k, k), dtype=bool)
+    for c in range(k):  # each class mistaken for its neighbour
+        mis[c, (c + 1) % k] = True
+    base = rng.random((k, k))
+    base = (base + base.T) / 2
+    tracking = base + 0.5 * (mis | mis.T)
+    key = "misjudged beyond chance"
+    v = network_verdicts("net", POINTS, [mis_run(tracking, mis)] * 3, {"h": [mis_run(base, mis)] * 3})[key]
+    assert v.own is True and "QAP over classes" in v.own_note
+    v = network_verdicts("net", POINTS, [mis_run(base, mis)] * 3, {"h": [mis_run(tracking, mis)] * 3})[key]
+    assert v.own is False and "behind on 3 of 3" in v.own_note
+    # the same similarities (a heuristic that picked NAD's channels): nothing to test
+    same = network_verdicts("net", POINTS, [mis_run(base, mis)] * 3, {"h": [mis_run(base, mis)] * 3})[key]
+    assert same.own is None and "do not differ" in same.own_note
+    assert "not testable on net: the similarities do not differ" in finds({"net": {key: same}}, [key])
+    # a finding that does not hold is not counted among the cells a heuristic does as well on
+    lost = network_verdicts("net", POINTS, [mis_run(base, mis, False)] * 3, {"h": [mis_run(tracking, mis)] * 3})
+    assert lost[key].own is False and "a heuristic does as well" not in answer({"net": lost}, [key])

@@ -382,7 +382,7 @@ def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, sh
             here.append(f"*{NAMES[key]}*")
             name = f"*{NAMES[key]}* on {where.split(' at ')[0]}"
             by_class = r.get("class unit", {}).get(key)
-            if by_class is not None and by_class["own"] is not None:  # tested class by class instead
+            if by_class is not None and by_class["own"] is not None:  # tested on the class instead
                 (own if by_class["own"] else unconfirmed).append(name)
             elif v.own is None:
                 untested.setdefault(v.own_note.split(";")[0], []).append(name)
@@ -396,7 +396,7 @@ def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, sh
         n_held = len(own) + len(not_own) + len(unconfirmed) + sum(len(v) for v in untested.values())
         return (f"At the sparse betas chosen for replication ({', '.join(reps)}), on {n} trained instances, "
                 f"findings hold in {n_held} network-finding cells; NAD's own: {len(own)}, a heuristic as good: "
-                f"{len(not_own)}, not confirmed class by class: {len(unconfirmed)}, not testable with {n} "
+                f"{len(not_own)}, not confirmed on the class as unit: {len(unconfirmed)}, not testable with {n} "
                 f"instances as the unit: {n_held - len(own) - len(not_own) - len(unconfirmed)}.")
     text = f"At the sparse betas chosen for replication, on {n} trained instances: " + "; ".join(held) + " hold."
     parts = []
@@ -405,7 +405,7 @@ def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, sh
     if not_own:
         parts.append(f"a heuristic at the same counts does as well: {_list(not_own)}")
     if unconfirmed:
-        parts.append(f"not confirmed as NAD's own when tested class by class on the instances the beta was not "
+        parts.append(f"not confirmed as NAD's own when tested on the class as unit on the instances the beta was not "
                      f"chosen on: {_list(unconfirmed)}")
     if untested:
         parts.append(f"not testable as NAD's own with {n} instances as the unit: " + "; ".join(

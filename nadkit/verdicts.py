@@ -15,6 +15,7 @@ says "not testable" and gives the count).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,6 +114,13 @@ class NetworkVerdict:
     @property
     def name(self) -> str:
         return NAMES[self.key]
+
+    @property
+    def outdone(self) -> bool:
+        """Whether a heuristic at NAD's counts is significantly *above* NAD on at least
+        ``REPLICATE`` instances (the tested comparison, read from ``own_note``)."""
+        m = re.search(r"behind on (\d+) of", self.own_note)
+        return self.own is False and m is not None and int(m.group(1)) >= REPLICATE
 
     @property
     def small(self) -> bool:
@@ -335,7 +343,10 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
     third = (f"NAD's own (its effect beats every heuristic at the same channel counts): "
              f"{_list([f'*{NAMES[k]}* on {a}' for a, k in own])}" if own else
              "On no finding is NAD shown to beat the best heuristic at the same channel counts")
+    outdone = sum(verdicts[a][k].outdone and verdicts[a][k].status == "holds"
+                  for k in keys for a in networks if k in verdicts[a])
     third += f"; on {beaten} network-finding cells a heuristic does as well or better" if beaten else ""
+    third += f" (significantly better on {outdone})" if outdone else ""
     third += (f"; on {untested} the comparison is not testable with three instances (on {behind} of them "
               f"the heuristic's effect is the larger on every instance)") if untested else ""
     third += f"; on {few} fewer than 5 classes differ from the heuristic, too few to test" if few else ""
@@ -376,8 +387,10 @@ def finds(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
             untested = [v.network for v in held if v.own is None and v.network not in few + same]
             words = [f"NAD's own on {_list(own)}"] if own else \
                 ["NAD's own on no network where that can be tested"] if not_own else []
+            better = [v.network for v in held if v.outdone]
             if not_own:
-                words.append(f"a heuristic at the same counts does as well on {_list(not_own)}")
+                words.append(f"a heuristic at the same counts does as well on {_list(not_own)}"
+                             + (f" (significantly better on {_list(better)})" if better else ""))
             if few:
                 words.append(f"whether it is NAD's own is not testable on {_list(few)}: fewer than 5 classes differ "
                              "from the best heuristic")
@@ -419,7 +432,7 @@ def _own_cell(v: NetworkVerdict) -> str:
         return ""
     if v.own is None:
         return "not testable (" + v.own_note.split(";")[0].replace("NAD ", "") + ")"
-    return "yes" if v.own else "no"
+    return "yes" if v.own else "no (a heuristic significantly better)" if v.outdone else "no"
 
 
 def table(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> str:

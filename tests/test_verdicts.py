@@ -116,7 +116,9 @@ def test_misjudged_is_nads_own_only_where_its_similarities_track_the_mistakes_mo
     v = network_verdicts("net", POINTS, [mis_run(tracking, mis)] * 3, {"h": [mis_run(base, mis)] * 3})[key]
     assert v.own is True and "QAP over classes" in v.own_note
     v = network_verdicts("net", POINTS, [mis_run(base, mis)] * 3, {"h": [mis_run(tracking, mis)] * 3})[key]
-    assert v.own is False and "behind on 3 of 3" in v.own_note
+    assert v.own is False and "behind on 3 of 3" in v.own_note and v.outdone
+    assert "(significantly better on net)" in finds({"net": {key: v}}, [key])
+    assert "as well or better (significantly better on 1)" in answer({"net": {key: v}}, [key])
     # the same similarities (a heuristic that picked NAD's channels): nothing to test
     same = network_verdicts("net", POINTS, [mis_run(base, mis)] * 3, {"h": [mis_run(base, mis)] * 3})[key]
     assert same.own is None and "do not differ" in same.own_note

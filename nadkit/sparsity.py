@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import book
+from .verdicts import CLASS_UNIT, PAIR_UNIT
 
 BETAS: dict[str, tuple[float, ...]] = {
     # card 0.3; Elbow kept share 0.83 at 0.3, 0.098 at 1.0; all ten classes: 0.78 at 0.4 with no
@@ -138,8 +139,9 @@ def used(arch: str, s: book.Settings, instance: int = 0) -> list:
 
 # The findings the sweep follows, and how each one's effect is read off a run's ``Finding``.
 SWEPT = ("fewer", "more", "structure", "hit", "accuracy", "specific", "misjudged beyond chance")
-CLASS_UNIT = ("accuracy", "specific")  # findings with one value per class: NAD's own is testable
-PAIR_UNIT = ("misjudged beyond chance",)  # one similarity per class pair: compared by QAP
+# with a value per class (CLASS_UNIT) or per class pair (PAIR_UNIT, compared by QAP), NAD's own is
+# testable on one run; at the chosen betas the per-run ones are confirmed on the other instances
+CONFIRMED = ("hit", *(k for k in PAIR_UNIT if k in SWEPT))
 
 
 def _effect(key: str, f) -> tuple[float, float, float]:
@@ -179,7 +181,7 @@ def effects(rows: list[dict]) -> "pandas.DataFrame":  # noqa: F821
     return pd.DataFrame(out)
 
 
-OWN_TESTED = CLASS_UNIT + ("hit", "misjudged beyond chance")  # NAD's own tested on the class
+OWN_TESTED = CLASS_UNIT + CONFIRMED  # NAD's own tested on the class
 OWN_HOW = "tested on the class against every heuristic"  # class by class or QAP, Holm over betas
 
 
@@ -502,7 +504,7 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
     if kept is not None and kept.status == "holds" and (spec is None or spec.status != "holds"):
         # a sub-architecture that names its class whatever the image keeps it trivially
         kept.status, kept.own, kept.own_note = "not testable here", None, "the sub-architectures are not specific"
-    by_class = {k: own_on_classes(rows, k, s.instances) for k in ("hit", *PAIR_UNIT)}
+    by_class = {k: own_on_classes(rows, k, s.instances) for k in CONFIRMED}
     for key, c in by_class.items():  # testable class by class: that test decides NAD's own
         v = found.get(key)
         if v is not None and v.status == "holds" and c["own"] is not None:
@@ -539,7 +541,7 @@ def own_on_classes(rows: list[dict], key: str, instances: list[int], chosen_on: 
             "chosen on": chosen_on, "own": own}
 
 
-def class_unit_sentence(reps: dict[str, dict], keys: tuple[str, ...] = ("hit", *PAIR_UNIT)) -> str:
+def class_unit_sentence(reps: dict[str, dict], keys: tuple[str, ...] = CONFIRMED) -> str:
     """What the class-unit test of ``own_on_classes`` says at each chosen beta for each finding of
     ``keys``, in one sentence per network and finding, from the numbers: the largest p over the
     heuristics on each instance, and whether the instances the beta was not chosen on confirm it."""

@@ -153,6 +153,7 @@ def dif_ahead(sim, rival, mis: np.ndarray, draws: int = RESAMPLES, seed: int = 0
     from .overlap import permutation_p
 
     d = np.asarray(sim, dtype=float) - np.asarray(rival, dtype=float)
+    mis = np.asarray(mis, dtype=bool)
     k = len(d)
     oth = ~mis & ~np.eye(k, dtype=bool)
     use = mis.any(1) & oth.any(1)

@@ -209,14 +209,14 @@ def own_test(r: dict, key: str, method: str) -> tuple[float, float, float] | Non
     import numpy as np
     from scipy import stats as st
 
-    from .stats import RESAMPLES, dif_ahead
+    from .stats import dif_ahead
 
     if key in PAIR_UNIT:
         a, b = r["nad"].get(key), r["rivals"][method].get(key)
         if a is None or b is None or not a.matrix or not b.matrix:
             return None
         t = dif_ahead(a.matrix, b.matrix, np.asarray(a.misjudged_as, dtype=bool))
-        return None if not np.isfinite(t["p_greater"]) else (t["p_greater"], t["p_less"], 1 / (RESAMPLES + 1))
+        return None if not np.isfinite(t["p_greater"]) else (t["p_greater"], t["p_less"], t["p_floor"])
     nad, rival = class_values(r, key), class_values(r, key, method)
     if nad is None or rival is None:
         return None

@@ -148,8 +148,12 @@ def dif_ahead(sim, rival, mis: np.ndarray, draws: int = RESAMPLES, seed: int = 0
     difference ``sim - rival`` with Table 1's Dif as statistic (Dif is linear, so Dif(sim - rival)
     = Dif(sim) - Dif(rival)). The class labels of the difference are permuted, rows and columns
     together, while ``mis`` stays: the class is the unit and a pair moves as one, never counted
-    twice. Returns the observed difference and both one-sided p-values (same permutations); a
+    twice. Exact (every permutation) when K! <= ``draws``. Returns the observed difference, both
+    one-sided p-values (same permutations) and the smallest p the test can give (``p_floor``); a
     difference below float resolution everywhere returns NaN p-values (nothing to test)."""
+    from itertools import permutations
+    from math import factorial
+
     from .overlap import permutation_p
 
     d = np.asarray(sim, dtype=float) - np.asarray(rival, dtype=float)
@@ -158,15 +162,21 @@ def dif_ahead(sim, rival, mis: np.ndarray, draws: int = RESAMPLES, seed: int = 0
     oth = ~mis & ~np.eye(k, dtype=bool)
     use = mis.any(1) & oth.any(1)
     if not use.any() or np.abs(d[mis | oth]).max() < 1e-6:
-        return {"observed": float("nan"), "p_greater": float("nan"), "p_less": float("nan")}
+        return {"observed": float("nan"), "p_greater": float("nan"), "p_less": float("nan"), "p_floor": 1.0}
     # Dif as a weighted sum of the entries: each used class averages its Mis and Oth rows
     w = (np.where(mis, 1.0, 0.0) / np.maximum(mis.sum(1, keepdims=True), 1)
          - np.where(oth, 1.0, 0.0) / np.maximum(oth.sum(1, keepdims=True), 1)) * use[:, None] / use.sum()
     observed = float((w * d).sum())
-    perms = np.random.default_rng(seed).permuted(np.tile(np.arange(k), (draws, 1)), axis=1)
+    exact = factorial(k) <= draws
+    perms = (np.array(list(permutations(range(k)))) if exact else
+             np.random.default_rng(seed).permuted(np.tile(np.arange(k), (draws, 1)), axis=1))
     dist = (w[None] * d[perms[:, :, None], perms[:, None, :]]).sum((1, 2))
+    if exact:  # the identity is among the permutations: the share at or beyond the observation
+        p = {side: float(np.mean(dist >= observed - 1e-12) if side == "greater" else np.mean(dist <= observed + 1e-12))
+             for side in ("greater", "less")}
+        return {"observed": observed, "p_greater": p["greater"], "p_less": p["less"], "p_floor": 1 / len(perms)}
     return {"observed": observed, "p_greater": permutation_p(observed, dist, "greater"),
-            "p_less": permutation_p(observed, dist, "less")}
+            "p_less": permutation_p(observed, dist, "less"), "p_floor": 1 / (draws + 1)}
 
 
 def top_confusion_among_similar(sim, conf, classes: Sequence[int], top: int = 3) -> dict:

@@ -258,7 +258,7 @@ def _own_on_pairs(key: str, nad: list[dict[str, Finding]], rival: list[dict[str,
     ahead = behind = tested = 0
     for a, b in zip(nad, rival):
         t = dif_ahead(a[key].matrix, b[key].matrix, np.asarray(a[key].misjudged_as, dtype=bool))
-        if not np.isfinite(t["p_greater"]):
+        if not np.isfinite(t["p_greater"]) or t["p_floor"] >= ALPHA:  # e.g. 3 classes: 3! = 6 orders
             continue
         tested += 1
         ahead += t["p_greater"] < ALPHA

@@ -68,3 +68,15 @@ def test_dif_ahead_reads_the_difference_of_two_similarity_matrices_with_classes_
     planted = b + 0.3 * (mis | mis.T)
     assert dif_ahead(planted, b, mis)["p_greater"] < 0.001 and dif_ahead(b, planted, mis)["p_less"] < 0.001
     assert np.isnan(dif_ahead(b, b + 1e-9, mis)["p_greater"])  # below float resolution: nothing to test
+
+
+def test_dif_ahead_is_exact_for_few_classes_and_says_how_small_its_p_can_be():
+    from nadkit.stats import dif_ahead
+
+    mis = np.zeros((4, 4), dtype=bool)
+    mis[[0, 1, 2, 3], [1, 0, 3, 2]] = True
+    base = np.arange(16, dtype=float).reshape(4, 4) / 16
+    base = (base + base.T) / 2
+    t = dif_ahead(base + 0.5 * mis, base, mis)
+    assert t["p_floor"] == 1 / 24 and t["p_greater"] * 24 == round(t["p_greater"] * 24)  # a count of orders
+    assert t["p_greater"] <= 8 / 24  # the planted pairing is among the few best orders

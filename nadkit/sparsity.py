@@ -438,7 +438,9 @@ def ablation_at(arch: str, beta: float, s: book.Settings | None = None, progress
 # sweep (vgg16: 3 findings with NAD above every heuristic at 0.6; resnet50: 4 at 1.6;
 # densenet121: 1 at 0.3, 0.75 and 1.0, so the sparsest), run with
 # ``python -m nadkit.book sweep ARCH --instance 1 --betas B`` (and 2).
-REPLICATED: dict[str, tuple[float, ...]] = {"vgg16": (0.6,), "resnet50": (1.6,), "densenet121": (1.0,)}
+# darts: 1 at every measurable beta but 1.0, so the sparsest, 4.0 (instance 2 still to run)
+REPLICATED: dict[str, tuple[float, ...]] = {"vgg16": (0.6,), "resnet50": (1.6,), "densenet121": (1.0,),
+                                            "darts": (4.0,)}
 PER_RUN = ("fewer", "more", "structure", "hit", "misjudged beyond chance")  # one value per run
 
 

@@ -128,7 +128,8 @@ def used(arch: str, s: book.Settings, instance: int = 0) -> list:
 
     add(summary(arch, s, instance, progress=True), s, instance)
     for b in REPLICATED.get(arch, ()):
-        ablation_at(arch, b, s)  # cached inside the run's folder
+        if b in ablated_betas([arch]).get(arch, ()):
+            ablation_at(arch, b, s)  # cached inside the run's folder
         for i in s.instances:
             if i != instance:
                 add(summary(arch, s, i, progress=True, betas=(b,)), s, i)
@@ -327,7 +328,7 @@ def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] 
     ``OWN_TESTED`` is NAD's own (tested on the class, Holm over betas), or that it is at no
     sparsity, or not testable;
     how far the sweep has got; and, with ``reps`` (``replications``), which findings hold on
-    three instances at the chosen sparse betas and whether they are NAD's own there."""
+    three instances at the betas chosen for replication and whether they are NAD's own there."""
     from .findings import NAMES
 
     if not sweep:
@@ -362,14 +363,14 @@ def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] 
 
 
 def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, short: bool = False) -> str:
-    """Which findings of ``keys`` hold on every instance's run at the chosen sparse betas, per
+    """Which findings of ``keys`` hold on every instance's run at the betas chosen for replication, per
     network, and where they are NAD's own against the best heuristic at the same counts (or why
     that cannot be tested), in two sentences from the verdicts; ``short``: counts instead of
     names (chapter 01's answer)."""
     from .findings import NAMES
 
     if not reps:
-        return "No sparse beta has run on all three trained instances yet."
+        return "No beta chosen for replication has run on all three trained instances yet."
     n = max(len(r["kept"]) for r in reps.values())
     held, own, not_own, unconfirmed, untested = [], [], [], [], {}
     for where, r in reps.items():
@@ -382,7 +383,7 @@ def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, sh
             if key == "accuracy" and not (found.get("specific") and found["specific"].status == "holds"):
                 continue  # kept trivially by a sub-architecture that is not specific
             here.append(f"*{NAMES[key]}*")
-            name = f"*{NAMES[key]}* on {where.split(' at ')[0]}"
+            name = f"*{NAMES[key]}* on {where}"
             by_class = r.get("class unit", {}).get(key)
             if by_class is not None and by_class["own"] is not None:  # tested on the class instead
                 (own if by_class["own"] else unconfirmed).append(name)
@@ -393,14 +394,14 @@ def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, sh
         if here:
             held.append(f"on {where}, {_list(here)}")
     if not held:
-        return f"At the sparse betas chosen for replication, no finding holds on {n} trained instances."
+        return f"At the betas chosen for replication, no finding holds on {n} trained instances."
     if short:
         n_held = len(own) + len(not_own) + len(unconfirmed) + sum(len(v) for v in untested.values())
-        return (f"At the sparse betas chosen for replication ({', '.join(reps)}), on {n} trained instances, "
+        return (f"At the betas chosen for replication ({', '.join(reps)}), on {n} trained instances, "
                 f"findings hold in {n_held} network-finding cells; NAD's own: {len(own)}, a heuristic as good: "
                 f"{len(not_own)}, not confirmed on the class as unit: {len(unconfirmed)}, not testable with {n} "
                 f"instances as the unit: {n_held - len(own) - len(not_own) - len(unconfirmed)}.")
-    text = f"At the sparse betas chosen for replication, on {n} trained instances: " + "; ".join(held) + " hold."
+    text = f"At the betas chosen for replication, on {n} trained instances: " + "; ".join(held) + " hold."
     parts = []
     if own:
         parts.append(f"NAD's own (above the best heuristic at its counts): {_list(own)}")
@@ -434,13 +435,16 @@ def ablation_at(arch: str, beta: float, s: book.Settings | None = None, progress
     return book.ablation_of(folder, s.device, progress) if (folder / "meta.json").exists() else None
 
 
-# The betas run on all three trained instances: the ones ``informative`` picks on instance 0's
-# sweep (vgg16: 3 findings with NAD above every heuristic at 0.6; resnet50: 4 at 1.6;
-# densenet121: 1 at 0.3, 0.75 and 1.0, so the sparsest), run with
-# ``python -m nadkit.book sweep ARCH --instance 1 --betas B`` (and 2).
-# darts: 1 at every measurable beta but 1.0, so the sparsest, 4.0 (instance 2 still to run)
-REPLICATED: dict[str, tuple[float, ...]] = {"vgg16": (0.6,), "resnet50": (1.6,), "densenet121": (1.0,),
-                                            "darts": (4.0,)}
+# The betas run on all three trained instances, with
+# ``python -m nadkit.book sweep ARCH --instance 1 --betas B`` (and 2). First the one ``informative``
+# picks on instance 0's sweep (vgg16: 3 findings with NAD above every heuristic at 0.6; resnet50: 4
+# at 1.6; densenet121: 1 at 0.3, 0.75 and 1.0, so the sparsest; darts: 1 at every measurable beta
+# but 1.0, so the sparsest, 4.0); chapter 05b's ablation runs at it (``ablated_betas``). Then the
+# sparsest beta whose sub-architectures are specific to their class and keep a channel at every
+# point (``sparsest_specific``), where that is not the card's beta: resnet50 0.6, darts 1.3 (vgg16
+# has none; densenet121's is its card's 0.1, already on three instances).
+REPLICATED: dict[str, tuple[float, ...]] = {"vgg16": (0.6,), "resnet50": (1.6, 0.6), "densenet121": (1.0,),
+                                            "darts": (4.0, 1.3)}
 PER_RUN = ("fewer", "more", "structure", "hit", "misjudged beyond chance")  # one value per run
 
 
@@ -451,6 +455,22 @@ def replicated_betas(archs: list[str]) -> dict[str, tuple[float, ...]]:
     if book.profile() == "smoke":
         return {archs[0]: (BETAS[archs[0]][0],)}
     return {a: b for a, b in REPLICATED.items() if a in archs}
+
+
+def ablated_betas(archs: list[str]) -> dict[str, tuple[float, ...]]:
+    """The betas of ``replicated_betas`` where chapter 05c ablates the first instance's run: the
+    most informative one per network (the first). Not the sparsest specific one: there the sets
+    are most of each layer, as at the card's beta, where chapter 05b could test little."""
+    return {a: bs[:1] for a, bs in replicated_betas(archs).items()}
+
+
+def sparsest_specific(rows: list[dict]) -> dict | None:
+    """The sparsest measurable beta of a sweep whose sub-architectures are specific to their class
+    (balanced accuracy above 0.5, ``specific`` holds) and keep a channel at every class-point; None
+    where no beta is."""
+    ok = [r for r in rows if measurable(r)[0] and "specific" in r["nad"] and r["nad"]["specific"].holds
+          and r["empty class-points"] == 0]
+    return min(ok, key=lambda r: r["kept"]) if ok else None
 
 
 def replications(archs: list[str], s: book.Settings, progress: bool = True) -> dict[str, dict]:

@@ -221,6 +221,18 @@ def test_the_most_informative_beta_is_where_nad_leads_on_most_findings():
     assert sparsity.informative(rows[:1]) is None
 
 
+
+def test_the_sparsest_specific_beta_keeps_a_channel_everywhere_and_names_its_class():
+    from nadkit.findings import Finding
+
+    def run(beta, kept, specific, empty=0.0):
+        return {"beta": beta, "kept": kept, "nad": {"specific": Finding(specific, 0.6 if specific else 0.5, "")},
+                "rivals": {}, "random": {}, "empty class-points": empty, "top answer share": 0.1}
+
+    rows = [run(0.3, 0.9, True), run(0.6, 0.7, True), run(0.9, 0.5, True, empty=0.01), run(1.2, 0.3, False)]
+    assert sparsity.sparsest_specific(rows)["beta"] == 0.6  # 0.9 is sparser but empties a class-point
+    assert sparsity.sparsest_specific([rows[3]]) is None
+
 def test_the_sweep_figure_carries_every_method_and_marks_where_each_holds():
     from nadkit import vega
 

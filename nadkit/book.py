@@ -767,14 +767,17 @@ def uniform_p(out: Path, s: Settings, progress: bool = True) -> list[float] | No
 
 def rival_findings(source: str, s: Settings, progress: bool = True) -> dict[str, list[dict]]:
     """The same findings for each heuristic of ``BASELINE_METHODS`` at NAD's channel counts, per
-    trained instance (its hit rate on NAD's control mosaics, tested against NAD's random draws)."""
-    from .findings import of_run
+    trained instance (its hit rate on NAD's control mosaics, tested against NAD's random draws),
+    with NAD's sets against its own on the overlap findings (``findings.versus_nad``)."""
+    from .findings import of_run, versus_nad
 
     res = baselines(source, s, progress)
     ctrl = controls(source, s, progress, over="instances")
-    return {m: [of_run(_with_uniform_p(r["report"], r["folder"], s, progress), c, hit=r["hit"],
-                       cross=r["cross"], hit_by_class=control_hit_by_class(r["folder"], s, progress)
-                       if c.get("random_hit_rate_draws") else None) for r, c in zip(res[m], ctrl)]
+    return {m: [versus_nad(of_run(_with_uniform_p(r["report"], r["folder"], s, progress), c, hit=r["hit"],
+                                  cross=r["cross"], hit_by_class=control_hit_by_class(r["folder"], s, progress)
+                                  if c.get("random_hit_rate_draws") else None),
+                           nad["sub"].binary(), r["sub"].binary())
+                for r, c, nad in zip(res[m], ctrl, res["nad"])]
             for m in BASELINE_METHODS}
 
 

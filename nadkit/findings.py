@@ -44,6 +44,9 @@ NAMES = {
     "top confusion": "top confusion among the 3 most similar",
 }
 PER_POINT = ("fewer", "more", "structure", "hit")
+# The overlap findings NAD and a heuristic at its counts are compared on by swapping classes' sets
+# (``stats.swap_ahead``), and how each reads its points: the largest or the smallest overlap.
+SET_UNIT = {"more": "max", "fewer": "min"}
 OPPOSITE = {"fewer": "more", "more": "fewer"}
 
 
@@ -58,7 +61,10 @@ class Finding:
     rate, each class's own (mean over the testable points), on which NAD and a heuristic are
     compared class by class; empty where not measured. ``matrix`` and ``misjudged_as``: for the
     misjudged findings, the class x class similarity and the Mis. relation their Dif is read from,
-    on which NAD and a heuristic are compared pair by pair (``stats.dif_ahead``)."""
+    on which NAD and a heuristic are compared pair by pair (``stats.dif_ahead``). ``nad_swap``:
+    for a heuristic's overlap findings (``SET_UNIT``), NAD's run against this one with the class
+    as unit (``versus_nad``): [p that NAD is ahead, p that it is behind, the smallest p the test
+    can give], NaN p-values where the sets do not differ; empty where not measured."""
 
     holds: bool
     estimate: float
@@ -71,9 +77,24 @@ class Finding:
     by_class: list[float] = field(default_factory=list)
     matrix: list[list[float]] = field(default_factory=list)
     misjudged_as: list[list[bool]] = field(default_factory=list)
+    nad_swap: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def versus_nad(found: dict[str, Finding], nad_sets, sets) -> dict[str, Finding]:
+    """A heuristic's findings ``found`` (its run at NAD's channel counts, whose kept channels per
+    point are ``sets``) with NAD's run (``nad_sets``) set against it on each overlap finding of
+    ``SET_UNIT`` by swapping classes' sets (``stats.swap_ahead``), in ``Finding.nad_swap``."""
+    from .stats import swap_ahead
+
+    nad_sets, sets = [np.asarray(b) for b in nad_sets], [np.asarray(b) for b in sets]
+    for key, reduce in SET_UNIT.items():
+        if key in found:
+            t = swap_ahead(nad_sets, sets, reduce)
+            found[key].nad_swap = [t["p_greater"], t["p_less"], t["p_floor"]]
+    return found
 
 
 def _points(p, testable, keep=None) -> list[int]:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import book
+from .findings import SET_UNIT
 from .verdicts import CLASS_UNIT, PAIR_UNIT
 
 BETAS: dict[str, tuple[float, ...]] = {
@@ -59,7 +60,7 @@ def at_beta(folder: Path, s: book.Settings, progress: bool = True) -> dict:
     collapsed (empty class-points, the network's top answer), and its findings (NAD's, each
     heuristic's at NAD's counts, random channels'), from which ``nadkit.verdicts`` reads the
     effects."""
-    from .findings import of_run
+    from .findings import of_run, versus_nad
     from .sanity import collapse
     from .subarch import SubArchitectures
 
@@ -71,9 +72,11 @@ def at_beta(folder: Path, s: book.Settings, progress: bool = True) -> dict:
         b = book.baseline_folder(folder, method)
         if not (b / "meta.json").exists():
             book.pipeline.baseline(folder, method, b, device=s.device)
-        rivals[method] = of_run(book._with_uniform_p(book._evaluated(b, s, "paper", progress), b, s, progress), control,
-                                hit=book.control_hit(b, s, progress), cross=book._cross(b, s, progress),
-                                hit_by_class=_by_class(b, s, control, progress))
+        rivals[method] = versus_nad(
+            of_run(book._with_uniform_p(book._evaluated(b, s, "paper", progress), b, s, progress), control,
+                   hit=book.control_hit(b, s, progress), cross=book._cross(b, s, progress),
+                   hit_by_class=_by_class(b, s, control, progress)),
+            sub.binary(), SubArchitectures.load(b).binary())
     kept = sub.kept()  # [classes, points]
     return {"beta": sub.config["beta"], "folder": folder.name, "kept": float(kept.mean()),
             "kept_per_point": kept.mean(0).tolist(),
@@ -140,9 +143,11 @@ def used(arch: str, s: book.Settings, instance: int = 0) -> list:
 
 # The findings the sweep follows, and how each one's effect is read off a run's ``Finding``.
 SWEPT = ("fewer", "more", "structure", "hit", "accuracy", "specific", "misjudged beyond chance")
-# with a value per class (CLASS_UNIT) or per class pair (PAIR_UNIT, compared by QAP), NAD's own is
-# testable on one run; at the chosen betas the per-run ones are confirmed on the other instances
-CONFIRMED = ("hit", *(k for k in PAIR_UNIT if k in SWEPT))
+# with a value per class (CLASS_UNIT) or per class pair (PAIR_UNIT, compared by QAP), or read off
+# the classes' sets (SET_UNIT: the largest or smallest overlap over the points, compared by
+# swapping classes' sets between NAD and the heuristic), NAD's own is testable on one run; at the
+# chosen betas the per-run ones are confirmed on the other instances
+CONFIRMED = ("hit", *(k for k in PAIR_UNIT if k in SWEPT), *SET_UNIT)
 
 
 def _effect(key: str, f) -> tuple[float, float, float]:
@@ -203,15 +208,19 @@ def class_values(r: dict, key: str, method: str = "NAD") -> "numpy.ndarray | Non
 def own_test(r: dict, key: str, method: str) -> tuple[float, float, float] | None:
     """NAD against the heuristic ``method`` on the finding ``key`` (``OWN_TESTED``) at the beta of
     row ``r``, on the class as unit: the one-sided p that NAD is above, that it is below, and the
-    smallest p the data could give. A Wilcoxon test over ``class_values``, or for the misjudged
+    smallest p the data could give. A Wilcoxon test over ``class_values``; for the misjudged
     findings QAP on the two similarity matrices (``stats.dif_ahead``: classes permuted, a pair
-    moves as one). None where the row lacks the values or NAD and the heuristic do not differ
+    moves as one); for the overlap findings (``SET_UNIT``) the classes' sets swapped between NAD
+    and the heuristic (``Finding.nad_swap``, from ``findings.versus_nad``). None where the row lacks the values or NAD and the heuristic do not differ
     (below float resolution)."""
     import numpy as np
     from scipy import stats as st
 
     from .stats import dif_ahead
 
+    if key in SET_UNIT:
+        t = r["rivals"][method][key].nad_swap if key in r["rivals"][method] else []
+        return tuple(t) if t and np.isfinite(t[0]) else None
     if key in PAIR_UNIT:
         a, b = r["nad"].get(key), r["rivals"][method].get(key)
         if a is None or b is None or not a.matrix or not b.matrix:
@@ -298,7 +307,8 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
         mine = [r["kept"] for r in held if own.get(r["beta"], (False, 1.0))[0]]
         if not any(r["beta"] in own for r in held):
             text += ("; whether it is NAD's own is not testable here ("
-                     + ("the similarities do not differ" if key in PAIR_UNIT else "too few classes differ") + ")")
+                     + ("the similarities do not differ" if key in PAIR_UNIT else
+                   "the sets do not differ" if key in SET_UNIT else "too few classes differ") + ")")
         else:
             text += (f"; NAD's own at kept share {_shares(mine)}" if mine else "; NAD's own at no sparsity") + \
                 f" ({OWN_HOW})"
@@ -530,7 +540,8 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
     for key, c in by_class.items():  # testable class by class: that test decides NAD's own
         v = found.get(key)
         if v is not None and v.status == "holds" and c["own"] is not None:
-            how = "pair by pair (QAP over classes)" if key in PAIR_UNIT else "class by class"
+            how = ("pair by pair (QAP over classes)" if key in PAIR_UNIT else
+                   "by swapping classes' sets" if key in SET_UNIT else "class by class")
             v.own, v.own_note = c["own"], (f"tested {how} against every heuristic on the instances the "
                                            "beta was not chosen on")
     return {"verdicts": found, "kept": [r["kept"] for r in rows],
@@ -541,7 +552,7 @@ def own_on_classes(rows: list[dict], key: str, instances: list[int], chosen_on: 
     """Whether NAD's ``key`` (``OWN_TESTED``) beats every heuristic at its counts class by class
     on each trained instance at one beta (rows: ``at_beta`` per instance): per instance the
     largest one-sided p over the heuristics (``own_test``: Wilcoxon over classes, QAP for the
-    misjudged findings; NAD above each one: all must pass, so no correction) and whether some
+    misjudged findings, class swaps for the overlap findings; NAD above each one: all must pass, so no correction) and whether some
     heuristic is significantly above NAD. The beta was chosen on instance ``chosen_on``, so only
     the others confirm: NAD's own where it passes on all of them and no instance goes the other
     way; "testable" is False where the test cannot give p < 0.05 (fewer than five classes differ
@@ -586,7 +597,8 @@ def class_unit_sentence(reps: dict[str, dict], keys: tuple[str, ...] = CONFIRMED
                            + (" (where the beta was chosen)" if i == c["chosen on"] else "")
                            for q, i in zip(c["p"], c["instances"]))
             how = ("pair by pair (QAP over classes on NAD's similarities minus the heuristic's)" if key in PAIR_UNIT
-                   else "class by class (Wilcoxon over classes)")
+                   else "with the class as unit (each class's set swapped between NAD and the heuristic)"
+                   if key in SET_UNIT else "class by class (Wilcoxon over classes)")
             verdict = ("not testable here (too little differs on a confirming instance)" if c["own"] is None else
                        "NAD's own there: confirmed on every instance the beta was not chosen on" if c["own"] else
                        "not confirmed: not NAD's own there" + (" (a heuristic is significantly above NAD on some "

@@ -7,8 +7,9 @@ by name, its effect with a 95% interval (over instances: a t interval, since thr
 a bootstrap nothing to resample), the strongest rival at the same channel counts (the heuristic
 of ``book.BASELINE_METHODS`` whose effect is largest) with its effect, and whether the finding is
 **NAD's own**: NAD's effect exceeds every heuristic's, tested on the finding's unit (the class:
-a one-sided Wilcoxon test per instance over classes, or for the two Dif findings a QAP test on
-the class-pair similarities, replicated on ``REPLICATE`` instances and the other way on none;
+a one-sided Wilcoxon test per instance over classes, for the two Dif findings a QAP test on the
+class-pair similarities, for the two overlap findings classes' sets swapped between NAD and the
+heuristic, replicated on ``REPLICATE`` instances and the other way on none;
 where the unit is the instance, three instances cannot make a test significant, so the column
 says "not testable" and gives the count).
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from .findings import NAMES, PER_POINT, REPLICATE, Finding, replicated
+from .findings import NAMES, PER_POINT, REPLICATE, SET_UNIT, Finding, replicated
 from .stats import ALPHA, dif_ahead
 
 # How each finding's effect is read: its scale and unit in words, the direction of "stronger",
@@ -41,6 +42,7 @@ CLASS_UNIT = ("accuracy", "specific")
 FEW = "fewer than 5 classes differ from the rival"  # one-sided Wilcoxon: 4 classes give p >= 1/16
 PAIR_UNIT = ("misjudged", "misjudged beyond chance")  # compared by QAP on the similarity matrices
 SAME = "the similarities do not differ from the rival's"
+SAME_SETS = "the sets do not differ from the rival's"
 
 
 UNSIGNED = ("specific", "top confusion", "structure")  # shares and rates: no sign to show
@@ -221,10 +223,14 @@ def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]
     """Whether NAD beats the rival on ``key``: per class (one-sided Wilcoxon per instance) for the
     class-unit findings and for the hit rate where its per-class values were measured
     (``Finding.by_class``), by QAP on the similarity matrices for the Dif findings
-    (``_own_on_pairs``); otherwise the count of instances, which three cannot make significant."""
+    (``_own_on_pairs``), by swapping classes' sets for the overlap findings where measured
+    (``Finding.nad_swap``); otherwise the count of instances, which three cannot make significant."""
     sign = EFFECTS[key][2]
     if key in PAIR_UNIT and all(r[key].matrix for r in [*nad, *rival]):
         return _own_on_pairs(key, nad, rival, need)
+    if key in SET_UNIT and all(r[key].nad_swap for r in rival):
+        return _own_per_instance([r[key].nad_swap for r in rival], need, SAME_SETS,
+                                 "swapping classes' sets")
     per_class = key in CLASS_UNIT or all(r[key].by_class for r in [*nad, *rival])
     if per_class:  # the hit rate: each class's own, where measured
         values = (lambda f: f.values) if key in CLASS_UNIT else (lambda f: f.by_class)  # noqa: E731
@@ -255,17 +261,27 @@ def _own_on_pairs(key: str, nad: list[dict[str, Finding]], rival: list[dict[str,
     unit, a pair moves as one). At NAD's channel counts the chance part of the two matrices is the
     same, so the raw and the beyond-chance Dif get the same test. An instance where the two
     matrices do not differ is not tested."""
-    ahead = behind = tested = 0
+    tests = []
     for a, b in zip(nad, rival):
         t = dif_ahead(a[key].matrix, b[key].matrix, np.asarray(a[key].misjudged_as, dtype=bool))
-        if not np.isfinite(t["p_greater"]) or t["p_floor"] >= ALPHA:  # e.g. 3 classes: 3! = 6 orders
+        tests.append([t["p_greater"], t["p_less"], t["p_floor"]])
+    return _own_per_instance(tests, need, SAME, "QAP over classes")
+
+
+def _own_per_instance(tests: list[list[float]], need: int, same: str, how: str) -> tuple[bool | None, str]:
+    """NAD's own from one test per instance ([p ahead, p behind, smallest p]): ahead on ``need``
+    instances and behind on none. An instance whose test cannot reach ALPHA (nothing differs, or
+    too few classes: 3 give 3! = 6 orders) is not tested; too few tested is "not testable"."""
+    ahead = behind = tested = 0
+    for p_greater, p_less, p_floor in tests:
+        if not np.isfinite(p_greater) or p_floor >= ALPHA:
             continue
         tested += 1
-        ahead += t["p_greater"] < ALPHA
-        behind += t["p_less"] < ALPHA
+        ahead += p_greater < ALPHA
+        behind += p_less < ALPHA
     if tested < need:
-        return None, f"{SAME} on {len(nad) - tested} of {len(nad)} instances"
-    note = f"NAD ahead on {ahead}, behind on {behind} of {tested} instances, QAP over classes"
+        return None, f"{same} on {len(tests) - tested} of {len(tests)} instances"
+    note = f"NAD ahead on {ahead}, behind on {behind} of {tested} instances, {how}"
     return bool(ahead >= need and behind == 0), note
 
 
@@ -332,7 +348,8 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
     few = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
               and verdicts[a][k].own_note.startswith(FEW) for k in keys for a in networks if k in verdicts[a])
     same = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
-               and verdicts[a][k].own_note.startswith(SAME) for k in keys for a in networks if k in verdicts[a])
+               and verdicts[a][k].own_note.startswith((SAME, SAME_SETS)) for k in keys for a in networks
+               if k in verdicts[a])
     untested = sum(verdicts[a][k].own is None and verdicts[a][k].status == "holds"
                    for k in keys for a in networks if k in verdicts[a]) - few - same
     beaten = sum(verdicts[a][k].own is False and verdicts[a][k].status == "holds"
@@ -350,7 +367,8 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
     third += (f"; on {untested} the comparison is not testable with three instances (on {behind} of them "
               f"the heuristic's effect is the larger on every instance)") if untested else ""
     third += f"; on {few} fewer than 5 classes differ from the heuristic, too few to test" if few else ""
-    third += f"; on {same} {SAME.replace('the rival', 'the heuristic')}, nothing to test" if same else ""
+    third += (f"; on {same} the similarities or sets NAD is compared on do not differ from the heuristic's, "
+              "nothing to test") if same else ""
     return " ".join([first, second, third + "."])
 
 
@@ -383,7 +401,8 @@ def finds(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
             own = [v.network for v in held if v.own]
             not_own = [v.network for v in held if v.own is False]
             few = [v.network for v in held if v.own is None and v.own_note.startswith(FEW)]
-            same = [v.network for v in held if v.own is None and v.own_note.startswith(SAME)]
+            alike = SAME_SETS if key in SET_UNIT else SAME
+            same = [v.network for v in held if v.own is None and v.own_note.startswith(alike)]
             untested = [v.network for v in held if v.own is None and v.network not in few + same]
             words = [f"NAD's own on {_list(own)}"] if own else \
                 ["NAD's own on no network where that can be tested"] if not_own else []
@@ -396,7 +415,7 @@ def finds(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
                              "from the best heuristic")
             if same:
                 words.append(f"whether it is NAD's own is not testable on {_list(same)}: "
-                             f"{SAME.replace('the rival', 'the best heuristic')}")
+                             f"{alike.replace('the rival', 'the best heuristic')}")
             if untested:
                 larger = [v.network for v in held if v.own is None and v.own_note.startswith("NAD ahead on 0 ")]
                 words.append(f"whether it is NAD's own is not testable with {held[0].instances} instances on "

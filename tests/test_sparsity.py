@@ -51,8 +51,15 @@ def test_the_sweep_verdict_follows_the_numbers():
     assert "NAD's own" in text and "at kept share 0.30-0.50" in text and "not measurable at beta 1" in text
     behind = [_row(0.5, 0.5, level, ahead), _row(0.6, 0.3, level, ahead)]
     assert "NAD's own at no sparsity" in verdict(behind, "specific")
+    uneven = [_row(0.5, 0.5, [3], [2], key="structure"), _row(0.6, 0.3, [1], [2], key="structure")]
+    assert "above every heuristic's at kept share 0.50 (one instance" in verdict(uneven, "structure")
     more = [_row(0.5, 0.5, [0.1], [0.05], key="more"), _row(0.6, 0.3, [0.02], [0.05], key="more")]
-    assert "above every heuristic's at kept share 0.50 (one instance" in verdict(more, "more")
+    more[0]["rivals"]["taylor"]["more"].nad_swap = [0.001, 0.999, 1 / 1024]  # class swaps: NAD ahead
+    more[1]["rivals"]["taylor"]["more"].nad_swap = [0.999, 0.001, 1 / 1024]  # and behind
+    assert "NAD's own at kept share 0.50 (tested on the class" in verdict(more, "more")
+    for r in more:  # the sets do not differ
+        r["rivals"]["taylor"]["more"].nad_swap = [float("nan"), float("nan"), 1.0]
+    assert "not testable here (the sets do not differ)" in verdict(more, "more")
 
 
 def _hit_row(beta, nad, rival, kept_per_point=(0.5, 1.0)):

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from nadkit.stats import mean_interval, misjudgment_test, same_class_agreement, seed_agreement
@@ -80,3 +81,35 @@ def test_dif_ahead_is_exact_for_few_classes_and_says_how_small_its_p_can_be():
     t = dif_ahead(base + 0.5 * mis, base, mis)
     assert t["p_floor"] == 1 / 24 and t["p_greater"] * 24 == round(t["p_greater"] * 24)  # a count of orders
     assert t["p_greater"] <= 8 / 24  # the planted pairing is among the few best orders
+
+
+def test_swap_ahead_moves_each_class_as_one_and_reads_the_overlap_of_chapter_01():
+    """A shared core at one point makes NAD's classes overlap more than a rival's random sets of
+    the same sizes: the class-swap test finds it at its smallest p, either way round; the
+    difference is the one ``overlap.per_point`` gives; random against random finds nothing; the
+    same sets are not testable (NaN)."""
+    from nadkit.overlap import per_point
+    from nadkit.stats import swap_ahead
+
+    rng = np.random.default_rng(0)
+
+    def sets(core=0):
+        out = []
+        for p in range(3):
+            x = np.zeros((10, 64), dtype=bool)
+            for i in range(10):
+                c = core if p == 2 else 0
+                x[i, :c] = True
+                x[i, rng.choice(np.arange(c, 64), 16 - c, replace=False)] = True
+            out.append(x)
+        return out
+
+    shared, plain = sets(core=10), sets()
+    t = swap_ahead(shared, plain, "max")
+    gap = max(per_point(shared)["similarity_kappa"]) - max(per_point(plain)["similarity_kappa"])
+    assert t["observed"] == pytest.approx(gap) and t["p_greater"] == t["p_floor"] == 1 / 1024
+    assert swap_ahead(plain, shared, "max")["p_less"] == 1 / 1024
+    assert swap_ahead(shared, plain, "min")["p_greater"] > 0.05  # the core raises overlap, never lowers it
+    nulls = [swap_ahead(sets(), sets(), "max", seed=i)["p_greater"] for i in range(5)]
+    assert min(nulls) > 0.01
+    assert np.isnan(swap_ahead(plain, plain, "max")["p_greater"])

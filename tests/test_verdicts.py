@@ -126,3 +126,28 @@ def test_misjudged_is_nads_own_only_where_its_similarities_track_the_mistakes_mo
     # a finding that does not hold is not counted among the cells a heuristic does as well on
     lost = network_verdicts("net", POINTS, [mis_run(base, mis, False)] * 3, {"h": [mis_run(tracking, mis)] * 3})
     assert lost[key].own is False and "a heuristic does as well" not in answer({"net": lost}, [key])
+
+
+def test_overlap_is_nads_own_only_where_swapping_classes_sets_says_so_on_two_instances():
+    """The overlap findings compared on the class as unit (``Finding.nad_swap``, NAD's sets
+    against the heuristic's, classes swapped): ahead on 2 of 3 and behind on none is NAD's own,
+    behind is "no" (significantly better), the same sets are not testable, and without the
+    swap test three instances cannot test it."""
+    def rival(swap):
+        r = run([3], kappa=(-0.1, -0.1, -0.1))
+        r["fewer"].nad_swap = list(swap)
+        return r
+
+    ahead, behind, same = [0.001, 0.999, 1 / 1024], [0.999, 0.001, 1 / 1024], [np.nan, np.nan, 1.0]
+    nad = [run([3])] * 3
+    v = network_verdicts("net", POINTS, nad, {"h": [rival(ahead), rival(ahead), rival([0.5, 0.5, 1 / 1024])]})
+    assert v["fewer"].own is True and "ahead on 2, behind on 0 of 3 instances, swapping classes' sets" in \
+        v["fewer"].own_note
+    v = network_verdicts("net", POINTS, nad, {"h": [rival(ahead), rival(ahead), rival(behind)]})["fewer"]
+    assert v.own is False  # one instance the other way
+    v = network_verdicts("net", POINTS, nad, {"h": [rival(behind)] * 3})["fewer"]
+    assert v.own is False and v.outdone and "(significantly better on net)" in finds({"net": {"fewer": v}}, ["fewer"])
+    v = network_verdicts("net", POINTS, nad, {"h": [rival(same)] * 3})["fewer"]
+    assert v.own is None and "not testable on net: the sets do not differ" in finds({"net": {"fewer": v}}, ["fewer"])
+    plain = network_verdicts("net", POINTS, nad, {"h": [run([3], kappa=(-0.1,) * 3)] * 3})["fewer"]
+    assert plain.own is None and "cannot reach p < 0.05" in plain.own_note

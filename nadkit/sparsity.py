@@ -308,7 +308,7 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
         if not any(r["beta"] in own for r in held):
             text += ("; whether it is NAD's own is not testable here ("
                      + ("the similarities do not differ" if key in PAIR_UNIT else
-                   "the sets do not differ" if key in SET_UNIT else "too few classes differ") + ")")
+                   "the overlap does not differ" if key in SET_UNIT else "too few classes differ") + ")")
         else:
             text += (f"; NAD's own at kept share {_shares(mine)}" if mine else "; NAD's own at no sparsity") + \
                 f" ({OWN_HOW})"

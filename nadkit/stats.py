@@ -191,8 +191,9 @@ def swap_ahead(nad: Sequence[np.ndarray], rival: Sequence[np.ndarray], reduce: s
     compares stat(assignment) - stat(its complement) with the observed stat(all ``nad``) -
     stat(all ``rival``). The class moves as one, so no pair is counted twice. Returns the
     observed difference (for "min", rival minus ``nad``: positive when ``nad`` is further below),
-    both one-sided p-values and the smallest p the test can give; NaN p-values where the
-    difference is below float resolution (nothing to test)."""
+    both one-sided p-values and the smallest p the test can give; NaN p-values where no
+    assignment moves the statistic beyond float resolution (the sets do not differ where it is
+    read: nothing to test)."""
     from itertools import product
 
     from .overlap import expected_jaccard, kappa
@@ -231,7 +232,7 @@ def swap_ahead(nad: Sequence[np.ndarray], rival: Sequence[np.ndarray], reduce: s
             else -np.nanmin(np.where(np.isfinite(m), m, np.inf), 0))
     t = stat[:, 0] - stat[:, 1]
     observed = float(t[0])
-    if abs(observed) < 1e-9:
+    if np.abs(t).max() < 1e-9:  # no assignment changes the statistic: the test cannot tell anything apart
         return {"observed": observed, "p_greater": float("nan"), "p_less": float("nan"), "p_floor": 1.0}
     return {"observed": observed, "p_greater": float(np.mean(t >= observed - 1e-12)),
             "p_less": float(np.mean(t <= observed + 1e-12)), "p_floor": 1 / len(s)}

@@ -42,7 +42,7 @@ CLASS_UNIT = ("accuracy", "specific")
 FEW = "fewer than 5 classes differ from the rival"  # one-sided Wilcoxon: 4 classes give p >= 1/16
 PAIR_UNIT = ("misjudged", "misjudged beyond chance")  # compared by QAP on the similarity matrices
 SAME = "the similarities do not differ from the rival's"
-SAME_SETS = "the sets do not differ from the rival's"
+SAME_SETS = "the overlap does not differ from the rival's"
 
 
 UNSIGNED = ("specific", "top confusion", "structure")  # shares and rates: no sign to show
@@ -367,7 +367,7 @@ def answer(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> s
     third += (f"; on {untested} the comparison is not testable with three instances (on {behind} of them "
               f"the heuristic's effect is the larger on every instance)") if untested else ""
     third += f"; on {few} fewer than 5 classes differ from the heuristic, too few to test" if few else ""
-    third += (f"; on {same} the similarities or sets NAD is compared on do not differ from the heuristic's, "
+    third += (f"; on {same} the similarities or overlaps NAD is compared on do not differ from the heuristic's, "
               "nothing to test") if same else ""
     return " ".join([first, second, third + "."])
 

@@ -59,7 +59,7 @@ def test_the_sweep_verdict_follows_the_numbers():
     assert "NAD's own at kept share 0.50 (tested on the class" in verdict(more, "more")
     for r in more:  # the sets do not differ
         r["rivals"]["taylor"]["more"].nad_swap = [float("nan"), float("nan"), 1.0]
-    assert "not testable here (the sets do not differ)" in verdict(more, "more")
+    assert "not testable here (the overlap does not differ)" in verdict(more, "more")
 
 
 def _hit_row(beta, nad, rival, kept_per_point=(0.5, 1.0)):

@@ -148,6 +148,6 @@ def test_overlap_is_nads_own_only_where_swapping_classes_sets_says_so_on_two_ins
     v = network_verdicts("net", POINTS, nad, {"h": [rival(behind)] * 3})["fewer"]
     assert v.own is False and v.outdone and "(significantly better on net)" in finds({"net": {"fewer": v}}, ["fewer"])
     v = network_verdicts("net", POINTS, nad, {"h": [rival(same)] * 3})["fewer"]
-    assert v.own is None and "not testable on net: the sets do not differ" in finds({"net": {"fewer": v}}, ["fewer"])
+    assert v.own is None and "not testable on net: the overlap does not differ" in finds({"net": {"fewer": v}}, ["fewer"])
     plain = network_verdicts("net", POINTS, nad, {"h": [run([3], kappa=(-0.1,) * 3)] * 3})["fewer"]
     assert plain.own is None and "cannot reach p < 0.05" in plain.own_note

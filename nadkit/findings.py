@@ -64,7 +64,7 @@ class Finding:
     on which NAD and a heuristic are compared pair by pair (``stats.dif_ahead``). ``nad_swap``:
     for a heuristic's overlap findings (``SET_UNIT``), NAD's run against this one with the class
     as unit (``versus_nad``): [p that NAD is ahead, p that it is behind, the smallest p the test
-    can give], NaN p-values where the sets do not differ; empty where not measured."""
+    can give], NaN p-values where no swap moves the statistic; empty where not measured."""
 
     holds: bool
     estimate: float

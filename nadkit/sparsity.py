@@ -211,8 +211,8 @@ def own_test(r: dict, key: str, method: str) -> tuple[float, float, float] | Non
     smallest p the data could give. A Wilcoxon test over ``class_values``; for the misjudged
     findings QAP on the two similarity matrices (``stats.dif_ahead``: classes permuted, a pair
     moves as one); for the overlap findings (``SET_UNIT``) the classes' sets swapped between NAD
-    and the heuristic (``Finding.nad_swap``, from ``findings.versus_nad``). None where the row lacks the values or NAD and the heuristic do not differ
-    (below float resolution)."""
+    and the heuristic (``Finding.nad_swap``, from ``findings.versus_nad``). None where the row
+    lacks the values or NAD and the heuristic do not differ (below float resolution)."""
     import numpy as np
     from scipy import stats as st
 
@@ -308,7 +308,7 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
         if not any(r["beta"] in own for r in held):
             text += ("; whether it is NAD's own is not testable here ("
                      + ("the similarities do not differ" if key in PAIR_UNIT else
-                   "the overlap does not differ" if key in SET_UNIT else "too few classes differ") + ")")
+                        "the overlap does not differ" if key in SET_UNIT else "too few classes differ") + ")")
         else:
             text += (f"; NAD's own at kept share {_shares(mine)}" if mine else "; NAD's own at no sparsity") + \
                 f" ({OWN_HOW})"
@@ -552,8 +552,8 @@ def own_on_classes(rows: list[dict], key: str, instances: list[int], chosen_on: 
     """Whether NAD's ``key`` (``OWN_TESTED``) beats every heuristic at its counts class by class
     on each trained instance at one beta (rows: ``at_beta`` per instance): per instance the
     largest one-sided p over the heuristics (``own_test``: Wilcoxon over classes, QAP for the
-    misjudged findings, class swaps for the overlap findings; NAD above each one: all must pass, so no correction) and whether some
-    heuristic is significantly above NAD. The beta was chosen on instance ``chosen_on``, so only
+    misjudged findings, class swaps for the overlap findings; NAD above each one: all must pass,
+    so no correction) and whether some heuristic is significantly above NAD. The beta was chosen on instance ``chosen_on``, so only
     the others confirm: NAD's own where it passes on all of them and no instance goes the other
     way; "testable" is False where the test cannot give p < 0.05 (fewer than five classes differ
     from a heuristic, or nothing differs), and "own" None where a confirming instance is not

@@ -179,7 +179,6 @@ def dif_ahead(sim, rival, mis: np.ndarray, draws: int = RESAMPLES, seed: int = 0
             "p_less": permutation_p(observed, dist, "less"), "p_floor": 1 / (draws + 1)}
 
 
-
 def swap_ahead(nad: Sequence[np.ndarray], rival: Sequence[np.ndarray], reduce: str = "max",
                draws: int = RESAMPLES, seed: int = 0) -> dict:
     """Whether one method's sets make the classes overlap more (``reduce="max"``: the largest
@@ -236,6 +235,7 @@ def swap_ahead(nad: Sequence[np.ndarray], rival: Sequence[np.ndarray], reduce: s
         return {"observed": observed, "p_greater": float("nan"), "p_less": float("nan"), "p_floor": 1.0}
     return {"observed": observed, "p_greater": float(np.mean(t >= observed - 1e-12)),
             "p_less": float(np.mean(t <= observed + 1e-12)), "p_floor": 1 / len(s)}
+
 
 def top_confusion_among_similar(sim, conf, classes: Sequence[int], top: int = 3) -> dict:
     """Fig. 5 with the class as the unit: per class with any mistake, is the class its images are

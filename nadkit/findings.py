@@ -45,8 +45,9 @@ NAMES = {
 }
 PER_POINT = ("fewer", "more", "structure", "hit")
 # The overlap findings NAD and a heuristic at its counts are compared on by swapping classes' sets
-# (``stats.swap_ahead``), and how each reads its points: the largest or the smallest overlap.
-SET_UNIT = {"more": "max", "fewer": "min"}
+# (``stats.swap_ahead``), and how each reads its points: the largest or the smallest overlap, or
+# the spread of the overlap over class pairs (the "uneven" finding's statistic, mean over points).
+SET_UNIT = {"more": "max", "fewer": "min", "structure": "spread"}
 OPPOSITE = {"fewer": "more", "more": "fewer"}
 
 

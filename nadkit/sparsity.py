@@ -144,9 +144,9 @@ def used(arch: str, s: book.Settings, instance: int = 0) -> list:
 # The findings the sweep follows, and how each one's effect is read off a run's ``Finding``.
 SWEPT = ("fewer", "more", "structure", "hit", "accuracy", "specific", "misjudged beyond chance")
 # with a value per class (CLASS_UNIT) or per class pair (PAIR_UNIT, compared by QAP), or read off
-# the classes' sets (SET_UNIT: the largest or smallest overlap over the points, compared by
-# swapping classes' sets between NAD and the heuristic), NAD's own is testable on one run; at the
-# chosen betas the per-run ones are confirmed on the other instances
+# the classes' sets (SET_UNIT: the largest or smallest overlap over the points, or its spread over
+# class pairs, compared by swapping classes' sets between NAD and the heuristic), NAD's own is
+# testable on one run; at the chosen betas the per-run ones are confirmed on the other instances
 CONFIRMED = ("hit", *(k for k in PAIR_UNIT if k in SWEPT), *SET_UNIT)
 
 
@@ -283,10 +283,8 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
     """Where along the sweep of one network the finding ``key`` holds for NAD, and where it is
     NAD's own, in words, from the numbers: kept-share ranges over the measurable betas (a beta
     whose masks collapsed is "not measurable" and counted apart). NAD's own is tested on the class
-    (``nads_own``) for the findings of ``OWN_TESTED``; for the others one instance cannot test it, and the
-    sentence says at which betas NAD's effect is the largest of all methods."""
+    (``nads_own``) for every finding of ``OWN_TESTED`` (all of ``SWEPT``)."""
     from .findings import NAMES
-    from .verdicts import EFFECTS
 
     ok = [r for r in rows if measurable(r)[0] and key in r["nad"]]
     lost = [r["beta"] for r in rows if not measurable(r)[0]]
@@ -300,9 +298,7 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
     held = [r for r in ok if r["nad"][key].holds]
     text = (f"{name}holds at kept share {_shares([r['kept'] for r in held])} ({len(held)} of {len(ok)} "
             f"measurable betas)" if held else f"{name}not shown at any of the {len(ok)} measurable betas")
-    if not held:
-        pass
-    elif key in OWN_TESTED:
+    if held and key in OWN_TESTED:
         own = nads_own(ok, key)
         mine = [r["kept"] for r in held if own.get(r["beta"], (False, 1.0))[0]]
         if not any(r["beta"] in own for r in held):
@@ -312,14 +308,6 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
         else:
             text += (f"; NAD's own at kept share {_shares(mine)}" if mine else "; NAD's own at no sparsity") + \
                 f" ({OWN_HOW})"
-    else:
-        sign = EFFECTS[key][2]
-        top = [r["kept"] for r in held
-               if all(sign * r["nad"][key].estimate > sign * f[key].estimate
-                      for f in r["rivals"].values() if key in f)]
-        text += (f"; NAD's effect is above every heuristic's at kept share {_shares(top)}" if top else
-                 "; at no beta where it holds is NAD's effect above every heuristic's") + \
-            " (one instance: not testable as NAD's own)"
     if lost:
         text += f"; not measurable at beta {', '.join(f'{b:g}' for b in lost)} (collapsed)"
     return text + _constant(constant) + "."

@@ -182,21 +182,25 @@ def dif_ahead(sim, rival, mis: np.ndarray, draws: int = RESAMPLES, seed: int = 0
 def swap_ahead(nad: Sequence[np.ndarray], rival: Sequence[np.ndarray], reduce: str = "max",
                draws: int = RESAMPLES, seed: int = 0) -> dict:
     """Whether one method's sets make the classes overlap more (``reduce="max"``: the largest
-    mean kappa over class pairs among the points, chapter 01's "more") or less ("min": the
-    smallest, "fewer") than a rival's sets of the same sizes, with the class as unit. Per point
-    ``nad`` and ``rival`` are [K, C] boolean (class x channel). Under the null each class's two
-    sets are exchangeable: every assignment of each class to one method's set or the other's (all
-    2^K when that is at most ``draws``, else random ones) gives a statistic, and the test
-    compares stat(assignment) - stat(its complement) with the observed stat(all ``nad``) -
-    stat(all ``rival``). The class moves as one, so no pair is counted twice. Returns the
-    observed difference (for "min", rival minus ``nad``: positive when ``nad`` is further below),
-    both one-sided p-values and the smallest p the test can give; NaN p-values where no
-    assignment moves the statistic beyond float resolution (the sets do not differ where it is
-    read: nothing to test)."""
+    mean kappa over class pairs among the points, chapter 01's "more"), less ("min": the
+    smallest, "fewer") or more unevenly over the class pairs ("spread": the standard deviation of
+    the pairs' Jaccard, the statistic of the "uneven" finding's own test, averaged over the
+    points) than a rival's sets of the same sizes, with the class as unit. Per point ``nad`` and
+    ``rival`` are [K, C] boolean (class x channel). Under the null each class's two sets are
+    exchangeable: every assignment of each class to one method's set or the other's (all 2^K
+    when that is at most ``draws``, else random ones) gives a statistic, and the test compares
+    stat(assignment) - stat(its complement) with the observed stat(all ``nad``) - stat(all
+    ``rival``). The class moves as one, so no pair is counted twice. Returns the observed
+    difference (for "min", rival minus ``nad``: positive when ``nad`` is further below), both
+    one-sided p-values and the smallest p the test can give; NaN p-values where no assignment
+    moves the statistic beyond float resolution (the sets do not differ where it is read:
+    nothing to test)."""
     from itertools import product
 
-    from .overlap import expected_jaccard, kappa
+    from .overlap import expected_jaccard, jaccard_rows, kappa
 
+    if reduce not in ("max", "min", "spread"):
+        raise ValueError(f"unknown reduce {reduce!r}; choose max, min or spread")
     k = np.asarray(nad[0]).shape[0]
     if 2 ** k <= draws:
         s = np.array(list(product((0.0, 1.0), repeat=k)))
@@ -204,31 +208,39 @@ def swap_ahead(nad: Sequence[np.ndarray], rival: Sequence[np.ndarray], reduce: s
         s = np.random.default_rng(seed).integers(0, 2, (draws + 1, k)).astype(float)
         s[0] = 0.0
     off = 1.0 - np.eye(k)
-    means = []  # per point: [assignments, 2], the mean kappa over pairs of the assignment and of its complement
+
+    def pair_sum(m: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Per assignment (rows of ``z``: 1 takes the rival's set), the sum over class pairs i != j
+        of ``m`` [2K, 2K] at the two sets the assignment gives i and j: a quadratic form."""
+        blocks = [[m[:k, :k] * off, m[:k, k:] * off], [m[k:, :k] * off, m[k:, k:] * off]]
+        return sum((((1 - z) if i == 0 else z) @ blocks[i][j] * ((1 - z) if j == 0 else z)).sum(1)
+                   for i in (0, 1) for j in (0, 1))
+
+    def both(m: np.ndarray) -> np.ndarray:  # [assignments, 2]: an assignment's and its complement's
+        return np.stack([pair_sum(m, s), pair_sum(m, 1 - s)], 1)
+
+    per_point = []  # per point: [assignments, 2], the point's statistic of each assignment and complement
     for a, b in zip(nad, rival):
         x = np.concatenate([np.asarray(a), np.asarray(b)]).astype(float)
+        if reduce == "spread":  # SD over pairs from the pair sums of J and J^2 (every pair counts)
+            j, n = jaccard_rows(x), k * (k - 1)
+            per_point.append(np.sqrt(np.maximum(both(j * j) / n - (both(j) / n) ** 2, 0.0)))
+            continue
         inter, size = x @ x.T, x.sum(1)
         union = size[:, None] + size[None, :] - inter
         u, at = np.unique(size, return_inverse=True)  # few distinct sizes: E once per pair of them
         e = np.asarray(expected_jaccard(u[:, None], u[None, :], x.shape[1]))[at[:, None], at[None, :]]
         kap = kappa(np.where(union > 0, inter / np.maximum(union, 1), 1.0), e)
         ok = np.isfinite(kap)
-        value, count = np.where(ok, kap, 0.0), ok.astype(float)
-
-        def pair_sum(m: np.ndarray, z: np.ndarray) -> np.ndarray:  # sum over i != j of m[method_i, method_j]
-            blocks = [[m[:k, :k] * off, m[:k, k:] * off], [m[k:, :k] * off, m[k:, k:] * off]]
-            return sum((((1 - z) if i == 0 else z) @ blocks[i][j] * ((1 - z) if j == 0 else z)).sum(1)
-                       for i in (0, 1) for j in (0, 1))
-
-        sums = np.stack([pair_sum(value, s), pair_sum(value, 1 - s)], 1)
-        counts = np.stack([pair_sum(count, s), pair_sum(count, 1 - s)], 1)
-        means.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
-    m = np.stack(means)  # [points, assignments, 2]
+        sums, counts = both(np.where(ok, kap, 0.0)), both(ok.astype(float))
+        per_point.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+    m = np.stack(per_point)  # [points, assignments, 2]
     have = np.isfinite(m).any(0)
     if not have.all():
         return {"observed": float("nan"), "p_greater": float("nan"), "p_less": float("nan"), "p_floor": 1.0}
     stat = (np.nanmax(np.where(np.isfinite(m), m, -np.inf), 0) if reduce == "max"
-            else -np.nanmin(np.where(np.isfinite(m), m, np.inf), 0))
+            else -np.nanmin(np.where(np.isfinite(m), m, np.inf), 0) if reduce == "min"
+            else m.mean(0))
     t = stat[:, 0] - stat[:, 1]
     observed = float(t[0])
     if np.abs(t).max() < 1e-9:  # no assignment changes the statistic: the test cannot tell anything apart

@@ -8,7 +8,7 @@ a bootstrap nothing to resample), the strongest rival at the same channel counts
 of ``book.BASELINE_METHODS`` whose effect is largest) with its effect, and whether the finding is
 **NAD's own**: NAD's effect exceeds every heuristic's, tested on the finding's unit (the class:
 a one-sided Wilcoxon test per instance over classes, for the two Dif findings a QAP test on the
-class-pair similarities, for the two overlap findings classes' sets swapped between NAD and the
+class-pair similarities, for the three overlap findings classes' sets swapped between NAD and the
 heuristic, replicated on ``REPLICATE`` instances and the other way on none;
 where the unit is the instance, three instances cannot make a test significant, so the column
 says "not testable" and gives the count).

@@ -52,7 +52,9 @@ def test_the_sweep_verdict_follows_the_numbers():
     behind = [_row(0.5, 0.5, level, ahead), _row(0.6, 0.3, level, ahead)]
     assert "NAD's own at no sparsity" in verdict(behind, "specific")
     uneven = [_row(0.5, 0.5, [3], [2], key="structure"), _row(0.6, 0.3, [1], [2], key="structure")]
-    assert "above every heuristic's at kept share 0.50 (one instance" in verdict(uneven, "structure")
+    uneven[0]["rivals"]["taylor"]["structure"].nad_swap = [0.001, 0.999, 1 / 1024]  # the spread, class swaps
+    uneven[1]["rivals"]["taylor"]["structure"].nad_swap = [0.4, 0.6, 1 / 1024]
+    assert "NAD's own at kept share 0.50 (tested on the class" in verdict(uneven, "structure")
     more = [_row(0.5, 0.5, [0.1], [0.05], key="more"), _row(0.6, 0.3, [0.02], [0.05], key="more")]
     more[0]["rivals"]["taylor"]["more"].nad_swap = [0.001, 0.999, 1 / 1024]  # class swaps: NAD ahead
     more[1]["rivals"]["taylor"]["more"].nad_swap = [0.999, 0.001, 1 / 1024]  # and behind

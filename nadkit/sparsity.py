@@ -601,10 +601,12 @@ def _p3(p: float) -> str:
 
 
 # The betas at which the paper's Eq. 13 objective (``--objective paper``) is run beside the
-# authors' (first instance): the chosen beta 0.6, and 1.0 and 1.5, about where that objective's
-# own transition is: per activation it weighs beta (mu r)^2 + (r - mu r)^2, least at
-# mu = 1 / (1 + beta), which falls below the binarising 0.5 for beta > 1.
-OBJECTIVE_BETAS: dict[str, tuple[float, ...]] = {"vgg16": (0.6, 1.0, 1.5)}
+# authors' (first instance), about where that objective's own transition is: per activation it
+# weighs beta (mu r)^2 + (r - mu r)^2, least at mu = 1 / (1 + beta), which falls below the
+# binarising 0.5 for beta > 1. vgg16: its chosen beta 0.6, and 1.0 and 1.5; resnet50 and
+# densenet121: 1.0, a beta of their sweeps. darts (about 2.5 times slower per step) not yet.
+OBJECTIVE_BETAS: dict[str, tuple[float, ...]] = {
+    "vgg16": (0.6, 1.0, 1.5), "resnet50": (1.0,), "densenet121": (1.0,)}
 
 
 def objectives(arch: str, s: book.Settings | None = None, progress: bool = True, compute: bool = False,

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from . import pipeline
 from .data import REPO_ROOT, mosaics
+from .checks import OBJECTIVES
 from .disentangle import ELBOW_BETAS
 from .metrics import (class_accuracy, collapsed, cross_accuracy, hit_rate, hit_rate_by_class, misjudgment, predict,
                       random_like, similarity)
@@ -159,6 +160,8 @@ class Settings:
             cfg["augment"] = augment
         if self.objective != "official":  # recorded only when set: no existing cache key moves
             cfg["objective"] = self.objective
+        if self.objective == "contrast":  # twice the images per step: the fused step (same masks up to the last bits)
+            cfg["fused"] = True
         if cfg["steps"] == "auto":
             cfg["max_steps"] = card.get("max_steps", 2000)
             cfg["snapshot_every"] = SNAPSHOT_EVERY
@@ -683,8 +686,8 @@ def main(argv: list[str] | None = None) -> None:
         if instance not in (0, 1, 2):
             raise SystemExit("sweep --instance takes 0, 1 or 2 (the embedded networks' trained instances)")
         objective = options["--objective"] or "official"
-        if objective not in ("official", "paper"):
-            raise SystemExit("sweep --objective takes official (the authors' code) or paper (Eq. 13)")
+        if objective not in OBJECTIVES:
+            raise SystemExit("sweep --objective takes official (the authors' code), paper (Eq. 13) or contrast")
         run(archs, instance, betas, objective)
     elif command == "ship":
         ship(precompute(archs=archs or None))

@@ -13,7 +13,9 @@ from torch import nn
 
 from .errors import NadkitError
 
-OBJECTIVES = ("official", "paper")
+# "contrast": the official objective on the class's images plus, on as many images of the other
+# classes, a term that the masked network does not name the class (NAD that sees other classes)
+OBJECTIVES = ("official", "paper", "contrast")
 # What the masked network must keep: the image's label (the authors'), or the original network's
 # own prediction, so that NAD runs on every step even on a network that gets nothing right (the
 # sanity checks' untrained and randomised networks).

@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the guard of --steps auto (default: the card's; paper scale: 21 passes over a class)")
     d.add_argument("--batch-per-class", type=int, default=16)
     d.add_argument("--class-batch", type=int, default=None, help="classes per forward pass (default: all)")
-    d.add_argument("--objective", default="official", help="official (the authors' code) or paper (Eq. 13)")
+    d.add_argument("--objective", default="official", help="official (the authors' code), paper (Eq. 13) or contrast (official, "
+                   "and other classes' images must not be named the class)")
     d.add_argument("--target", default="label",
                    help="what the masked network keeps: label (the authors') or prediction (the network's own "
                         "output: for untrained or randomised networks, which get no image right)")

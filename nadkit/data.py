@@ -223,6 +223,42 @@ class ClassBatches:
         return load_batch(self.data, idx, seeds, train), self.data.labels[idx]
 
 
+class ContrastBatches(ClassBatches):
+    """``ClassBatches`` with, after each class's ``per_class`` images, ``per_class`` images of the
+    other classes: class-balanced (the other classes in a shuffled round, one image each, the
+    round carried over steps) and drawn from the class's own stream 2, so they too never depend on
+    which classes run beside it. Job-major: [own, others] per class."""
+
+    def __init__(self, data: ImageData, classes: list[int], per_class: int, seed: int):
+        super().__init__(data, classes, per_class, seed)
+        index = class_index(data.labels, len(data.class_names))
+        self.others = [[o for o in range(len(data.class_names)) if o != c and len(index[o])] for c in classes]
+        for c, others in zip(classes, self.others):
+            if not others:
+                raise NadkitError(f"class {c} has no other class with images: the contrast objective needs two classes")
+        self.index = index
+        self.other_gens = [class_generator(seed, c, stream=2) for c in classes]
+        self.rounds: list[list[int]] = [[] for _ in classes]
+
+    def _others(self, k: int) -> Tensor:
+        gen, picked = self.other_gens[k], []
+        for _ in range(self.per_class):
+            if not self.rounds[k]:
+                self.rounds[k] = [self.others[k][i] for i in torch.randperm(len(self.others[k]), generator=gen)]
+            pool = self.index[self.rounds[k].pop()]
+            picked.append(pool[torch.randint(len(pool), (1,), generator=gen)])
+        return torch.cat(picked)
+
+    def next_indices(self) -> tuple[Tensor, Tensor]:
+        """(image indices, augmentation seeds) of one step: per class, its own images then others'."""
+        idx, seeds = [], []
+        for k in range(len(self.classes)):
+            own, own_seeds = self._take(k)
+            idx += [own, self._others(k)]
+            seeds += [own_seeds, torch.randint(2**62, (self.per_class,), generator=self.other_gens[k])]
+        return torch.cat(idx), torch.cat(seeds)
+
+
 def load_batch(data: ImageData, idx: Tensor, seeds: Tensor | None = None, train: bool = False) -> Tensor:
     """Load images, passing augmentation seeds to data sets that augment."""
     return data.load(idx, train, seeds) if getattr(data, "augments", False) else data.load(idx, train)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .checks import (OBJECTIVES, TARGETS, check_classes, check_nad_settings, model_device,  # noqa: F401
                      resolve_device)
-from .data import (ClassBatches, ImageData, as_image_data, class_generator, class_index, load_batch,
+from .data import (ClassBatches, ContrastBatches, ImageData, as_image_data, class_generator, class_index, load_batch,
                    preprocessing_of, step_batches)
 from .errors import NadkitError
 from .fold import fold_batchnorm as fold_batchnorm_into_convs
@@ -56,9 +56,17 @@ class SquaredError(torch.autograd.Function):
         return d * (grad * (2.0 / d[0].numel())).view(-1, *([1] * (d.dim() - 1))), None
 
 
+def not_named(logits: Tensor, cls: Tensor) -> Tensor:
+    """-log(1 - p_cls) per image, from the logits [B, classes] (stably: the log-sum-exp of every
+    logit minus that of all but ``cls``): small when the network does not name ``cls``."""
+    rest = logits.scatter(1, cls[:, None], float("-inf"))
+    return torch.logsumexp(logits, 1) - torch.logsumexp(rest, 1)
+
+
 def nad_loss(objective: str, logits: Tensor, labels: Tensor, acts: list[Tensor], ref_acts: list[Tensor],
              ref_correct: Tensor, masks: list[Tensor], beta: Tensor, per_job: int,
-             errors: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+             errors: list[Tensor] | None = None, own: int | None = None,
+             job_class: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Per-job loss [K] and reconstruction term [K] for one step; images are job-major, ``per_job`` each.
     ``errors``: each point's per-image mean squared error, when the masked pass computed it
     (``points.MaskedPoint``); else it is computed from ``acts`` and ``ref_acts``.
@@ -66,16 +74,27 @@ def nad_loss(objective: str, logits: Tensor, labels: Tensor, acts: list[Tensor],
     ``official`` (the authors' code): (CE + sum_p MSE_p over the images the original network
     gets right) / P + beta * sum_p mean(mask_p^2) / P.  ``paper`` (Eq. 13-14): CE + sum_p
     mean(beta * (mu_p r_p)^2 + (r_p - mu_p r_p)^2) with r_p the original activations.
+    ``contrast``: each job's first ``own`` images are its class's (``job_class``), the rest other classes'; the
+    official terms on its own images, plus the mean of -log(1 - p_c) of the masked network on the
+    others (``not_named``), weighted like the CE term: (CE + sum_p MSE_p + NOT) / P + beta * reg.
     """
     k, n_points = len(beta), len(masks)
-    ce = F.cross_entropy(logits, labels, reduction="none").view(k, per_job).mean(1)
-    if objective == "official":
+    if objective == "contrast":
+        is_own = (torch.arange(per_job, device=logits.device) < own).repeat(k)
+        ce_all = F.cross_entropy(logits, labels, reduction="none").view(k, per_job)
+        ce = ce_all[:, :own].mean(1)
+        other = not_named(logits, job_class.repeat_interleave(per_job)).view(k, per_job)[:, own:].mean(1)
+        ref_correct = ref_correct & is_own
+    else:
+        ce = F.cross_entropy(logits, labels, reduction="none").view(k, per_job).mean(1)
+        other = 0.0
+    if objective in ("official", "contrast"):
         weight = ref_correct.view(k, per_job).float()
         weight = weight / weight.sum(1, keepdim=True).clamp_min(1.0)
         if errors is None:
             errors = [SquaredError.apply(a, r) for a, r in zip(acts, ref_acts)]
         mse = sum(e.view(k, per_job).mul(weight).sum(1) for e in errors)
-        rec = (ce + mse) / n_points
+        rec = (ce + mse + other) / n_points
         reg = sum(m.pow(2).mean(1) for m in masks) / n_points
         return rec + beta * reg, rec
     local = 0.0
@@ -194,7 +213,9 @@ class NAD:
         steps: ``"auto"`` (the default) runs each class until its binarised masks stop changing
             (``convergence``), as Algorithm 1's "until convergence"; an int runs exactly that many.
         batch_per_class: images of each class per step.
-        objective: ``"official"`` (the authors' released code) or ``"paper"`` (Eq. 13-14).
+        objective: ``"official"`` (the authors' released code), ``"paper"`` (Eq. 13-14), or
+            ``"contrast"``: the official objective, and each step also shows the class as many
+            images of the other classes, on which the masked network is asked not to name it.
         target: what the masked network must keep: ``"label"`` (the authors') or ``"prediction"``
             (the network's own output: for networks that get few images right).
         seed: every random draw (initial masks, images) comes from ``(seed, class)``.
@@ -399,17 +420,19 @@ class NAD:
         flips = torch.zeros(k, self.max_steps, len(self.points), dtype=torch.int16, device=dev)  # on the device: no sync per step
         snaps: list[list[Tensor]] = [[] for _ in self.points]
         allowed = conv.allowed(self.widths).to(dev)
-        sampler = ClassBatches(data, classes, n, self.seed)
+        contrast = self.objective == "contrast"
+        per_job = 2 * n if contrast else n  # contrast: the class's images, then as many of the others'
+        sampler = (ContrastBatches if contrast else ClassBatches)(data, classes, n, self.seed)
         decode = dev if self.decode_on_device else None
         batches = step_batches(data, sampler, self.max_steps, train=True, workers=self.workers,
-                               decode_device=decode, rows=lambda: running.repeat_interleave(n))
+                               decode_device=decode, rows=lambda: running.repeat_interleave(per_job))
         for t, (x, y, bad) in enumerate(batches):
             jobs = running.nonzero().flatten()
             r, active = self._step(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), logits,
                                    beta, jobs.to(dev))
             rec[jobs], taken[jobs] = r.cpu(), taken[jobs] + 1
             skipped[jobs] += (~active).cpu()
-            unreadable[jobs] += bad.view(len(jobs), n).sum(1)
+            unreadable[jobs] += bad.view(len(jobs), per_job).sum(1)
             for i, lg in enumerate(logits):
                 now = lg > 0
                 flips[:, t, i] = (now != state[i]).sum(1).to(torch.int16)
@@ -444,8 +467,9 @@ class NAD:
         free, _ = torch.cuda.mem_get_info(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         base = torch.cuda.memory_allocated(self.device)
-        x = torch.randn(self.batch_per_class, *self.input_shape, device=self.device)
-        y = torch.zeros(self.batch_per_class, dtype=torch.long, device=self.device)
+        per_job = self.batch_per_class * (2 if self.objective == "contrast" else 1)
+        x = torch.randn(per_job, *self.input_shape, device=self.device)
+        y = torch.zeros(per_job, dtype=torch.long, device=self.device)
         logits = [torch.zeros(1, w, device=self.device) for w in self.widths]
         self._step(x, y, logits, torch.zeros(1, device=self.device), torch.zeros(1, dtype=torch.long,
                                                                                   device=self.device))
@@ -454,40 +478,45 @@ class NAD:
 
     def _step(self, x: Tensor, y: Tensor, logits: list[Tensor], beta: Tensor, jobs: Tensor) -> tuple[Tensor, Tensor]:
         """One update (Eq. 15) of the logits of ``jobs`` (rows of ``logits`` and ``beta``), whose
-        images ``x`` are, job-major; returns their rec term and which of them updated."""
-        k, n = len(jobs), self.batch_per_class
+        images ``x`` are, job-major (``n`` each; the contrast objective: ``2n``, the class's then the
+        others'); returns their rec term and which of them updated."""
+        k, own = len(jobs), self.batch_per_class
+        n = len(x) // k  # images per job
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         ref_acts: list[Tensor] = []
         with torch.no_grad(), self._precision(), masked(self.model, self.points, record=ref_acts):
             ref_pred = self.model(x).argmax(1)
+        job_class = y.view(k, n)[:, 0]  # the class each job disentangles: its own images' label
         if self.target == "prediction":
-            y = ref_pred
+            y = ref_pred if n == own else torch.cat([ref_pred.view(k, n)[:, :own],
+                                                      y.view(k, n)[:, own:]], 1).flatten()
         ref_correct = ref_pred == y
         # The authors skip a batch the original network gets wholly wrong (official objective): such
         # jobs leave this step's masked pass altogether.
-        active = ref_correct.view(k, n).any(1) if self.objective == "official" else torch.ones(k, dtype=torch.bool,
-                                                                                               device=x.device)
+        official = self.objective in ("official", "contrast")
+        active = (ref_correct.view(k, n)[:, :own].any(1) if official
+                  else torch.ones(k, dtype=torch.bool, device=x.device))
         rec = torch.zeros(k, device=x.device)
         if not active.any():
             return rec, active
         if not active.all():
             keep = active.repeat_interleave(n)
-            x, y, ref_correct = x[keep], y[keep], ref_correct[keep]
+            x, y, ref_correct, job_class = x[keep], y[keep], ref_correct[keep], job_class[active]
             ref_acts = [r[keep] for r in ref_acts]
         rows = jobs[active]
         owner = torch.arange(len(rows), device=x.device).repeat_interleave(n)
         leaves = [lg[rows].requires_grad_() for lg in logits]
         masks = [torch.sigmoid(lf) for lf in leaves]
         acts: list[Tensor] = []
-        fuse = self.fused and self.objective == "official"  # the error computed at each point
+        fuse = self.fused and official  # the error computed at each point
         with self._precision(), masked(self.model, self.points, masks, owner, record=acts,
                                        against=ref_acts if fuse else None):
             out = self.model(x)
         if self.autocast:
             out, acts, ref_acts = out.float(), [a.float() for a in acts], [r.float() for r in ref_acts]
         loss, r = nad_loss(self.objective, out, y, acts, ref_acts, ref_correct, masks, beta[rows], n,
-                           errors=acts if fuse else None)
+                           errors=acts if fuse else None, own=own, job_class=job_class)
         grads = torch.autograd.grad(loss.sum(), leaves)
         with torch.no_grad():
             for lg, g in zip(logits, grads):

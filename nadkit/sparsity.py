@@ -609,6 +609,15 @@ OBJECTIVE_BETAS: dict[str, tuple[float, ...]] = {
     "vgg16": (0.6, 1.0, 1.5), "resnet50": (1.0,), "densenet121": (1.0,)}
 
 
+# The contrast objective's sweep (``--objective contrast``: the class's images as the official
+# objective shows them, and as many of the other classes', which the masked network must not name;
+# the term weighted like the CE term). Its transition from a probe (vgg16, four classes, 800 steps):
+# kept 0.93 at beta 0.3, 0.12 at 0.6, so vgg16's official grid from 0.3 to 0.7; resnet50's official
+# grid to 2.0, run from the middle out so that a cut-off sweep still spans the transition.
+CONTRAST_BETAS: dict[str, tuple[float, ...]] = {
+    "vgg16": (0.3, 0.4, 0.45, 0.5, 0.6, 0.7), "resnet50": (1.0, 1.6, 0.6, 1.3, 0.3, 2.0)}
+
+
 def objectives(arch: str, s: book.Settings | None = None, progress: bool = True, compute: bool = False,
                betas: tuple[float, ...] | None = None) -> dict[str, list[dict]]:
     """``at_beta`` of the runs with each objective ("official": the sweep's, "paper": Eq. 13) at

@@ -151,3 +151,69 @@ def test_paper_scale_defaults_are_the_authors():
     assert authors_defaults("vgg16", "imagefolder:/data/Places365")["beta"] == 5.0
     assert authors_defaults("darts", "imagefolder:/x/places365_standard")["beta"] == 0.20
     assert authors_defaults("resnet50", "imagefolder:/x")["passes"] == 21
+
+
+def test_contrast_term_is_minus_log_one_minus_p_and_its_gradient_matches_finite_differences():
+    """The contrast objective's extra term, -log(1 - p_c), against its definition, and the whole
+    loss's gradient in the masks' logits against finite differences (float64)."""
+    from nadkit.disentangle import not_named
+
+    z = torch.randn(6, 5, dtype=torch.float64)
+    c = torch.tensor([0, 1, 2, 3, 4, 0])
+    want = -torch.log1p(-z.softmax(1)[torch.arange(6), c])
+    assert torch.allclose(not_named(z, c), want)
+    assert torch.isfinite(not_named(torch.tensor([[60.0, -60.0]]), torch.tensor([0]))).all()  # p_c = 1 - 1e-52
+
+    k, own, per_job, widths = 2, 2, 4, [3, 2]
+    acts_ref = [torch.randn(k * per_job, w, 2, 2, dtype=torch.float64) for w in widths]
+    labels = torch.tensor([1, 1, 0, 2, 2, 2, 1, 0])
+    correct = torch.tensor([True, False, True, True, True, True, False, True])
+    head = torch.randn(3, sum(widths), dtype=torch.float64)
+
+    def loss(*lg):
+        masks = [torch.sigmoid(x) for x in lg]
+        owner = torch.arange(k).repeat_interleave(per_job)
+        acts = [r * m[owner][:, :, None, None] for r, m in zip(acts_ref, masks)]
+        logits = torch.cat([a.mean((2, 3)) for a in acts], 1) @ head.T
+        return nad_loss("contrast", logits, labels, acts, acts_ref, correct, masks,
+                        torch.tensor([0.3, 0.7], dtype=torch.float64), per_job, own=own,
+                        job_class=torch.tensor([1, 2]))[0].sum()
+
+    logits = tuple(torch.randn(k, w, dtype=torch.float64, requires_grad=True) for w in widths)
+    assert torch.autograd.gradcheck(loss, logits)
+
+
+def test_contrast_loss_is_the_official_one_plus_the_term_on_other_images_only():
+    k, own, per_job, widths = 1, 2, 4, [3]
+    acts_ref = [torch.randn(per_job, 3, 2, 2)]
+    masks = [torch.rand(1, 3)]
+    acts = [acts_ref[0] * masks[0][0][None, :, None, None]]
+    logits = torch.randn(per_job, 3)
+    labels, correct = torch.tensor([1, 1, 0, 2]), torch.tensor([True, True, True, False])
+    beta = torch.tensor([0.5])
+    contrast, _ = nad_loss("contrast", logits, labels, acts, acts_ref, correct, masks, beta, per_job,
+                           own=own, job_class=torch.tensor([1]))
+    official, _ = nad_loss("official", logits[:own], labels[:own], [acts[0][:own]], [acts_ref[0][:own]],
+                           correct[:own], masks, beta, own)
+    extra = -torch.log1p(-logits[own:].softmax(1)[:, 1]).mean() / len(widths)
+    assert torch.allclose(contrast, official + extra, atol=1e-6)
+
+
+def test_contrast_batches_show_each_class_others_balanced_and_seeded(train_data):
+    from nadkit.data import ContrastBatches
+
+    a = ContrastBatches(train_data, [3, 5], 9, seed=0)
+    idx, _ = a.next_indices()
+    labels = train_data.labels[idx].view(2, 18)
+    assert (labels[0, :9] == 3).all() and (labels[1, :9] == 5).all()
+    assert sorted(labels[0, 9:].tolist()) == [c for c in range(10) if c != 3]  # one of each other class
+    assert 5 not in labels[1, 9:].tolist()
+    alone = ContrastBatches(train_data, [5], 9, seed=0).next_indices()[0]
+    assert torch.equal(alone, idx[18:])  # class 5 sees the same images whatever runs beside it
+
+
+def test_contrast_class_batched_equals_one_class_at_a_time_and_fused(vgg, train_data):
+    together = fit(vgg, train_data, [0, 4, 6], objective="contrast")
+    apart = fit(vgg, train_data, [0, 4, 6], class_batch=1, objective="contrast")
+    for a, b in zip(together.masks, apart.masks):
+        assert (a - b).abs().max() < 1e-5 and torch.equal(a > 0.5, b > 0.5)

@@ -26,7 +26,8 @@ import numpy as np
 from scipy import stats
 
 from .overlap import holm
-from .stats import ALPHA, mean_interval, mis_relation, specificity, top_confusion_among_similar
+from .stats import (ALPHA, CONSTANT_SHARE, SPECIFIC_MIN, mean_interval, mis_relation, specific_run, specificity,  # noqa: F401
+                    top_confusion_among_similar)
 
 REPLICATE = 2  # instances on which a finding must hold (of three)
 FULL = 1 - 1e-9  # a chance overlap (or kept share) at or above this: every set is the whole layer
@@ -49,6 +50,8 @@ PER_POINT = ("fewer", "more", "structure", "hit")
 # the spread of the overlap over class pairs (the "uneven" finding's statistic, mean over points).
 SET_UNIT = {"more": "max", "fewer": "min", "structure": "spread"}
 OPPOSITE = {"fewer": "more", "more": "fewer"}
+NOT_SPECIFIC = ("the sub-architectures are not specific to their class, and one that names its class whatever "
+                "the image keeps its class whatever its channels")
 
 
 @dataclass
@@ -65,7 +68,10 @@ class Finding:
     on which NAD and a heuristic are compared pair by pair (``stats.dif_ahead``). ``nad_swap``:
     for a heuristic's overlap findings (``SET_UNIT``), NAD's run against this one with the class
     as unit (``versus_nad``): [p that NAD is ahead, p that it is behind, the smallest p the test
-    can give], NaN p-values where no swap moves the statistic; empty where not measured."""
+    can give], NaN p-values where no swap moves the statistic; empty where not measured.
+    For *specific*, ``by_class`` says which classes' sub-architectures are specific (1.0: balanced
+    accuracy >= ``SPECIFIC_MIN`` and not constant) and ``constant`` which answer (almost)
+    constantly (name their class for >= ``CONSTANT_SHARE`` of other classes' images)."""
 
     holds: bool
     estimate: float
@@ -79,6 +85,7 @@ class Finding:
     matrix: list[list[float]] = field(default_factory=list)
     misjudged_as: list[list[bool]] = field(default_factory=list)
     nad_swap: list[float] = field(default_factory=list)
+    constant: list[bool] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,26 +201,40 @@ def of_run(report: dict, control: dict | None = None, hit: list[float] | None = 
                              f"at point {best + 1} ({len(draws)} random draws)", ahead, untestable,
                              [float(v) for v in gap], bool(testable.any()),
                              by_class=_mean_over(hit_by_class, testable))
+    cross = control.get("cross_accuracy") if cross is None and control else cross
+    if cross is not None:
+        spec = specific_run(cross, report["classes"])
+        answered = _top_share(report)
+        ok = answered < 0.99
+        names = report.get("class_names") or [str(c) for c in report["classes"]]
+        which = [n for n, y in zip(names, spec["specific"]) if y]
+        constant = [n for n, y in zip(names, spec["constant"]) if y]
+        out["specific"] = Finding(
+            bool(ok and spec["holds"]), float(spec["mean"]),
+            f"balanced accuracy {spec['mean']:.2f} (0.5: a constant answer; smallest worth reporting "
+            f"{SPECIFIC_MIN}), 95% CI [{spec['low']:.2f}, {spec['high']:.2f}] over classes; labels "
+            f"{100 * spec['others'].mean():.1f}% of other classes' images as its class; specific "
+            f"(>= {SPECIFIC_MIN}): {len(which)} of {len(names)}"
+            + (f" ({', '.join(which)})" if which else "")
+            + (f"; answer (almost) constantly (>= {100 * CONSTANT_SHARE:.0f}% of other classes' images named): "
+               f"{len(constant)} ({', '.join(constant)})" if constant else ""),
+            values=spec["balanced"].tolist(), testable=ok,
+            by_class=[float(y) for y in spec["specific"]], constant=[bool(y) for y in spec["constant"]])
     if control and control.get("random_accuracy"):
         diff = np.array(report["accuracy"]["subarch"]) - np.array(control["random_accuracy"])
         acc = mean_interval(diff)
-        out["accuracy"] = Finding(acc.holds and acc.estimate > 0, acc.estimate,
-                                  f"{100 * acc.estimate:+.1f} points, "
-                                  + (f"95% CI {acc.interval(100, 1)} over classes" if np.isfinite(acc.low)
-                                     else "no interval (the same on every class)"),
-                                  values=diff.tolist())
-    cross = control.get("cross_accuracy") if cross is None and control else cross
-    if cross is not None:
-        spec = specificity(cross, report["classes"])
-        v = mean_interval(spec["balanced"] - 0.5)
-        answered = _top_share(report)
-        ok = answered < 0.99
-        out["specific"] = Finding(
-            bool(ok and v.holds and v.estimate > 0), float(spec["balanced"].mean()),
-            f"balanced accuracy {spec['balanced'].mean():.2f} (0.5: a constant answer), 95% CI "
-            f"[{0.5 + v.low:.2f}, {0.5 + v.high:.2f}] over classes; labels "
-            f"{100 * spec['others'].mean():.1f}% of other classes' images as its class",
-            values=spec["balanced"].tolist(), testable=ok)
+        spec_found = out.get("specific")
+        if spec_found is not None and not spec_found.holds:
+            # a sub-architecture that names its class whatever the image keeps it whatever its channels
+            out["accuracy"] = Finding(False, acc.estimate,
+                                      f"cannot be tested here: {NOT_SPECIFIC} ({100 * acc.estimate:+.1f} points "
+                                      "over random sub-architectures)", values=diff.tolist(), testable=False)
+        else:
+            out["accuracy"] = Finding(acc.holds and acc.estimate > 0, acc.estimate,
+                                      f"{100 * acc.estimate:+.1f} points, "
+                                      + (f"95% CI {acc.interval(100, 1)} over classes" if np.isfinite(acc.low)
+                                         else "no interval (the same on every class)"),
+                                      values=diff.tolist())
     mis = report["misjudgment"]
     if mis.get("p_qap") is not None:
         d_qap = 10 * report["chance_draws"] + 9 if report.get("chance_draws") else None
@@ -289,18 +310,21 @@ def replicated(runs: list[dict[str, Finding]], need: int = REPLICATE) -> dict[st
 
 
 def status(entry: dict, need: int = REPLICATE) -> str:
-    """"holds", "not testable here", "inconsistent across instances" or "not shown at this scale"."""
+    """One of ``verdicts.STATUSES`` before the effect's size and the rivals are read: "holds",
+    "cannot be tested here" (fewer than ``need`` instances can test it) or "not shown" (also
+    where instances are significant in opposite directions: ``entry["inconsistent"]`` says
+    where)."""
+    from .verdicts import CANNOT, HOLDS, NOT_SHOWN
+
     if entry["testable_in"] < need:
-        return "not testable here"
+        return CANNOT
     if entry["holds"]:
-        return "holds"
-    if entry.get("inconsistent"):
-        return "inconsistent across instances"
-    return "not shown at this scale"
+        return HOLDS
+    return NOT_SHOWN
 
 
 def verdict(r: dict) -> str:
-    """A replicated finding in words: "holds (3/3)", "not shown at this scale (1/3)", ..."""
+    """A replicated finding in words: "holds (3/3)", "not shown (1/3)", ..."""
     if r["instances"] < REPLICATE:
         return f"not replicated ({r['holds_in']}/{r['instances']} instance)"
-    return f"{r.get('status', 'holds' if r['holds'] else 'not shown at this scale')} ({r['holds_in']}/{r['instances']})"
+    return f"{r.get('status', 'holds' if r['holds'] else 'not shown')} ({r['holds_in']}/{r['instances']})"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import torch
 from torch import nn
 
 from .errors import NadkitError
+from .stats import CONSTANT_SHARE
 
 RANDOM_SEED = 0  # "none": the untrained network, drawn from this seed (the shipped networks' own init)
 # Cascading randomisation re-draws blocks from another seed: the shipped networks were trained from
@@ -64,27 +66,54 @@ def randomize_top(model: nn.Module, fresh: nn.Module, arch: str, blocks: int) ->
 
 
 COLLAPSED_POINTS = 0.5  # a run whose masks are empty at more than this share of class-points
-ONE_CLASS = 0.99        # a network that gives one answer for at least this share of its images
+CONSTANT_SUBS = 0.5     # ... or whose sub-architectures answer (almost) constantly for more than this share
+ONE_CLASS = 0.99        # ... or whose whole network gives one answer for at least this share of its images
+MEASURABLE_RULE = (
+    f"a run is not measurable when more than {COLLAPSED_POINTS:.0%} of its class-points keep no channel, or more "
+    f"than {CONSTANT_SUBS:.0%} of its sub-architectures answer (almost) constantly (the masked network names "
+    f"the sub-architecture's class for at least {CONSTANT_SHARE:.0%} of the other classes' images), or the whole "
+    f"network answers one class for at least {ONE_CLASS:.0%} of the images")
 
 
-def collapse(binary, confusion) -> dict[str, float]:
-    """How far a run can say anything: the share of (class, point) sub-architectures that keep no
-    channel (an empty point makes the masked network answer a constant), the share of the test
-    images that the network gives its most frequent answer, and the points where kappa is defined
-    is left to the evaluation (``similarity_kappa``)."""
+def collapse(binary, confusion=None, cross=None, classes=None) -> dict[str, float]:
+    """How far a run can say anything, read from the sub-architectures' own answers: the share of
+    (class, point) sub-architectures that keep no channel (an empty point makes the masked network
+    answer a constant), from the cross-class accuracy ``cross`` ([sub-architecture, true class]:
+    the share of each class's images the masked network names as the sub-architecture's class;
+    ``classes`` the sub-architectures' classes, default 0..K-1) the share of sub-architectures
+    that answer (almost) constantly (``stats.CONSTANT_SHARE`` of the other classes' images named)
+    and the mean share of the other classes' images named, and from the whole network's
+    ``confusion`` the share of the test images it gives its most frequent answer (about 1/K on a
+    trained network whatever the masks: it says nothing about them, only about the network). A
+    part whose input is not given is NaN (not judged)."""
+    from .stats import others_taken
+
     empty = torch.cat([(b.sum(1) == 0).float() for b in binary])
-    conf = torch.as_tensor(confusion, dtype=torch.float64)
-    return {"empty class-points": float(empty.mean()),
-            "top answer share": float(conf.sum(0).max() / conf.sum().clamp_min(1))}
+    out = {"empty class-points": float(empty.mean()), "constant sub-architectures": float("nan"),
+           "others named": float("nan"), "top answer share": float("nan")}
+    if cross is not None:
+        m = np.asarray(cross, dtype=float)
+        others = others_taken(m, list(range(len(m))) if classes is None else list(classes))
+        out["constant sub-architectures"] = float((others >= CONSTANT_SHARE).mean())
+        out["others named"] = float(others.mean())
+    if confusion is not None:
+        conf = torch.as_tensor(np.asarray(confusion, dtype=float), dtype=torch.float64)
+        out["top answer share"] = float(conf.sum(0).max() / conf.sum().clamp_min(1))
+    return out
 
 
 def measurable(c: dict[str, float]) -> tuple[bool, str]:
-    """Whether findings can be measured on a run with ``collapse`` ``c``, and if not, why: with
-    most sub-architectures empty, or a network that answers one class, every test compares
-    constants."""
+    """Whether findings can be measured on a run with ``collapse`` ``c``, and if not, why
+    (``MEASURABLE_RULE``, the one rule): with most sub-architectures empty or answering constantly,
+    or a network that answers one class, every test compares constants."""
     why = []
     if c["empty class-points"] > COLLAPSED_POINTS:
         why.append(f"{100 * c['empty class-points']:.0f}% of class-points keep no channel")
-    if c["top answer share"] >= ONE_CLASS:
-        why.append(f"the network answers one class for {100 * c['top answer share']:.2f}% of images")
+    constant = c.get("constant sub-architectures", float("nan"))
+    if np.isfinite(constant) and constant > CONSTANT_SUBS:
+        why.append(f"{100 * constant:.0f}% of sub-architectures answer (almost) constantly (name their class for "
+                   f">= {100 * CONSTANT_SHARE:.0f}% of other classes' images)")
+    top = c.get("top answer share", float("nan"))
+    if np.isfinite(top) and top >= ONE_CLASS:
+        why.append(f"the network answers one class for {100 * top:.2f}% of images")
     return not why, "; ".join(why)

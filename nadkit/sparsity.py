@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import book
 from .findings import SET_UNIT
-from .verdicts import CLASS_UNIT, PAIR_UNIT
+from .verdicts import CANNOT, CLASS_UNIT, PAIR_UNIT
 
 BETAS: dict[str, tuple[float, ...]] = {
     # card 0.3; Elbow kept share 0.83 at 0.3, 0.098 at 1.0; all ten classes: 0.78 at 0.4 with no
@@ -80,7 +80,7 @@ def at_beta(folder: Path, s: book.Settings, progress: bool = True) -> dict:
     kept = sub.kept()  # [classes, points]
     return {"beta": sub.config["beta"], "folder": folder.name, "kept": float(kept.mean()),
             "kept_per_point": kept.mean(0).tolist(),
-            **collapse(sub.binary(), report["confusion"]),
+            **collapse(sub.binary(), report["confusion"], control.get("cross_accuracy"), report["classes"]),
             "nad": of_run(report, control, hit_by_class=_by_class(folder, s, control, progress)),
             "rivals": rivals, "random": of_run(book.random_report(folder, s, progress))}
 
@@ -183,7 +183,8 @@ def effects(rows: list[dict]) -> "pandas.DataFrame":  # noqa: F821
                 out.append({"beta": r["beta"], "kept": r["kept"], "method": method, "finding": key,
                             "effect": fx, "low": low, "high": high, "holds": bool(found[key].holds),
                             "testable": bool(found[key].testable),
-                            "empty": r["empty class-points"], "top answer": r["top answer share"]})
+                            "empty": r["empty class-points"], "top answer": r["top answer share"],
+                            "constant": r.get("constant sub-architectures", float("nan"))})
     return pd.DataFrame(out)
 
 
@@ -226,7 +227,8 @@ def own_test(r: dict, key: str, method: str) -> tuple[float, float, float] | Non
         if a is None or b is None or not a.matrix or not b.matrix:
             return None
         t = dif_ahead(a.matrix, b.matrix, np.asarray(a.misjudged_as, dtype=bool))
-        return None if not np.isfinite(t["p_greater"]) else (t["p_greater"], t["p_less"], t["p_floor"])
+        return None if not np.isfinite(t["p_greater"]) else (t["p_greater"], t["p_less"], t["p_floor"],
+                                                             t.get("p_floor_less", t["p_floor"]))
     nad, rival = class_values(r, key), class_values(r, key, method)
     if nad is None or rival is None:
         return None
@@ -243,31 +245,57 @@ def nads_own(rows: list[dict], key: str) -> dict[float, tuple[bool, float]]:
     heuristic's at NAD's counts: one-sided, on the class as unit (``own_test``) per heuristic,
     Holm over the betas (per heuristic); NAD's own where every heuristic is beaten. Returns
     {beta: (own, largest adjusted p)}; betas where NAD and a heuristic do not differ (below float
-    resolution), lack the values, or differ on too few classes for Holm's adjusted p ever to fall
-    below 0.05, are left out: not testable there."""
+    resolution), lack the values, or whose test's attainable smallest p (``own_test``'s third
+    value) cannot reach Holm's threshold (``reachable_family``) leave the family and are left out:
+    "cannot be tested here" there, never "no"."""
     import numpy as np
 
     from .overlap import holm
 
     methods = list(rows[0]["rivals"]) if rows else []
-    adjusted, reach = {}, {}
+    adjusted, reach, behind = {}, {}, {}
     for m in methods:
         tests = [own_test(r, key, m) for r in rows]
-        p = [np.nan if t is None else t[0] for t in tests]
+        floors = [t[2] if t is not None else 1.0 for t in tests]
+        family = reachable_family(floors)
+        p = [tests[i][0] if i in family else np.nan for i in range(len(rows))]
         adjusted[m] = holm(p)
-        finite = int(np.isfinite(p).sum())
-        reach[m] = [t is not None and finite * t[2] < 0.05 for t in tests]  # Holm's smallest p below 0.05
+        reach[m] = [i in family for i in range(len(rows))]
+        # the other way (the heuristic significantly ahead), in its own family of reachable tests
+        floors = [(t[3] if len(t) > 3 else t[2]) if t is not None else 1.0 for t in tests]
+        family = reachable_family(floors)
+        behind[m] = holm([tests[i][1] if i in family else np.nan for i in range(len(rows))])
     out = {}
     for i, r in enumerate(rows):
         ps = [adjusted[m][i] for m in methods]
         if ps and all(np.isfinite(ps)) and all(reach[m][i] for m in methods):
             out[r["beta"]] = (bool(max(ps) < 0.05), float(max(ps)))
+        elif any(np.isfinite(behind[m][i]) and behind[m][i] < 0.05 for m in methods):
+            out[r["beta"]] = (False, 1.0)  # a heuristic significantly ahead: not NAD's own, tested
     return out
 
 
+def reachable_family(floors, alpha: float = 0.05) -> set[int]:
+    """The tests (indices) that stay in a Holm family: a test whose attainable smallest p
+    (``floors``: ties of the statistic over the enumerated assignments, the number of differing
+    classes, the draws) times the family's size is not below ``alpha`` could never be rejected at
+    Holm's first step, so it leaves the family ("cannot be tested here"), and the family shrinks
+    until every test left can reach its threshold."""
+    import numpy as np
+
+    family = {i for i, f in enumerate(floors) if np.isfinite(f) and f < alpha}
+    while True:
+        keep = {i for i in family if len(family) * floors[i] < alpha}
+        if keep == family:
+            return family
+        family = keep
+
+
 def measurable(r: dict) -> tuple[bool, str]:
-    """Whether a beta's sub-architectures can show anything (``nadkit.sanity.measurable``: masks
-    not empty at most class-points, a network that answers more than one class), and why not."""
+    """Whether a beta's sub-architectures can show anything (``nadkit.sanity.measurable``, the one
+    rule ``sanity.MEASURABLE_RULE``: masks not empty at most class-points, sub-architectures that
+    mostly do not answer constantly, read from the masked network's cross-class accuracy), and why
+    not."""
     from .sanity import measurable as can
 
     return can(r)
@@ -301,13 +329,16 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
     if held and key in OWN_TESTED:
         own = nads_own(ok, key)
         mine = [r["kept"] for r in held if own.get(r["beta"], (False, 1.0))[0]]
+        untested = [r["beta"] for r in held if r["beta"] not in own]
+        why = ("the similarities do not differ enough" if key in PAIR_UNIT else
+               "the overlap does not differ, or at too few classes" if key in SET_UNIT else "too few classes differ")
         if not any(r["beta"] in own for r in held):
-            text += ("; whether it is NAD's own is not testable here ("
-                     + ("the similarities do not differ" if key in PAIR_UNIT else
-                        "the overlap does not differ" if key in SET_UNIT else "too few classes differ") + ")")
+            text += f"; whether it is NAD's own {CANNOT} ({why} for the smallest attainable p to reach the threshold)"
         else:
-            text += (f"; NAD's own at kept share {_shares(mine)}" if mine else "; NAD's own at no sparsity") + \
-                f" ({OWN_HOW})"
+            text += (f"; NAD's own at kept share {_shares(mine)}" if mine else
+                     "; NAD's own at none of the betas where that can be tested") + f" ({OWN_HOW})"
+            if untested:
+                text += f"; whether it is NAD's own {CANNOT} at beta {', '.join(f'{b:g}' for b in untested)} ({why})"
     if lost:
         text += f"; not measurable at beta {', '.join(f'{b:g}' for b in lost)} (collapsed)"
     return text + _constant(constant) + "."
@@ -349,13 +380,13 @@ def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] 
     if own:
         text = lead + "for " + "; ".join(own)
     elif testable:
-        text = lead + "at no sparsity"
+        text = lead + "at none of the betas where that can be tested"
     elif not held:
         text = ("On the sparsity sweep, none of the findings tested on the class holds for NAD at a measurable "
                 "beta, so none can be NAD's own")
     else:
-        text = ("On the sparsity sweep, whether NAD beats every heuristic at its own channel counts is not "
-                "testable here: where a finding holds, too few classes differ")
+        text = ("On the sparsity sweep, whether NAD beats every heuristic at its own channel counts "
+                f"{CANNOT}: where a finding holds, its test's smallest attainable p cannot reach the threshold")
     text += f" (networks swept: {done}{'; ' + see if see else ''})."
     return text + (" " + replicated_sentence(reps, short=True) if reps is not None else "")
 
@@ -463,12 +494,18 @@ def ablated_betas(archs: list[str]) -> dict[str, tuple[float, ...]]:
 
 
 def sparsest_specific(rows: list[dict]) -> dict | None:
-    """The sparsest measurable beta of a sweep whose sub-architectures are specific to their class
-    (balanced accuracy above 0.5, ``specific`` holds) and keep a channel at every class-point; None
-    where no beta is."""
-    ok = [r for r in rows if measurable(r)[0] and "specific" in r["nad"] and r["nad"]["specific"].holds
-          and r["empty class-points"] == 0]
-    return min(ok, key=lambda r: r["kept"]) if ok else None
+    """The sparsest beta of a sweep that may be chosen (``_chosen_ok``: measurable, specific to
+    their class, a channel kept at every class-point); None where no beta is."""
+    return min(ok, key=lambda r: r["kept"]) if (ok := [r for r in rows if _chosen_ok(r)]) else None
+
+
+def _chosen_ok(r: dict) -> bool:
+    """Whether a beta may be chosen (as informative, or as the sparsest specific): measurable, its
+    sub-architectures specific to their class (``stats.specific_run``: balanced accuracy >=
+    ``stats.SPECIFIC_MIN`` with an interval excluding 0.5) and no class-point empty, so that no beta
+    just under the collapse rule's thresholds is chosen."""
+    return (measurable(r)[0] and "specific" in r["nad"] and bool(r["nad"]["specific"].holds)
+            and r["empty class-points"] == 0)
 
 
 def replications(archs: list[str], s: book.Settings, progress: bool = True) -> dict[str, dict]:
@@ -495,10 +532,11 @@ def ahead(r: dict) -> list[str]:
 
 
 def informative(rows: list[dict]) -> dict | None:
-    """The sweep's most informative beta for replication: among the measurable betas, the one
-    where NAD's effect is above every heuristic's on the most findings (``ahead``); the sparser
-    one on a tie. None when NAD is ahead nowhere."""
-    ok = [r for r in rows if measurable(r)[0] and ahead(r)]
+    """The sweep's most informative beta for replication: among the betas that may be chosen
+    (``_chosen_ok``: measurable, specific, no empty class-point), the one where NAD's effect is
+    above every heuristic's on the most findings (``ahead``); the sparser one on a tie. None when
+    NAD is ahead nowhere."""
+    ok = [r for r in rows if _chosen_ok(r) and ahead(r)]
     return max(ok, key=lambda r: (len(ahead(r)), -r["kept"])) if ok else None
 
 
@@ -523,7 +561,7 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
     spec, kept = found.get("specific"), found.get("accuracy")
     if kept is not None and kept.status == "holds" and (spec is None or spec.status != "holds"):
         # a sub-architecture that names its class whatever the image keeps it trivially
-        kept.status, kept.own, kept.own_note = "not testable here", None, "the sub-architectures are not specific"
+        kept.status, kept.own, kept.own_note = CANNOT, None, "the sub-architectures are not specific"
     by_class = {k: own_on_classes(rows, k, s.instances) for k in CONFIRMED}
     for key, c in by_class.items():  # testable class by class: that test decides NAD's own
         v = found.get(key)

@@ -18,6 +18,21 @@ from torch import Tensor
 ALPHA = 0.05
 RESAMPLES = 9_999
 
+# The smallest effects worth reporting that the run-level findings read here (the whole table, in
+# words, is ``nadkit.verdicts.EFFECTS`` / ``smallest_effects``).
+SPECIFIC_MIN = 0.6     # balanced accuracy of a sub-architecture as a detector of its class
+CONSTANT_SHARE = 0.9   # a sub-architecture naming its class for this share of other classes' images
+#                        answers (almost) constantly: never specific, whatever its balanced accuracy
+
+
+def attainable(dist: np.ndarray, tol: float = 1e-12) -> float:
+    """The smallest one-sided p a permutation test can give from its null distribution ``dist``
+    (every enumerated assignment, the observed one among them): the share of assignments tied at
+    the most extreme value. With many ties (a statistic read at few classes) it is far above
+    1 / len(dist)."""
+    dist = np.asarray(dist, dtype=float)
+    return float(np.mean(dist >= dist.max() - tol))
+
 
 @dataclass
 class Verdict:
@@ -174,9 +189,15 @@ def dif_ahead(sim, rival, mis: np.ndarray, draws: int = RESAMPLES, seed: int = 0
     if exact:  # the identity is among the permutations: the share at or beyond the observation
         p = {side: float(np.mean(dist >= observed - 1e-12) if side == "greater" else np.mean(dist <= observed + 1e-12))
              for side in ("greater", "less")}
-        return {"observed": observed, "p_greater": p["greater"], "p_less": p["less"], "p_floor": 1 / len(perms)}
+        # the smallest p each side can give: the share of orders tied at that end (a pair structure
+        # that many orders keep, e.g. swapping within misjudged pairs, ties them)
+        return {"observed": observed, "p_greater": p["greater"], "p_less": p["less"],
+                "p_floor": attainable(dist), "p_floor_less": attainable(-dist)}
+    everything = np.append(dist, observed)
     return {"observed": observed, "p_greater": permutation_p(observed, dist, "greater"),
-            "p_less": permutation_p(observed, dist, "less"), "p_floor": 1 / (draws + 1)}
+            "p_less": permutation_p(observed, dist, "less"),
+            "p_floor": max(attainable(everything), 1 / (draws + 1)),
+            "p_floor_less": max(attainable(-everything), 1 / (draws + 1))}
 
 
 def swap_ahead(nad: Sequence[np.ndarray], rival: Sequence[np.ndarray], reduce: str = "max",
@@ -245,8 +266,11 @@ def swap_ahead(nad: Sequence[np.ndarray], rival: Sequence[np.ndarray], reduce: s
     observed = float(t[0])
     if np.abs(t).max() < 1e-9:  # no assignment changes the statistic: the test cannot tell anything apart
         return {"observed": observed, "p_greater": float("nan"), "p_less": float("nan"), "p_floor": 1.0}
+    # t(complement) = -t(assignment): the distribution is symmetric, so both sides share one floor,
+    # the share of assignments tied at the largest t (not 1 / 2^K: a max or min read at one point
+    # moves with few classes)
     return {"observed": observed, "p_greater": float(np.mean(t >= observed - 1e-12)),
-            "p_less": float(np.mean(t <= observed + 1e-12)), "p_floor": 1 / len(s)}
+            "p_less": float(np.mean(t <= observed + 1e-12)), "p_floor": max(attainable(t), 1 / len(s))}
 
 
 def top_confusion_among_similar(sim, conf, classes: Sequence[int], top: int = 3) -> dict:
@@ -289,9 +313,43 @@ def versus(nad: dict, other: dict, seed: int = 0) -> dict:
 def specificity(cross, classes) -> dict[str, np.ndarray]:
     """Each sub-architecture as a detector of its class, from ``metrics.cross_accuracy``: the
     share of its class's images it labels as its class (``own``), the share of the other classes'
-    images it labels as its class (``others``), and the balanced accuracy of the two (0.5 is a
-    constant answer, whatever the image)."""
+    images it labels as its class (``others``), the balanced accuracy of the two (0.5 is a
+    constant answer, whatever the image), whether it answers (almost) constantly (``constant``:
+    ``others`` >= ``CONSTANT_SHARE``) and whether it is specific (``specific``: balanced accuracy
+    >= ``SPECIFIC_MIN`` and not constant)."""
     m = np.asarray(cross, dtype=float)
     own = np.array([m[k, c] for k, c in enumerate(classes)])
     others = others_taken(m, classes)
-    return {"own": own, "others": others, "balanced": (own + 1 - others) / 2}
+    balanced = (own + 1 - others) / 2
+    constant = others >= CONSTANT_SHARE
+    return {"own": own, "others": others, "balanced": balanced, "constant": constant,
+            "specific": (balanced >= SPECIFIC_MIN) & ~constant}
+
+
+def bounded_interval(values: Sequence[float], low: float = -np.inf, high: float = np.inf,
+                     seed: int = 0) -> Verdict:
+    """The mean of ``values`` (one per class, or per class pair) with a 95% percentile bootstrap
+    interval over them, clipped to the measure's range [``low``, ``high``]; no interval where the
+    values do not vary or are fewer than 2."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return Verdict(float("nan"))
+    if len(v) < 2 or np.ptp(v) == 0:
+        return Verdict(float(v.mean()))
+    means = np.random.default_rng(seed).choice(v, (RESAMPLES, len(v))).mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return Verdict(float(v.mean()), float(np.clip(lo, low, high)), float(np.clip(hi, low, high)))
+
+
+def specific_run(cross, classes, seed: int = 0) -> dict:
+    """Whether a run's sub-architectures are specific to their class, with the class as unit:
+    *specific* holds when the mean balanced accuracy over classes reaches ``SPECIFIC_MIN`` (the
+    smallest effect worth reporting) AND its 95% percentile bootstrap interval over classes,
+    bounded to [0, 1], excludes 0.5 (a constant answer) AND at most half of the sub-architectures
+    answer constantly. Returns ``specificity``'s per-class values with the interval and the
+    decision."""
+    spec = specificity(cross, classes)
+    v = bounded_interval(spec["balanced"], 0.0, 1.0, seed)
+    holds = bool(v.estimate >= SPECIFIC_MIN and np.isfinite(v.low) and v.low > 0.5
+                 and spec["constant"].mean() <= 0.5)
+    return spec | {"mean": v.estimate, "low": v.low, "high": v.high, "holds": holds}

@@ -23,21 +23,51 @@ import numpy as np
 from scipy import stats
 
 from .findings import NAMES, PER_POINT, REPLICATE, SET_UNIT, Finding, replicated
-from .stats import ALPHA, dif_ahead
+from .stats import ALPHA, SPECIFIC_MIN, bounded_interval, dif_ahead
+
+# The one set of status words every chapter prints.
+HOLDS = "holds"                                   # significant, its effect at least the smallest worth reporting
+HOLDS_AS_GOOD = "holds, a simple rule as good"    # ... and a heuristic at the same channel counts is not beaten
+HOLDS_BETTER = "holds, a simple rule better"      # ... and a heuristic is significantly ahead
+NEGLIGIBLE = "negligible"                         # significant, but below the smallest effect worth reporting
+NOT_SHOWN = "not shown"                           # the test does not reject its null (or instances disagree)
+CANNOT = "cannot be tested here"                  # the data cannot reach the threshold: no verdict either way
+STATUSES = (HOLDS, HOLDS_AS_GOOD, HOLDS_BETTER, NEGLIGIBLE, NOT_SHOWN, CANNOT)
 
 # How each finding's effect is read: its scale and unit in words, the direction of "stronger",
-# and the size below which it is called small.
+# and the smallest effect worth reporting (the single table of them; ``smallest_effects`` says it
+# in words): below it a significant finding is "negligible".
 EFFECTS = {
     "fewer": ("kappa", 1.0, -1, 0.1),
     "more": ("kappa", 1.0, +1, 0.1),
     "structure": ("share of testable points uneven", 1.0, +1, 0.0),
     "hit": ("hit-rate gap over random", 1.0, +1, 0.05),
     "accuracy": ("accuracy over random, points", 100.0, +1, 5.0),
-    "specific": ("balanced accuracy", 1.0, +1, 0.6),
+    "specific": ("balanced accuracy", 1.0, +1, SPECIFIC_MIN),
     "misjudged": ("Dif x100", 100.0, +1, 1.0),
     "misjudged beyond chance": ("Dif beyond chance x100", 100.0, +1, 1.0),
     "top confusion": ("share of classes", 1.0, +1, 0.0),
 }
+# Each measure's null and range (as scaled by EFFECTS): an interval is clipped to the range, and
+# "holds" needs it to exclude the null.
+NULLS = {"specific": 0.5}  # the others: 0
+RANGES = {"fewer": (-np.inf, 1.0), "more": (-np.inf, 1.0), "structure": (0.0, 1.0), "hit": (-1.0, 1.0),
+          "accuracy": (-100.0, 100.0), "specific": (0.0, 1.0), "misjudged": (-200.0, 200.0),
+          "misjudged beyond chance": (-200.0, 200.0), "top confusion": (0.0, 1.0)}
+
+
+def smallest_effects() -> str:
+    """The smallest effect worth reporting per finding, in words (the book prints it)."""
+    parts = []
+    for key, (what, _, sign, size) in EFFECTS.items():
+        if size == 0:
+            parts.append(f"*{NAMES[key]}*: any significant {what}")
+        elif key == "specific":
+            parts.append(f"*{NAMES[key]}*: {what} at least {size:g} (0.5 is a constant answer), and no "
+                         "sub-architecture naming its class for 90% or more of other classes' images counted specific")
+        else:
+            parts.append(f"*{NAMES[key]}*: {what} {'at most' if sign < 0 else 'at least'} {sign * size:+g}")
+    return "; ".join(parts) + "."
 CLASS_UNIT = ("accuracy", "specific")
 FEW = "fewer than 5 classes differ from the rival"  # one-sided Wilcoxon: 4 classes give p >= 1/16
 PAIR_UNIT = ("misjudged", "misjudged beyond chance")  # compared by QAP on the similarity matrices
@@ -74,14 +104,24 @@ class Effect:
     signed: bool = True
 
     @classmethod
-    def over(cls, values, unit: str = "instances") -> "Effect":
+    def over(cls, values, unit: str = "instances", bounds: tuple[float, float] = (-np.inf, np.inf)) -> "Effect":
+        """The mean of ``values``, with a 95% percentile bootstrap interval over them clipped to
+        ``bounds`` (the measure's range) where they are classes or class pairs; over instances
+        (three: nothing to resample, and a t interval with 2 degrees of freedom leaves the
+        measure's range) no interval: the instances' own tests decide."""
         v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
         if len(v) == 0:
             return cls(float("nan"), n=0, unit=unit)
-        if len(v) < 2 or np.ptp(v) == 0:
+        if unit == "instances" or len(v) < 2 or np.ptp(v) == 0:
             return cls(float(v.mean()), n=len(v), unit=unit)
-        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-        return cls(float(v.mean()), float(v.mean() - half), float(v.mean() + half), len(v), unit)
+        b = bounded_interval(v, *bounds)
+        return cls(b.estimate, b.low, b.high, len(v), unit)
+
+    def excludes(self, null: float) -> bool | None:
+        """Whether the interval excludes ``null``; None where there is no interval."""
+        if not np.isfinite(self.low):
+            return None
+        return bool(self.low > null or self.high < null)
 
     def text(self) -> str:
         if not np.isfinite(self.estimate):
@@ -134,30 +174,41 @@ class NetworkVerdict:
             return self.effect.estimate < size
         return abs(self.effect.estimate) < size
 
+    @property
+    def word(self) -> str:
+        """The verdict's status word (``STATUSES``): ``status``, and where it holds, whether a
+        heuristic at the same channel counts (a simple rule) is as good or better."""
+        if self.status != HOLDS or self.own is not False:
+            return self.status
+        return HOLDS_BETTER if self.outdone else HOLDS_AS_GOOD
+
     def own_text(self) -> str:
         if self.status != "holds":
             return "-"
         if self.own is None:
-            return f"not testable ({self.own_note})"
+            return f"{CANNOT} ({self.own_note})"
         return ("yes" if self.own else "no") + (f" ({self.own_note})" if self.own_note else "")
 
     def sentence(self) -> str:
         """The verdict in words, written from the numbers."""
         what = EFFECTS[self.key][0]
         head = f"On {self.network}, *{self.name}*"
-        if self.status == "not testable here":
-            return f"{head} is not testable here: the test cannot tell its alternatives apart on " \
-                   f"{self.instances - self.holds_in} of {self.instances} instances."
-        if self.status == "inconsistent across instances":
-            return f"{head} is inconsistent across instances: instances are significant in opposite " \
-                   f"directions at {', '.join(self.inconsistent)}."
+        if self.status == CANNOT:
+            return f"{head}: {CANNOT} (the test cannot tell its alternatives apart on " \
+                   f"{self.instances - self.holds_in} of {self.instances} instances)."
         effect = f"{what} {self.effect.text()}" if self.effect else ""
+        if self.status == NOT_SHOWN and self.inconsistent:
+            return f"{head}: {NOT_SHOWN} (instances are significant in opposite directions at " \
+                   f"{', '.join(self.inconsistent)}; {effect})."
+        if self.status == NEGLIGIBLE:
+            return f"{head}: {NEGLIGIBLE} (significant on {self.holds_in} of {self.instances} instances, but " \
+                   f"{effect} is below the smallest effect worth reporting, {EFFECTS[self.key][3]:g})."
         if self.status != "holds":
-            return f"{head} is not shown at this scale (holds on {self.holds_in} of {self.instances} " \
+            return f"{head}: {NOT_SHOWN} (holds on {self.holds_in} of {self.instances} " \
                    f"instances; {effect})."
         where = f" at {', '.join(self.points)}" if self.points else ""
         size = "a small effect" if self.small else "effect"
-        text = f"{head} holds ({self.holds_in} of {self.instances} instances){where}: {size} {effect}"
+        text = f"{head}: {self.word} ({self.holds_in} of {self.instances} instances){where}: {size} {effect}"
         if self.inconsistent:
             text += f"; inconsistent across instances at {', '.join(self.inconsistent)}"
         if self.near:
@@ -168,7 +219,7 @@ class NetworkVerdict:
             text += f". The best heuristic at the same channel counts, {self.rival}, gives " \
                     f"{self.rival_effect.text()}"
             text += {True: "; the finding is NAD's own", False: "; the finding is not NAD's own",
-                     None: "; whether it is NAD's own is not testable"}[self.own]
+                     None: f"; whether it is NAD's own {CANNOT}"}[self.own]
             text += f" ({self.own_note})" if self.own_note else ""
         return text + "."
 
@@ -194,17 +245,27 @@ def _per_instance(key: str, runs: list[dict[str, Finding]], points: list[int]) -
 
 
 def _effect(key: str, runs: list[dict[str, Finding]], points: list[int]) -> Effect:
-    """The network's effect of ``key``: over classes (each class's value averaged over instances)
-    for the class-unit findings, over instances otherwise."""
+    """The network's effect of ``key``: over classes (each class's value averaged over instances;
+    a bootstrap interval over classes clipped to the measure's ``RANGES``) for the class-unit
+    findings, over instances (no interval) otherwise."""
     if key in CLASS_UNIT:
         per_class = np.nanmean([r[key].values for r in runs if key in r], 0)
-        effect = Effect.over(EFFECTS[key][1] * per_class, "classes")
+        effect = Effect.over(EFFECTS[key][1] * per_class, "classes", RANGES[key])
     else:
         effect = Effect.over(_per_instance(key, runs, points), "instances")
     effect.signed = key not in UNSIGNED
-    if key in UNSIGNED:  # shares: an interval beyond [0, 1] says nothing more than its bound
-        effect.low, effect.high = max(effect.low, 0.0), min(effect.high, 1.0)
     return effect
+
+
+def _sized(key: str, v: NetworkVerdict) -> str:
+    """The status once the effect is read: a finding that holds by its tests but whose interval
+    (over classes) includes its null is "not shown"; one below the smallest effect worth reporting
+    (``EFFECTS``) is "negligible"."""
+    if v.status != HOLDS or v.effect is None or not np.isfinite(v.effect.estimate):
+        return v.status
+    if v.effect.excludes(NULLS.get(key, 0.0)) is False:
+        return NOT_SHOWN
+    return NEGLIGIBLE if v.small else HOLDS
 
 
 def _effect_points(entry: dict, runs: list[dict[str, Finding]], key: str) -> list[int]:
@@ -264,7 +325,7 @@ def _own_on_pairs(key: str, nad: list[dict[str, Finding]], rival: list[dict[str,
     tests = []
     for a, b in zip(nad, rival):
         t = dif_ahead(a[key].matrix, b[key].matrix, np.asarray(a[key].misjudged_as, dtype=bool))
-        tests.append([t["p_greater"], t["p_less"], t["p_floor"]])
+        tests.append([t["p_greater"], t["p_less"], t["p_floor"], t.get("p_floor_less", t["p_floor"])])
     return _own_per_instance(tests, need, SAME, "QAP over classes")
 
 
@@ -273,8 +334,9 @@ def _own_per_instance(tests: list[list[float]], need: int, same: str, how: str) 
     instances and behind on none. An instance whose test cannot reach ALPHA (nothing differs, or
     too few classes: 3 give 3! = 6 orders) is not tested; too few tested is "not testable"."""
     ahead = behind = tested = 0
-    for p_greater, p_less, p_floor in tests:
-        if not np.isfinite(p_greater) or p_floor >= ALPHA:
+    for p_greater, p_less, p_floor, *rest in tests:
+        p_floor_less = rest[0] if rest else p_floor  # the smallest p each side can give
+        if not np.isfinite(p_greater) or min(p_floor, p_floor_less) >= ALPHA:
             continue
         tested += 1
         ahead += p_greater < ALPHA
@@ -301,6 +363,7 @@ def network_verdicts(network: str, points: list[str], nad: list[dict[str, Findin
                            [points[p - 1] for p in entry["inconsistent"]],
                            [points[p - 1] for p in entry["untestable"]], _effect(key, nad, at),
                            near=["" if p == 0 else points[p - 1] for p in entry["near"]])
+        v.status = _sized(key, v)
         scored = {m: _per_instance(key, runs, at) for m, runs in rivals.items()
                   if all(key in r for r in runs)}
         if scored:
@@ -389,13 +452,12 @@ def finds(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
                 size = "small, " if v.small else ""
                 by_status.setdefault("holds", []).append(
                     f"{a} ({size}{EFFECTS[key][0]} {v.effect.text() if v.effect else 'n/a'}{at})")
-            elif v.status == "inconsistent across instances":
-                by_status.setdefault(v.status, []).append(f"{a} (at {_span(v.inconsistent)})")
+            elif v.status == NOT_SHOWN and v.inconsistent:
+                by_status.setdefault(v.status, []).append(f"{a} (opposite ways at {_span(v.inconsistent)})")
             else:
                 by_status.setdefault(v.status, []).append(a)
         parts = [f"{status} on {_list(nets)}" for status, nets in sorted(
-            by_status.items(), key=lambda kv: ["holds", "inconsistent across instances",
-                                              "not shown at this scale", "not testable here"].index(kv[0]))]
+            by_status.items(), key=lambda kv: list(STATUSES).index(kv[0]))]
         held = [v for v in have.values() if v.status == "holds" and v.rival]
         if held:
             own = [v.network for v in held if v.own]
@@ -441,7 +503,7 @@ def _list(items: list[str]) -> str:
 
 
 def _where(v: NetworkVerdict) -> str:
-    if v.status == "inconsistent across instances":
+    if v.status == NOT_SHOWN and v.inconsistent:
         return "opposite ways at " + ", ".join(v.inconsistent)
     return _span(v.points) if v.points else ""
 
@@ -450,7 +512,7 @@ def _own_cell(v: NetworkVerdict) -> str:
     if v.status != "holds":
         return ""
     if v.own is None:
-        return "not testable (" + v.own_note.split(";")[0].replace("NAD ", "") + ")"
+        return f"{CANNOT} (" + v.own_note.split(";")[0].replace("NAD ", "") + ")"
     return "yes" if v.own else "no (a heuristic significantly better)" if v.outdone else "no"
 
 
@@ -466,7 +528,7 @@ def table(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
             if v is None:
                 continue
             rival = f"{v.rival}: {v.rival_effect.text()}" if v.rival else ""
-            rows.append(f"| {NAMES[key] if first else ''} | {a} | {v.status} ({v.holds_in}/{v.instances}) | "
+            rows.append(f"| {NAMES[key] if first else ''} | {a} | {v.word} ({v.holds_in}/{v.instances}) | "
                         f"{_where(v)}{' (†)' if v.near else ''} | {v.effect.text() if v.effect else ''} | "
                         f"{rival} | {_own_cell(v)} |")
             first = False

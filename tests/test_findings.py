@@ -35,14 +35,14 @@ def test_a_point_holds_only_where_instances_agree():
     # with two instances significantly the other way at both points, nothing holds
     runs = [of_run(fewer), of_run(report([0.001, 0.001], [0.2, 0.2])), of_run(report([0.001, 0.001], [0.2, 0.2]))]
     r = replicated(runs)
-    assert r["fewer"]["points"] == [] and r["fewer"]["status"] == "inconsistent across instances"
+    assert r["fewer"]["points"] == [] and r["fewer"]["status"] == "not shown"
     assert r["more"]["points"] == [] and r["more"]["inconsistent"] == [1, 2]
 
 
 def test_untestable_everywhere_is_not_testable_not_negative():
     full = report([1.0, 1.0], [None, None], expected=[1.0, 1.0])
     r = replicated([of_run(full)] * 3)["fewer"]
-    assert r["status"] == "not testable here" and not r["holds"]
+    assert r["status"] == "cannot be tested here" and not r["holds"]
 
 
 def test_a_constant_answer_is_not_specific():
@@ -81,3 +81,47 @@ def test_a_decision_within_two_monte_carlo_errors_is_flagged():
     assert many.points == [1, 2, 3] and many.near == []
     assert of_run(base)["fewer"].near == []   # draws unknown: not Monte-Carlo, nothing to flag
     assert replicated([{"fewer": few}] * 3)["fewer"]["near"] == [2, 3]
+
+
+def test_darts_at_beta_1_3_is_not_specific_and_its_kept_class_cannot_be_tested():
+    """Issue 34's darts run at beta 1.3: balanced accuracy 0.50-0.54 per class with 97.8% of the
+    other classes' images named as the class. It is not specific, every class answers (almost)
+    constantly, and *keep their class* cannot be tested (a constant answer keeps its class
+    whatever the channels); a planted detector is specific and its kept class is tested."""
+    from test_stats import DARTS_13, _cross
+
+    base = report([1.0], [0.0], n_classes=10)
+    base["accuracy"] = {"subarch": [1.0] * 10}
+    control = {"cross_accuracy": _cross(DARTS_13).tolist(), "random_accuracy": [0.1 + 0.01 * c for c in range(10)]}
+    found = of_run(base, control)
+    assert not found["specific"].holds and all(found["specific"].constant) and not any(found["specific"].by_class)
+    assert "answer (almost) constantly" in found["specific"].evidence
+    acc = found["accuracy"]
+    assert not acc.holds and not acc.testable and acc.evidence.startswith("cannot be tested here")
+    r = replicated([found] * 3)
+    assert r["accuracy"]["status"] == "cannot be tested here" and r["specific"]["status"] == "not shown"
+    planted = [0.9, 0.85, 0.95, 0.8, 0.9, 0.88, 0.92, 0.87, 0.9, 0.83]
+    found = of_run(base, control | {"cross_accuracy": _cross(planted).tolist()})
+    assert found["specific"].holds and found["accuracy"].testable and found["accuracy"].holds
+
+
+def test_a_masked_network_that_answers_one_class_is_not_measurable():
+    """The collapse guard reads the masked network: full masks (no class-point empty) on a trained
+    network (its own confusion diagonal) whose sub-architectures name their class for every image
+    is not measurable; the same masks answering like detectors are."""
+    import torch
+
+    from nadkit.sanity import MEASURABLE_RULE, collapse, measurable
+
+    full = [torch.ones(4, 8, dtype=torch.bool)] * 3
+    trained = np.eye(4) * 100 + 1
+    one_class = np.ones((4, 4))  # every image named as the sub-architecture's class
+    c = collapse(full, trained, one_class, [0, 1, 2, 3])
+    assert c["top answer share"] < 0.3 and c["empty class-points"] == 0 and c["constant sub-architectures"] == 1.0
+    ok, why = measurable(c)
+    assert not ok and "100% of sub-architectures answer (almost) constantly" in why
+    assert measurable(collapse(full, trained, np.eye(4) * 0.9 + 0.02)) == (True, "")
+    half = np.eye(4) * 0.9 + 0.02
+    half[:2] = 0.95  # two of four constant: not more than half
+    assert measurable(collapse(full, trained, half))[0]
+    assert "more than 50% of its sub-architectures" in MEASURABLE_RULE

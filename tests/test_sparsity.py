@@ -50,7 +50,7 @@ def test_the_sweep_verdict_follows_the_numbers():
     assert "holds at kept share 0.30-0.90 (3 of 3 measurable betas)" in text
     assert "NAD's own" in text and "at kept share 0.30-0.50" in text and "not measurable at beta 1" in text
     behind = [_row(0.5, 0.5, level, ahead), _row(0.6, 0.3, level, ahead)]
-    assert "NAD's own at no sparsity" in verdict(behind, "specific")
+    assert "NAD's own at none of the betas where that can be tested" in verdict(behind, "specific")
     uneven = [_row(0.5, 0.5, [3], [2], key="structure"), _row(0.6, 0.3, [1], [2], key="structure")]
     uneven[0]["rivals"]["taylor"]["structure"].nad_swap = [0.001, 0.999, 1 / 1024]  # the spread, class swaps
     uneven[1]["rivals"]["taylor"]["structure"].nad_swap = [0.4, 0.6, 1 / 1024]
@@ -61,7 +61,7 @@ def test_the_sweep_verdict_follows_the_numbers():
     assert "NAD's own at kept share 0.50 (tested on the class" in verdict(more, "more")
     for r in more:  # the sets do not differ
         r["rivals"]["taylor"]["more"].nad_swap = [float("nan"), float("nan"), 1.0]
-    assert "not testable here (the overlap does not differ)" in verdict(more, "more")
+    assert "cannot be tested here (the overlap does not differ" in verdict(more, "more")
 
 
 def _hit_row(beta, nad, rival, kept_per_point=(0.5, 1.0)):
@@ -86,14 +86,14 @@ def test_hit_rate_is_nads_own_only_where_it_wins_class_by_class_at_points_that_c
     won = [_hit_row(0.5, ahead, level), _hit_row(0.6, ahead, level)]
     assert "NAD's own at kept share 0.50 (tested on the class" in verdict(won, "hit")
     lost = [_hit_row(0.5, level, ahead), _hit_row(0.6, level, ahead)]
-    assert "at no sparsity" in verdict(lost, "hit")
+    assert "at none of the betas where that can be tested" in verdict(lost, "hit")
     # ahead only at the point that keeps the whole layer: nothing there can differ
     whole = [[0.3 + 0.01 * c, 1.0] for c in range(10)]
     same = [_hit_row(0.5, whole, level), _hit_row(0.6, whole, level)]
-    assert "not testable here" in verdict(same, "hit")
+    assert "cannot be tested here" in verdict(same, "hit")
     # four classes: Wilcoxon's smallest p, 1/16, cannot pass 0.05
     four = [_hit_row(0.5, ahead[:4], level[:4])]
-    assert "not testable here" in verdict(four, "hit") and "at no sparsity" not in verdict(four, "hit")
+    assert "cannot be tested here" in verdict(four, "hit") and "at none of" not in verdict(four, "hit")
 
 
 def test_misjudged_beyond_chance_is_nads_own_along_the_sweep_only_where_qap_says_so():
@@ -118,7 +118,7 @@ def test_misjudged_beyond_chance_is_nads_own_along_the_sweep_only_where_qap_says
         return r
 
     assert "NAD's own at kept share 0.50" in verdict([row(0.5, tracking, base), row(0.6, tracking, base)], key)
-    assert "at no sparsity" in verdict([row(0.5, base, tracking), row(0.6, base, tracking)], key)
+    assert "at none of the betas where that can be tested" in verdict([row(0.5, base, tracking), row(0.6, base, tracking)], key)
     assert "the similarities do not differ" in verdict([row(0.5, base, base)], key)
 
 
@@ -130,7 +130,7 @@ def test_the_headline_says_where_nad_is_its_own_or_that_it_is_nowhere():
     won = {"vgg16": [_row(0.3, 0.9, level, level), _row(0.5, 0.5, ahead, level)]}
     assert "for *sub-architectures are specific to their class* on vgg16 at kept share 0.50" in headline(won)
     lost = {"vgg16": [_row(0.3, 0.9, level, level), _row(0.5, 0.5, level, ahead)]}
-    assert "at no sparsity" in headline(lost) and "vgg16 (2 of 9 betas)" in headline(lost)
+    assert "at none of the betas where that can be tested" in headline(lost) and "vgg16 (2 of 9 betas)" in headline(lost)
     for r in lost["vgg16"]:
         r["nad"]["specific"].holds = False
     assert "none of the findings tested on the class holds" in headline(lost)
@@ -219,15 +219,22 @@ def test_the_hit_rate_is_confirmed_class_by_class_only_on_the_instances_it_was_n
 def test_the_most_informative_beta_is_where_nad_leads_on_most_findings():
     from nadkit.findings import Finding
 
-    def run(beta, kept, nad, rival, empty=0.0):
+    def run(beta, kept, nad, rival, empty=0.0, specific=True, constant=0.0):
         found = lambda v: {"hit": Finding(True, v, ""), "more": Finding(True, v, "")}  # noqa: E731
-        return {"beta": beta, "kept": kept, "nad": found(nad), "rivals": {"taylor": found(rival)},
-                "random": {}, "empty class-points": empty, "top answer share": 0.1}
+        return {"beta": beta, "kept": kept, "nad": found(nad) | {"specific": Finding(specific, 0.7, "")},
+                "rivals": {"taylor": found(rival)}, "random": {}, "empty class-points": empty,
+                "top answer share": 0.1, "constant sub-architectures": constant}
 
     rows = [run(0.3, 0.8, 0.1, 0.2), run(0.6, 0.3, 0.3, 0.2), run(0.9, 0.1, 0.4, 0.1, empty=0.9)]
     assert sparsity.informative(rows)["beta"] == 0.6  # 0.9 leads too, but collapsed
     assert sparsity.ahead(rows[1]) == ["more", "hit"]
     assert sparsity.informative(rows[:1]) is None
+    # a beta just under the collapse thresholds (49% of class-points empty, or not specific, or
+    # most sub-architectures answering constantly) is never chosen, however far NAD leads there
+    for bad in (run(1.0, 0.05, 0.9, 0.1, empty=0.494), run(1.0, 0.05, 0.9, 0.1, specific=False),
+                run(1.0, 0.05, 0.9, 0.1, constant=0.6)):
+        assert sparsity.informative(rows[:2] + [bad])["beta"] == 0.6
+        assert sparsity.sparsest_specific(rows[:2] + [bad])["beta"] == 0.6
 
 
 
@@ -301,3 +308,33 @@ def test_the_replicated_sentence_says_what_holds_on_three_instances_and_whose_it
     assert "findings hold in 1 network-finding cells" in short and "NAD's own: 1" in short
     assert "no finding holds" in sparsity.replicated_sentence({"x": rep("holds", True, measurable=False)})
     assert "yet" in sparsity.replicated_sentence({})
+
+
+def test_more_on_vgg16_cannot_be_tested_where_ties_bound_its_smallest_p():
+    """Issue 34: vgg16's *more* against mean activation has attainable smallest p 0.5, 0.125,
+    0.0625, 0.0625, 0.0625 at betas 0.4-0.7 (ties of the statistic over the 2^10 class swaps): no
+    beta can reach Holm's threshold, so whether it is NAD's own cannot be tested here (never "at
+    no sparsity"); the same p with 1/1024 floors is NAD's own, and a heuristic ahead at a
+    reachable floor is not."""
+    from nadkit.sparsity import nads_own, reachable_family, verdict
+
+    floors = [0.5, 0.125, 0.0625, 0.0625, 0.0625]
+    betas = [0.4, 0.45, 0.5, 0.6, 0.7]
+
+    def rows(swaps):
+        out = [_row(b, 0.8 - 0.1 * i, [0.3], [0.2], key="more") for i, b in enumerate(betas)]
+        for r, t in zip(out, swaps):
+            r["rivals"]["taylor"]["more"].nad_swap = list(t)
+        return out
+
+    tied = rows([(f, 1.0, f) for f in floors])
+    assert reachable_family(floors) == set() and nads_own(tied, "more") == {}
+    text = verdict(tied, "more")
+    assert "cannot be tested here" in text and "at none of" not in text and "NAD's own at" not in text
+    free = rows([(0.001, 0.999, 1 / 1024)] * 5)
+    assert all(own for own, _ in nads_own(free, "more").values()) and "NAD's own at kept share" in verdict(free, "more")
+    behind = rows([(0.999, 0.001, 1 / 1024)] * 5)
+    assert not any(own for own, _ in nads_own(behind, "more").values())
+    assert "NAD's own at none of the betas where that can be tested" in verdict(behind, "more")
+    # a floor that only a smaller family can reach: 0.02 stays once the tied tests have left
+    assert reachable_family([0.5, 0.02, 0.001]) == {1, 2} and reachable_family([0.02, 0.02, 0.02]) == set()

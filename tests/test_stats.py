@@ -79,8 +79,11 @@ def test_dif_ahead_is_exact_for_few_classes_and_says_how_small_its_p_can_be():
     base = np.arange(16, dtype=float).reshape(4, 4) / 16
     base = (base + base.T) / 2
     t = dif_ahead(base + 0.5 * mis, base, mis)
-    assert t["p_floor"] == 1 / 24 and t["p_greater"] * 24 == round(t["p_greater"] * 24)  # a count of orders
-    assert t["p_greater"] <= 8 / 24  # the planted pairing is among the few best orders
+    assert t["p_greater"] * 24 == round(t["p_greater"] * 24)  # a count of orders
+    # the planted pairing is among the best orders, but 8 of the 24 orders keep the two pairs
+    # (swaps within and between them): the smallest p this test can give is 8/24, not 1/24
+    assert t["p_greater"] == t["p_floor"] == pytest.approx(8 / 24)
+    assert t["p_floor_less"] == pytest.approx(16 / 24)
 
 
 def test_swap_ahead_moves_each_class_as_one_and_reads_the_overlap_of_chapter_01():
@@ -149,3 +152,59 @@ def test_swap_ahead_reads_the_spread_of_overlap_over_class_pairs_of_the_uneven_f
     assert np.isnan(swap_ahead(plain, plain, "spread")["p_greater"])
     with pytest.raises(ValueError, match="choose max, min or spread"):
         swap_ahead(plain, plain, "median")
+
+
+def test_swap_ahead_says_its_smallest_p_from_the_ties_of_its_statistic():
+    """Where NAD and the rival differ at one class only, every assignment that gives that class
+    the same set gives the same statistic: the smallest p is 1/2, not 1/1024, and no threshold
+    can be reached; where every class differs (a planted core at every class) it is 1/1024."""
+    from nadkit.stats import swap_ahead
+
+    rng = np.random.default_rng(3)
+    rival = [np.zeros((10, 64), dtype=bool)]
+    for i in range(10):
+        rival[0][i, rng.choice(64, 16, replace=False)] = True
+    one = [rival[0].copy()]
+    one[0][0] = rival[0][1]  # class 0 takes class 1's set: more overlap, every other class the same
+    t = swap_ahead(one, rival, "max")
+    assert t["p_floor"] == pytest.approx(0.5) and t["p_greater"] == pytest.approx(0.5)
+    core = [np.zeros((10, 64), dtype=bool)]
+    core[0][:, :8] = True
+    for i in range(10):
+        core[0][i, 8 + rng.choice(56, 8, replace=False)] = True
+    t = swap_ahead(core, rival, "max")
+    assert t["p_floor"] == 1 / 1024 and t["p_greater"] == 1 / 1024
+
+
+# darts at beta 1.3 (issue 34): every sub-architecture names its own class's images (1.0) and
+# 91.8-100% of the other classes' images as its class
+DARTS_13 = [0.500, 0.534, 0.500, 0.500, 0.526, 0.500, 0.501, 0.541, 0.506, 0.500]
+
+
+def _cross(balanced, own=1.0):
+    """A cross-class accuracy matrix whose sub-architectures have ``balanced`` accuracies with
+    ``own`` on their class (others = own + 1 - 2 balanced on every other class)."""
+    k = len(balanced)
+    m = np.zeros((k, k))
+    for c, b in enumerate(balanced):
+        m[c] = own + 1 - 2 * b
+        m[c, c] = own
+    return m
+
+
+def test_specificity_needs_a_size_and_an_interval_and_never_counts_a_constant_answer():
+    from nadkit.stats import SPECIFIC_MIN, specific_run
+
+    darts = specific_run(_cross(DARTS_13), range(10))
+    assert not darts["holds"] and darts["constant"].all() and not darts["specific"].any()
+    assert darts["low"] >= 0.5 and darts["high"] <= 1.0  # bounded to the measure's range
+    planted = [0.9, 0.85, 0.95, 0.8, 0.9, 0.88, 0.92, 0.87, 0.9, 0.83]
+    good = specific_run(_cross(planted), range(10))
+    assert good["holds"] and good["specific"].all() and good["low"] > 0.5 and good["mean"] >= SPECIFIC_MIN
+    # significantly above 0.5 but below the smallest effect worth reporting: not specific
+    small = specific_run(_cross([0.55, 0.56, 0.57, 0.55, 0.56, 0.57, 0.55, 0.56, 0.57, 0.56]), range(10))
+    assert small["low"] > 0.5 and not small["holds"]
+    # one class answering constantly inside a specific run is reported, never called specific
+    mixed = specific_run(_cross(planted[:9] + [0.52]), range(10))
+    assert mixed["holds"] and mixed["constant"].tolist() == [False] * 9 + [True]
+    assert mixed["specific"].tolist() == [True] * 9 + [False]

@@ -24,14 +24,14 @@ def test_a_finding_that_holds_is_said_to_hold_with_its_points_and_effect():
 
 def test_a_finding_that_fails_is_not_said_to_hold():
     v = network_verdicts("net", POINTS, [run([3]), run(), run()])["fewer"]
-    assert v.status == "not shown at this scale"
-    assert "not shown at this scale" in v.sentence() and "holds (" not in v.sentence()
+    assert v.status == "not shown"
+    assert ": not shown (" in v.sentence() and "holds (" not in v.sentence()
 
 
 def test_instances_that_disagree_are_named():
     runs = [run([3]), run([3]), run(more_at=[3], kappa=(0.2, 0.2, 0.2))]
     v = network_verdicts("net", POINTS, runs)["fewer"]
-    assert v.status == "inconsistent across instances" and v.inconsistent == ["conv3"] and not v.points
+    assert v.status == "not shown" and v.inconsistent == ["conv3"] and not v.points
     assert "opposite directions at conv3" in v.sentence() and "holds" not in v.sentence()
 
 
@@ -51,7 +51,7 @@ def test_a_better_heuristic_makes_it_not_nads_own():
     assert mixed.own is False and "against good heuristic" in mixed.own_note
     # with the instance as the unit, three instances cannot make it significant
     f = network_verdicts("net", POINTS, [run([3])] * 3, {"h": [run([3], kappa=(0, 0, -0.1))] * 3})["fewer"]
-    assert f.own is None and "not testable" in f.sentence()
+    assert f.own is None and "cannot be tested here" in f.sentence()
 
 
 def test_the_answer_changes_with_the_findings():
@@ -61,20 +61,25 @@ def test_the_answer_changes_with_the_findings():
     assert answer(fails, ["fewer"]).startswith("None of the findings tested")
 
 
-def test_an_effect_interval_is_over_its_units():
-    e = Effect.over([1.0, 2.0, 3.0])
-    assert e.low < 2.0 < e.high and e.n == 3
+def test_an_effect_interval_is_over_its_units_and_stays_in_its_range():
+    # over classes: a bootstrap interval; over three instances: none (a t interval with 2 degrees
+    # of freedom gave kappa +0.34 [-2.2, +2.9], outside kappa's range)
+    e = Effect.over([1.0, 2.0, 3.0, 2.5, 1.5], "classes")
+    assert e.low < 2.0 < e.high and e.n == 5
+    assert "no interval: 3 instances" in Effect.over([0.1, 0.3, 0.6]).text()
     assert "no interval" in Effect.over([1.0]).text()
+    bounded = Effect.over([0.5, 0.5, 0.5, 0.99, 1.0, 1.0], "classes", (0.0, 1.0))
+    assert 0.0 <= bounded.low and bounded.high <= 1.0
 
 
 def test_what_a_chapter_finds_follows_the_verdicts():
     held = {"a": network_verdicts("a", POINTS, [run([3])] * 3), "b": network_verdicts("b", POINTS, [run()] * 3)}
     text = finds(held, ["fewer"])
-    assert "holds on a (" in text and "conv3" in text and "not shown at this scale on b" in text
+    assert "holds on a (" in text and "conv3" in text and "not shown on b" in text
     failed = {"a": network_verdicts("a", POINTS, [run([3]), run(), run()])}
-    assert "holds" not in finds(failed, ["fewer"]) and "not shown at this scale on a" in finds(failed, ["fewer"])
+    assert "holds" not in finds(failed, ["fewer"]) and "not shown on a" in finds(failed, ["fewer"])
     split = {"a": network_verdicts("a", POINTS, [run([3]), run([3]), run(more_at=[3], kappa=(0.2,) * 3)])}
-    assert "inconsistent across instances on a (at conv3)" in finds(split, ["fewer"])
+    assert "not shown on a (opposite ways at conv3)" in finds(split, ["fewer"])
 
 
 def hit_run(by_class, gap=(0.1, 0.1, 0.1)):

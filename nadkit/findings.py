@@ -68,7 +68,9 @@ class Finding:
     on which NAD and a heuristic are compared pair by pair (``stats.dif_ahead``). ``nad_swap``:
     for a heuristic's overlap findings (``SET_UNIT``), NAD's run against this one with the class
     as unit (``versus_nad``): [p that NAD is ahead, p that it is behind, the smallest p the test
-    can give], NaN p-values where no swap moves the statistic; empty where not measured.
+    can give], NaN p-values where no swap moves the statistic; empty where not measured;
+    ``nad_swap_dist`` the test's difference under every class swap (the observed first), from
+    which ``stats.swap_pooled`` pools the instances.
     For *specific*, ``by_class`` says which classes' sub-architectures are specific (1.0: balanced
     accuracy >= ``SPECIFIC_MIN`` and not constant) and ``constant`` which answer (almost)
     constantly (name their class for >= ``CONSTANT_SHARE`` of other classes' images)."""
@@ -86,6 +88,7 @@ class Finding:
     misjudged_as: list[list[bool]] = field(default_factory=list)
     nad_swap: list[float] = field(default_factory=list)
     constant: list[bool] = field(default_factory=list)
+    nad_swap_dist: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +105,7 @@ def versus_nad(found: dict[str, Finding], nad_sets, sets) -> dict[str, Finding]:
         if key in found:
             t = swap_ahead(nad_sets, sets, reduce)
             found[key].nad_swap = [t["p_greater"], t["p_less"], t["p_floor"]]
+            found[key].nad_swap_dist = [float(x) for x in t.get("dist", [])]
     return found
 
 

@@ -596,8 +596,21 @@ def own_on_classes(rows: list[dict], key: str, instances: list[int], chosen_on: 
     confirm = [k for k, i in enumerate(instances) if i != chosen_on]
     ok = bool(confirm) and all(testable[k] for k in confirm)
     own = (all(p[k] < 0.05 for k in confirm) and not any(against)) if ok else None
+    pooled = None
+    if key in SET_UNIT and confirm and all(key in rows[k]["rivals"][m] and rows[k]["rivals"][m][key].nad_swap_dist
+                                           for k in confirm for m in rows[k]["rivals"]):
+        # ONE test per heuristic over the confirming instances (class swaps within each, pooled)
+        # instead of every instance's own: NAD's own where every heuristic's pooled p is below 0.05
+        from .stats import swap_pooled
+
+        tests = {m: swap_pooled([rows[k]["rivals"][m][key].nad_swap_dist for k in confirm])
+                 for m in rows[confirm[0]]["rivals"]}
+        pooled = {m: [t["p_greater"], t["p_less"], t["p_floor"]] for m, t in tests.items()}
+        reach = all(np.isfinite(t["p_greater"]) and t["p_floor"] < 0.05 for t in tests.values())
+        own = (all(t["p_greater"] < 0.05 for t in tests.values())
+               and not any(t["p_less"] < 0.05 for t in tests.values())) if reach else None
     return {"p": p, "other way": against, "testable": testable, "instances": list(instances),
-            "chosen on": chosen_on, "own": own}
+            "chosen on": chosen_on, "own": own, "pooled": pooled}
 
 
 def class_unit_sentence(reps: dict[str, dict], keys: tuple[str, ...] = CONFIRMED) -> str:

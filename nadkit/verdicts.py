@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from .findings import NAMES, PER_POINT, REPLICATE, SET_UNIT, Finding, replicated
-from .stats import ALPHA, SPECIFIC_MIN, bounded_interval, dif_ahead
+from .stats import ALPHA, SPECIFIC_MIN, bounded_interval, dif_ahead, swap_pooled
 
 # The one set of status words every chapter prints.
 HOLDS = "holds"                                   # significant, its effect at least the smallest worth reporting
@@ -73,6 +73,8 @@ FEW = "fewer than 5 classes differ from the rival"  # one-sided Wilcoxon: 4 clas
 PAIR_UNIT = ("misjudged", "misjudged beyond chance")  # compared by QAP on the similarity matrices
 SAME = "the similarities do not differ from the rival's"
 SAME_SETS = "the overlap does not differ from the rival's"
+FLOOR = "its smallest attainable p cannot reach 0.05"
+AHEAD = "the heuristic significantly ahead"
 
 
 UNSIGNED = ("specific", "top confusion", "structure")  # shares and rates: no sign to show
@@ -162,7 +164,7 @@ class NetworkVerdict:
         """Whether a heuristic at NAD's counts is significantly *above* NAD on at least
         ``REPLICATE`` instances (the tested comparison, read from ``own_note``)."""
         m = re.search(r"behind on (\d+) of", self.own_note)
-        return self.own is False and m is not None and int(m.group(1)) >= REPLICATE
+        return self.own is False and (AHEAD in self.own_note or (m is not None and int(m.group(1)) >= REPLICATE))
 
     @property
     def small(self) -> bool:
@@ -289,6 +291,9 @@ def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]
     sign = EFFECTS[key][2]
     if key in PAIR_UNIT and all(r[key].matrix for r in [*nad, *rival]):
         return _own_on_pairs(key, nad, rival, need)
+    if key in SET_UNIT and all(r[key].nad_swap_dist or r[key].nad_swap for r in rival) \
+            and any(r[key].nad_swap_dist for r in rival):
+        return _own_pooled([r[key].nad_swap_dist for r in rival])
     if key in SET_UNIT and all(r[key].nad_swap for r in rival):
         return _own_per_instance([r[key].nad_swap for r in rival], need, SAME_SETS,
                                  "swapping classes' sets")
@@ -313,6 +318,21 @@ def _own(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]
     pairs = [(a, b) for a, b in zip(nad_fx, rival_fx) if np.isfinite(a) and np.isfinite(b)]
     ahead = sum(sign * (a - b) > 0 for a, b in pairs)
     return None, f"NAD ahead on {ahead} of {len(pairs)} instances; {len(pairs)} instances cannot reach p < 0.05"
+
+
+def _own_pooled(dists: list[list[float]]) -> tuple[bool | None, str]:
+    """NAD's own on an overlap finding by ONE test over the instances (``stats.swap_pooled``: class
+    swaps within each instance, the sum of the instances' differences): ahead where its p is below
+    ALPHA; "cannot be tested here" where its smallest attainable p (ties of the statistic) is not;
+    the heuristic significantly ahead is said."""
+    t = swap_pooled([d for d in dists if d])
+    if not np.isfinite(t["p_greater"]):
+        return None, f"{SAME_SETS} on {len(dists)} of {len(dists)} instances"
+    if t["p_floor"] >= ALPHA:
+        return None, f"{FLOOR} ({t['p_floor']:.2g}; pooled class swaps over {t['instances']} instances)"
+    note = (f"pooled class swaps over {t['instances']} instances: NAD ahead p = {t['p_greater']:.2g}, "
+            f"behind p = {t['p_less']:.2g}")
+    return bool(t["p_greater"] < ALPHA), note + ("; " + AHEAD if t["p_less"] < ALPHA else "")
 
 
 def _own_on_pairs(key: str, nad: list[dict[str, Finding]], rival: list[dict[str, Finding]],

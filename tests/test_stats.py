@@ -208,3 +208,36 @@ def test_specificity_needs_a_size_and_an_interval_and_never_counts_a_constant_an
     mixed = specific_run(_cross(planted[:9] + [0.52]), range(10))
     assert mixed["holds"] and mixed["constant"].tolist() == [False] * 9 + [True]
     assert mixed["specific"].tolist() == [True] * 9 + [False]
+
+
+def test_the_pooled_swap_test_finds_a_planted_core_over_instances_and_not_a_null():
+    """One test over three instances (class swaps within each, the differences summed): a core
+    shared by NAD's classes at one point is found, random against random is not, one class
+    differing per instance gives a smallest attainable p of 1/8 (0.5 per instance) that no
+    threshold can reach; the power table rises from the level at 0 to 1 at a core a quarter of
+    the set."""
+    from nadkit.stats import pooled_power, swap_ahead, swap_pooled
+
+    rng = np.random.default_rng(5)
+
+    def sets(core=0):
+        x = np.zeros((10, 64), dtype=bool)
+        for i in range(10):
+            x[i, :core] = True
+            x[i, core + rng.choice(64 - core, 16 - core, replace=False)] = True
+        return [x]
+
+    planted = swap_pooled([swap_ahead(sets(6), sets(), "max")["dist"] for _ in range(3)])
+    assert planted["p_greater"] < 0.01 and planted["p_floor"] < 0.001
+    null = [swap_pooled([swap_ahead(sets(), sets(), "max")["dist"] for _ in range(3)], seed=i)["p_greater"]
+            for i in range(5)]
+    assert min(null) > 0.01
+    tied = []
+    for _ in range(3):
+        rival = sets()
+        one = [rival[0].copy()]
+        one[0][0] = rival[0][1]
+        tied.append(swap_ahead(one, rival, "max")["dist"])
+    assert swap_pooled(tied)["p_floor"] == pytest.approx(1 / 8)
+    table = pooled_power(effects=(0, 4), reps=20, points=1)
+    assert table[0]["rejection rate"] <= 0.2 and table[1]["rejection rate"] >= 0.8

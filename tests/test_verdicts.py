@@ -156,3 +156,29 @@ def test_overlap_is_nads_own_only_where_swapping_classes_sets_says_so_on_two_ins
     assert v.own is None and "not testable on net: the overlap does not differ" in finds({"net": {"fewer": v}}, ["fewer"])
     plain = network_verdicts("net", POINTS, nad, {"h": [run([3], kappa=(-0.1,) * 3)] * 3})["fewer"]
     assert plain.own is None and "cannot reach p < 0.05" in plain.own_note
+
+
+def test_overlap_is_nads_own_by_one_test_pooled_over_instances():
+    """With each instance's class-swap distribution (``Finding.nad_swap_dist``) NAD's own is ONE
+    test over the instances: a planted difference on every instance is NAD's own, the mirror image
+    is "a simple rule better", and differences tied at one class per instance (smallest attainable
+    p 1/8) cannot be tested here."""
+    from nadkit.verdicts import CANNOT, HOLDS_BETTER
+
+    rng = np.random.default_rng(0)
+    wide = np.concatenate([[1.0], rng.normal(0, 0.2, 1023)])  # the observed difference far out
+    tied = np.array([1.0, -1.0] * 512)  # one class decides: half the swaps tie at the largest
+
+    def rival(dist):
+        r = run([3], kappa=(-0.1, -0.1, -0.1))
+        r["fewer"].nad_swap_dist = list(dist)
+        r["fewer"].nad_swap = [0.5, 0.5, 1 / 1024]
+        return r
+
+    nad = [run([3])] * 3
+    v = network_verdicts("net", POINTS, nad, {"h": [rival(wide)] * 3})["fewer"]
+    assert v.own is True and "pooled class swaps over 3 instances" in v.own_note
+    v = network_verdicts("net", POINTS, nad, {"h": [rival(-wide)] * 3})["fewer"]
+    assert v.own is False and v.outdone and v.word == HOLDS_BETTER
+    v = network_verdicts("net", POINTS, nad, {"h": [rival(tied)] * 3})["fewer"]
+    assert v.own is None and "cannot reach 0.05" in v.own_note and CANNOT in v.sentence()

@@ -1,6 +1,15 @@
 """The verdict writer: every sentence of the book that states a result is written here, from the
 findings (``nadkit.findings``), so that it changes when they do.
 
+Status words, one set everywhere (``STATUSES``): "holds" (significant, the effect at least the
+smallest worth reporting of ``EFFECTS``, a class interval excluding its null), "holds, a simple
+rule as good" / "holds, a simple rule better" (a heuristic at the same channel counts is not
+beaten / is significantly ahead), "negligible" (significant, below the smallest effect), "not
+shown", "cannot be tested here" (the data cannot reach the threshold: each test's attainable
+smallest p, after multiplicity, decides, never "no"). Intervals are bootstrap intervals over
+classes clipped to the measure's range (``RANGES``); over three instances no interval is given.
+NAD's own on the overlap findings is one test pooled over the instances (``stats.swap_pooled``).
+
 For one network, a finding's verdict carries its status over the trained instances (holds, not
 shown at this scale, inconsistent across instances, not testable here), the points where it holds
 by name, its effect with a 95% interval (over instances: a t interval, since three instances give
@@ -470,7 +479,7 @@ def finds(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
             if v.status == "holds":
                 at = f" at {_span(v.points)}" if v.points else ""
                 size = "small, " if v.small else ""
-                by_status.setdefault("holds", []).append(
+                by_status.setdefault(v.word, []).append(
                     f"{a} ({size}{EFFECTS[key][0]} {v.effect.text() if v.effect else 'n/a'}{at})")
             elif v.status == NOT_SHOWN and v.inconsistent:
                 by_status.setdefault(v.status, []).append(f"{a} (opposite ways at {_span(v.inconsistent)})")

@@ -182,3 +182,21 @@ def test_overlap_is_nads_own_by_one_test_pooled_over_instances():
     assert v.own is False and v.outdone and v.word == HOLDS_BETTER
     v = network_verdicts("net", POINTS, nad, {"h": [rival(tied)] * 3})["fewer"]
     assert v.own is None and "cannot reach 0.05" in v.own_note and CANNOT in v.sentence()
+
+
+def test_status_words_are_one_set_and_the_smallest_effects_are_stated():
+    from nadkit.verdicts import EFFECTS, NEGLIGIBLE, STATUSES, smallest_effects
+
+    assert STATUSES == ("holds", "holds, a simple rule as good", "holds, a simple rule better", "negligible",
+                        "not shown", "cannot be tested here")
+    words = smallest_effects()
+    assert "balanced accuracy at least 0.6" in words and "kappa at most -0.1" in words
+    assert EFFECTS["specific"][3] == 0.6
+    # significant on every instance but below kappa 0.1: negligible, never "holds"
+    tiny = network_verdicts("net", POINTS, [run([3], kappa=(-0.02,) * 3)] * 3)["fewer"]
+    assert tiny.status == NEGLIGIBLE and "negligible on net" in finds({"net": {"fewer": tiny}}, ["fewer"])
+    big = network_verdicts("net", POINTS, [run([3])] * 3)["fewer"]
+    assert big.status == "holds" and big.word == "holds"
+    # a class-unit effect whose interval over classes includes its null is not shown
+    mixed = network_verdicts("net", POINTS, [run(acc=(0.3, -0.3, 0.25, -0.25, 0.2, -0.2, 0.1, -0.1, 0.05, 0.06))] * 3)
+    assert mixed["accuracy"].status == "not shown"

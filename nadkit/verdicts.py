@@ -564,3 +564,18 @@ def table(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
     head = ("| finding | network | verdict (instances) | where | effect [95% CI] "
             "| best heuristic, same counts | NAD's own |\n|" + " --- |" * 7)
     return "\n".join([head, *rows])
+
+
+def power_table(rows: list[dict] | None = None, **kwargs) -> str:
+    """The pooled class-swap test's power against a planted alternative (``stats.pooled_power``,
+    computed with ``kwargs`` unless ``rows`` are given) as a markdown table: planted effect ->
+    rejection rate at ALPHA (at 0 the test's level)."""
+    from .stats import pooled_power
+
+    rows = rows if rows is not None else pooled_power(**kwargs)
+    lines = ["| planted shared core (channels, share of a set) | difference per instance | rejection rate |",
+             "| --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['planted core']} ({r['share of set']:.2f}) | {sig(r['difference per instance'])} | "
+                     f"{r['rejection rate']:.2f} ({r['replicates']} replicates) |")
+    return "\n".join(lines)

@@ -200,3 +200,14 @@ def test_status_words_are_one_set_and_the_smallest_effects_are_stated():
     # a class-unit effect whose interval over classes includes its null is not shown
     mixed = network_verdicts("net", POINTS, [run(acc=(0.3, -0.3, 0.25, -0.25, 0.2, -0.2, 0.1, -0.1, 0.05, 0.06))] * 3)
     assert mixed["accuracy"].status == "not shown"
+
+
+def test_the_power_table_reads_planted_effect_to_rejection_rate():
+    from nadkit.verdicts import power_table
+
+    rows = [{"planted core": 0, "share of set": 0.0, "difference per instance": 0.0, "rejection rate": 0.05,
+             "replicates": 100},
+            {"planted core": 4, "share of set": 0.25, "difference per instance": 0.11, "rejection rate": 1.0,
+             "replicates": 100}]
+    text = power_table(rows)
+    assert "| 0 (0.00) | 0 | 0.05 (100 replicates) |" in text and "| 4 (0.25) | +0.11 | 1.00" in text

@@ -14,7 +14,7 @@ lock:
 	bash scripts/lock.sh
 
 book: setup
-	$(BIN)/python -m nadkit.book
+	$(BIN)/python -m nadbook.book
 	NADKIT_QUIET=1 timeout 1800 $(BIN)/jupyter-book build . $(JB_FLAGS) || { echo "book: a chapter failed or \
 	timed out (_config.yml gives each cell 1200 s, the whole build 1800 s); the lines above name the \
 	chapter and show the cell; rerun that chapter alone: $(BIN)/papermill book/CHAPTER.ipynb \
@@ -30,7 +30,7 @@ test: setup
 # thread as they were made (a convolution's sums, so the last bits, depend on the thread count),
 # two networks at a time in two processes
 reproduce: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m nadkit.book reproduce --jobs 2
+	OMP_NUM_THREADS=1 $(BIN)/python -m nadbook.book reproduce --jobs 2
 
 bench: setup
 	$(BIN)/python benchmarks/nad_throughput.py

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from .findings import NAMES, PER_POINT, REPLICATE, SET_UNIT, Finding, replicated
-from .stats import ALPHA, dif_ahead
+from nadkit.findings import NAMES, PER_POINT, REPLICATE, SET_UNIT, Finding, replicated
+from nadkit.stats import ALPHA, dif_ahead
 
 # How each finding's effect is read: its scale and unit in words, the direction of "stronger",
 # and the size below which it is called small.

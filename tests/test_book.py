@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nadkit.book import CELL_TIMEOUT
+from nadbook.book import CELL_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
@@ -59,7 +59,7 @@ def html(tmp_path_factory) -> Path:
     env = dict(os.environ, NADKIT_PROFILE="smoke", NADKIT_QUIET="1")
     jb = Path(sys.executable).parent / "jupyter-book"
     # as `make` does: compute what the chapters read first, so that the cells only read it
-    pre = subprocess.run([sys.executable, "-m", "nadkit.book", "precompute"], env=env, capture_output=True,
+    pre = subprocess.run([sys.executable, "-m", "nadbook.book", "precompute"], env=env, capture_output=True,
                          text=True)
     assert pre.returncode == 0, pre.stderr[-3000:]
     config = out / "_config.yml"  # the book's, with the smoke profile's cell timeout
@@ -215,7 +215,7 @@ def wider_than_the_screen(page) -> list[str]:
 def small_figure_text(page, min_pt: float = MIN_TEXT_PT) -> list[str]:
     """The texts of the page's Vega figures (SVG) smaller than ``min_pt`` as drawn: the font size
     times the figure's scale on the page; and the matplotlib figures (PNG) shown smaller than they
-    were drawn, whose texts (drawn at ``nadkit.plots.MIN_PT`` or more) then shrink below it."""
+    were drawn, whose texts (drawn at ``nadbook.plots.MIN_PT`` or more) then shrink below it."""
     shrunk = page.evaluate("""() => [...document.querySelectorAll("div.cell_output img")]
         .filter(i => i.naturalWidth && i.getBoundingClientRect().width < 0.97 * i.naturalWidth)
         .map(i => `figure ${i.naturalWidth} px wide shown at ${Math.round(i.getBoundingClientRect().width)} px`)""")

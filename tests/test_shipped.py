@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from nadkit import book
+from nadbook import book
 from nadkit.subarch import SubArchitectures
 
 

@@ -4,7 +4,7 @@ instances that disagree are named, a heuristic that does better makes the findin
 import numpy as np
 
 from nadkit.findings import Finding
-from nadkit.verdicts import Effect, answer, finds, network_verdicts
+from nadbook.verdicts import Effect, answer, finds, network_verdicts
 
 POINTS = ["conv1", "conv2", "conv3"]
 

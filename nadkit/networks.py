@@ -221,7 +221,8 @@ def instance_weights(arch: str, instance: int) -> Path:
 def load_weights(model: nn.Module, path: Path | str, arch: str) -> nn.Module:
     """Load a state dict file (safetensors, or .pth read with ``weights_only=True``) into ``model``."""
     if not Path(path).exists() and Path(path).parent == models_dir():
-        raise NadkitError(f"weights file {path} not found; train it with `nadkit train --arch {arch}` or pass --weights FILE")
+        raise NadkitError(f"weights file {path} not found; set NADKIT_MODELS to the folder of the shipped networks (a "
+                          f"checkout's data/models), train it with `nadkit train --arch {arch}` or pass --weights FILE")
     fit_state(model, read_state(path), f"file {path}", arch)
     card = Path(path).with_suffix(".json")
     if card.is_file():  # a card written by nadkit train records the sha256 of the weights beside it

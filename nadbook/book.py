@@ -435,7 +435,7 @@ def ablations(source: str, s: Settings, progress: bool = True) -> list[dict]:
 def ablation_of(folder: Path, device: str = "cpu", progress: bool = True) -> dict:
     """``nadkit ablate`` of the run in ``folder`` at ``ABLATION``'s settings (``SMOKE_ABLATION``'s
     in the smoke profile), cached beside it; ``widths``: the channels of each point ablated."""
-    from nadkit.ablate import ablation
+    from nadkit.pipeline import ablation
 
     a = SMOKE_ABLATION if profile() == "smoke" else ABLATION
     sub = SubArchitectures.load(folder)

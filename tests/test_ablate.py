@@ -144,6 +144,7 @@ ARGS = ["--points", "conv1_1,conv5_3", "--orders", "nad,taylor", "--draws", "3",
         "--per-class", "4"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_ablation_resumes_to_the_same_result(result, tmp_path, monkeypatch, capsys):
     whole = tmp_path / "whole"
     assert main(["ablate", str(result), *ARGS, "--out", str(whole)]) == 0
@@ -200,6 +201,7 @@ def test_an_interrupted_ablation_resumes_to_the_same_result(result, tmp_path, mo
     (["--k", "two"], "--k must be"),
     (["--draws", "0"], "--draws"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line(result, tmp_path, capsys, argv, says):
     assert main(["ablate", str(result), *argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

@@ -259,6 +259,7 @@ def test_channels_last_and_training_mode_change_no_score():
     assert model.training  # put back as it was
 
 
+@pytest.mark.slow
 def test_baseline_command_keeps_nads_counts_and_evaluates(tmp_path, capsys):
     from nadkit.cli import main
 

@@ -85,6 +85,7 @@ def folder(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_image_folder_layout_transforms_and_bad_files(folder, tmp_path):
     data = ImageFolderData(folder, "train", image_size=32)
     assert data.class_names == ["n01", "n02", "n03", "n04"] and len(data) == 25
@@ -103,6 +104,7 @@ def test_image_folder_layout_transforms_and_bad_files(folder, tmp_path):
         ImageFolderData(tmp_path / "nothing", "train")
 
 
+@pytest.mark.slow
 def test_disentangle_and_evaluate_an_image_folder(folder, tmp_path):
     out = tmp_path / "run"
     common = ["--dataset", f"imagefolder:{folder}", "--weights", "none", "--image-size", "32"]
@@ -129,6 +131,7 @@ def test_disentangle_and_evaluate_an_image_folder(folder, tmp_path):
 FAST = ["--arch", "vgg16", "--classes", "0,3,6,9", "--steps", "3", "--batch-per-class", "4"]
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_processes_writes_what_one_process_writes(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(NADKIT + ["disentangle", "--out", str(one)] + FAST, check=True, capture_output=True)
@@ -142,6 +145,7 @@ def test_torchrun_with_two_processes_writes_what_one_process_writes(tmp_path):
     assert not (two / "partial").exists()
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_the_same_result(tmp_path):
     args = ["--arch", "vgg16", "--classes", "1,4,7", "--steps", "40", "--class-batch", "1"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -163,6 +167,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_result(tmp_path):
     assert len(done_before) < 3
 
 
+@pytest.mark.slow
 def test_cuda_asked_for_but_absent(capsys):
     if torch.cuda.is_available():
         pytest.skip("CUDA is present")
@@ -170,6 +175,7 @@ def test_cuda_asked_for_but_absent(capsys):
     assert run.returncode == 2 and "CUDA is not available" in run.stderr
 
 
+@pytest.mark.slow
 def test_decoding_on_the_device_matches_the_pil_path(tmp_path):
     """JPEGs decoded by torchvision.io (nvJPEG on a GPU; libjpeg here) with the transforms applied on
     the device: the same crops as the PIL path (same seeds), nearly the same pixels; a corrupt

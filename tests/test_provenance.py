@@ -46,6 +46,7 @@ def test_meta_json_records_provenance(tmp_path, weights):
     assert set(meta["files"]) == {"masks.safetensors", "history.safetensors"}
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_masks_of_other_weights(tmp_path, weights, capsys):
     out = tmp_path / "r"
     assert main(run_argv(weights, out)) == 0
@@ -85,6 +86,7 @@ def test_merge_and_resume_refuse_partial_classes_of_other_weights(tmp_path, weig
     assert main(["merge", str(out), "--allow-other-weights"]) == 0
 
 
+@pytest.mark.slow
 def test_a_result_of_an_older_nadkit_is_refused(tmp_path, weights, capsys):
     out = tmp_path / "r"
     assert main(run_argv(weights, out)) == 0

@@ -846,11 +846,5 @@ def _control_hits(out: Path, s: Settings, progress: bool, name: str, summarise) 
     return json.loads(path.read_text())
 
 
-def skipped_share(sub: SubArchitectures) -> float:
-    """Share of the class-steps that the authors' rule skipped (no image right)."""
-    st = list(sub.status.values())
-    return sum(s.get("skipped_steps", 0) for s in st) / max(sum(s.get("steps", 0) for s in st), 1)
-
-
 if __name__ == "__main__":
     main()

@@ -213,8 +213,9 @@ def folders(source: str, s: Settings, progress: bool = True) -> list[Path]:
     return [folder(source, s, seed, progress=progress) for seed in s.seeds]
 
 
-def instance_weights(instance: int) -> str | None:
-    """The ``--weights`` of an independently trained instance: None (the shipped network) for 0."""
+def instance_option(instance: int) -> str | None:
+    """The ``--weights`` option of an independently trained instance: None (the shipped network) for
+    0 (``nadkit.networks.instance_weights`` is the path of its weights file)."""
     return None if instance == 0 else f"instance:{instance}"
 
 
@@ -230,7 +231,7 @@ def instance_folders(source: str, s: Settings, progress: bool = True) -> list[Pa
     the folder itself for a result folder. Findings replicate over these, not over NAD seeds."""
     if Path(source, "meta.json").exists():
         return [Path(source)]
-    return [folder(source, s, s.seeds[0], instance_weights(i), progress) for i in trained_instances(source, s)]
+    return [folder(source, s, s.seeds[0], instance_option(i), progress) for i in trained_instances(source, s)]
 
 
 def _over(source: str, s: Settings, over: str, progress: bool) -> list[Path]:

@@ -36,7 +36,7 @@ def folders(arch: str, s: book.Settings | None = None, instance: int = 0,
     """The sweep's result folders of ``arch`` (one per beta of ``BETAS``), each computed on first
     use (a killed run resumes where it stopped)."""
     s = s or book.Settings.of(archs=arch)
-    return [book.folder(arch, replace(s, beta=b), weights=book.instance_weights(instance), progress=progress)
+    return [book.folder(arch, replace(s, beta=b), weights=book.instance_option(instance), progress=progress)
             for b in BETAS[arch]]
 
 
@@ -98,10 +98,10 @@ def summary(arch: str, s: book.Settings | None = None, instance: int = 0, progre
     s = s or book.Settings.of(archs=arch)
     out = []
     for b in betas or BETAS[arch]:
-        cfg = replace(s, beta=b).run_config(arch, weights=book.instance_weights(instance))
+        cfg = replace(s, beta=b).run_config(arch, weights=book.instance_option(instance))
         folder = book.run_dir(cfg)
         if compute:
-            folder = book.folder(arch, replace(s, beta=b), weights=book.instance_weights(instance), progress=progress)
+            folder = book.folder(arch, replace(s, beta=b), weights=book.instance_option(instance), progress=progress)
         if (folder / "meta.json").exists():
             out.append(at_beta(folder, s, progress))
     return out
@@ -422,7 +422,7 @@ def _list(items: list[str]) -> str:
 def folder_at(arch: str, beta: float, s: book.Settings | None = None, instance: int = 0) -> Path:
     """The run folder of ``arch`` at ``beta`` (trained instance ``instance``), run or not."""
     s = s or book.Settings.of(archs=arch)
-    return book.run_dir(replace(s, beta=beta).run_config(arch, weights=book.instance_weights(instance)))
+    return book.run_dir(replace(s, beta=beta).run_config(arch, weights=book.instance_option(instance)))
 
 
 def ablation_at(arch: str, beta: float, s: book.Settings | None = None, progress: bool = True) -> dict | None:

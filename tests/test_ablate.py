@@ -92,6 +92,7 @@ def edited(model: nn.Module, zero: torch.Tensor) -> nn.Module:
     return m
 
 
+@pytest.mark.slow
 def test_hook_ablation_equals_editing_the_weights(test_data):
     model = load_network("vgg16").eval()
     point = mask_points("vgg16", model)[0]
@@ -107,6 +108,7 @@ def test_hook_ablation_equals_editing_the_weights(test_data):
     assert (got != model(x).argmax(1)).any()                                 # the ablation did something
 
 
+@pytest.mark.slow
 def test_a_skip_connection_from_before_the_point_falls_back_to_repeated_images(test_data):
     model = load_network("darts").eval()
     point = mask_points("darts", model)[4]  # cell 2: cell 3 reads cell 1's output too

@@ -73,6 +73,7 @@ def test_auto_points_pick_stem_blocks_and_last_map(name):
     assert all(len(outputs[p].shape) == 4 and outputs[p].problem is None for p in points)
 
 
+@pytest.mark.slow
 def test_auto_points_keep_the_authors_on_their_networks():
     for arch in ("vgg16", "resnet50", "darts"):
         model = load_network(arch)
@@ -116,6 +117,7 @@ def test_bad_networks_and_points_are_one_line(capsys, tmp_path, argv, words):
     assert not (tmp_path / "run" / "meta.json").exists()
 
 
+@pytest.mark.slow
 def test_points_lists_candidates_and_how_auto_differs(capsys):
     code, text = run_cli(capsys, ["points", "--arch", "densenet121"])
     assert code == 0 and "features.denseblock1" in text and "after the network's functional ReLU" in text

@@ -151,6 +151,7 @@ def test_corrupt_partial_config_json(tmp_path, capsys, monkeypatch):
     assert sorted(pipeline.SubArchitectures.load(out).classes) == [0, 1] and saved
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
 def test_corrupt_partial_class_file(tmp_path, capsys, monkeypatch, damage):
     out = cut_run(tmp_path, monkeypatch)

@@ -11,6 +11,7 @@ from nadkit.networks import ARCHS, load_network
 from nadkit.points import MaskedPoint, mask_points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_folded_network_computes_the_same_function(arch):
     model = load_network(arch)

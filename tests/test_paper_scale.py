@@ -26,6 +26,7 @@ WIDTHS = {"vgg16": [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 51
 NADKIT = [sys.executable, "-m", "nadkit"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", POINTS)
 def test_paper_networks_have_the_authors_points(arch):
     model = load_network(arch, "imagefolder:/nowhere", weights="none")
@@ -50,6 +51,7 @@ def test_missing_torchvision_weights_say_how_to_get_them(monkeypatch, tmp_path):
         load_network("resnet50", "imagefolder:/x", weights="torchvision")
 
 
+@pytest.mark.slow
 def test_pth_weights_are_read_with_weights_only(tmp_path):
     model = load_network("resnet50", "imagefolder:/x", weights="none", num_classes=4)
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "w.pth")

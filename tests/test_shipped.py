@@ -81,6 +81,7 @@ def test_reproduce_refuses_bad_arguments_in_one_line():
         book.main(["reproduce", "vgg61"])
 
 
+@pytest.mark.slow
 def test_the_shipped_tree_is_what_the_full_book_reads(tmp_path, monkeypatch):
     """With data/results/ as shipped, precompute (everything the chapters read at their defaults)
     computes nothing, and every shipped folder is one it uses: nothing missing, nothing stale."""

@@ -14,6 +14,7 @@ def smoke(monkeypatch):
     monkeypatch.setenv("NADKIT_QUIET", "1")
 
 
+@pytest.mark.slow
 def test_the_sweep_reports_sparsity_collapse_and_every_rivals_findings(smoke):
     """The chapter's smoke sweep (the grid's first and last betas: the book's smoke build computes
     the same runs, so the tests share them)."""
@@ -167,6 +168,7 @@ def test_the_sweep_command_refuses_bad_arguments_in_one_line(args, says):
     assert says in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_the_chosen_beta_is_judged_over_three_instances_as_the_cards_are(smoke):
     """In the smoke profile the chapter judges the first beta, whose instances' runs the other
     chapters make: the verdicts count the profile's instances, name the best heuristic, and the

@@ -1,6 +1,6 @@
 """nadkit: Neural Architecture Disentanglement (Hu et al., ICCV 2021) for PyTorch networks."""
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .data import fashion_mnist, load_split, mosaics
 from .disentangle import NAD

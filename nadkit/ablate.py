@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageData, class_index
 from .errors import NadkitError
+from .files import atomic, file_sha256
 from .points import MaskPoint, masked
 
 ORDERS = ("nad", "mean activation", "taylor", "model lego")  # rankings of each class's channels
@@ -204,10 +205,8 @@ def save_point(path: Path, result: dict, config: dict) -> None:
     """One finished point, atomically, with the configuration it belongs to."""
     from safetensors.torch import save_file
 
-    from .subarch import _atomic
-
     tensors = {k: v.contiguous() for k, v in result.items()}
-    _atomic(path, lambda p: save_file(tensors, str(p), metadata={"config": json.dumps(config, sort_keys=True)}))
+    atomic(path, lambda p: save_file(tensors, str(p), metadata={"config": json.dumps(config, sort_keys=True)}))
 
 
 def load_point(path: Path, config: dict | None = None) -> dict | None:
@@ -256,66 +255,10 @@ def check_orders(names: Sequence[str]) -> list[str]:
     return out
 
 
-# --- a result folder ----------------------------------------------------------------------------
-def ablation(folder: str | Path, out: str | Path | None = None, points: Sequence[str] | None = None,
-             ks: Sequence[int] | None = None, orders: Sequence[str] = ORDERS, draws: int = DRAWS,
-             popularity_draws: int = POPULARITY_DRAWS, per_class: int = PER_CLASS, device: str = "cpu",
-             progress: bool = True, allow_other_weights: bool = False, network: dict | None = None) -> dict:
-    """``nadkit ablate``: every ablation of the sub-architectures in ``folder`` at ``points``
-    (default all), into ``out`` (default ``folder/ablation``): one safetensors file per point,
-    then ``ablation.json`` (configuration, provenance, classes, points, files' sha256). Re-running
-    the same command resumes; a finished one is loaded. Returns ``load(out)``."""
-    from .baselines import channel_scores
-    from .pipeline import fit_channels, network_of, provenance, spec_of, split, with_network
-    from .subarch import SubArchitectures, _atomic, file_sha256
-
-    sub = with_network(SubArchitectures.load(folder), **(network or {}))
-    out = Path(out) if out is not None else Path(folder) / "ablation"
-    if out.exists() and not out.is_dir():
-        raise NadkitError(f"--out {out} is a file; name a folder for the ablation's results")
-    orders, chosen = check_arguments(sub.points, points, orders, draws, popularity_draws, per_class, ks,
-                                     cli=True, where=str(folder))
-    model, all_points, test = network_of(sub, device, allow_other_weights)
-    idx = [sub.points.index(p) for p in chosen]
-    binary = [sub.binary()[i] for i in idx]
-    config = {"of": Path(folder).name, "masks_sha256": file_sha256(Path(folder) / "masks.safetensors"),
-              "points": chosen, "ks": list(ks) if ks else "auto", "orders": orders, "draws": draws,
-              "popularity_draws": popularity_draws, "per_class": per_class, "seed": sub.config["seed"]}
-    final = out / "ablation.json"
-    if final.exists():
-        try:
-            if json.loads(final.read_text()).get("config") == config:
-                return load(out)
-        except (ValueError, UnicodeDecodeError, NadkitError):
-            pass  # damaged: computed again from the finished points
-    cfg = sub.config
-    spec = spec_of(cfg)
-    ranks = {"nad": [ranking(sub.masks[p]) for p in chosen]}
-    train = fit_channels(split(spec, "train"), model) if len(orders) > 1 else None
-    for name in orders[1:]:
-        scores = channel_scores(name, model, [all_points[i] for i in idx], train, sub.classes, seed=cfg["seed"])
-        ranks[name] = [ranking(s) for s in scores]
-    x, labels = test_sample(test, sub.classes, per_class)
-    files = out / "points"
-    files.mkdir(parents=True, exist_ok=True)
-    run_points(model, [all_points[i] for i in idx], binary, ranks, x, labels, sub.classes, ks, draws,
-               popularity_draws, cfg["seed"], done=lambda i: load_point(files / f"{chosen[i]}.safetensors", config),
-               save=lambda i, r: save_point(files / f"{chosen[i]}.safetensors", r, config), progress=progress,
-               positions=idx)
-    meta = {"config": config, "provenance": provenance(cfg), "classes": sub.classes,
-            "class_names": sub.class_names, "points": chosen,
-            "kept": {p: b.sum(1).tolist() for p, b in zip(chosen, binary)},
-            "matrix_k": {p: matrix_k(b) for p, b in zip(chosen, binary)},
-            "files": {p: file_sha256(files / f"{p}.safetensors") for p in chosen}}
-    _atomic(final, lambda p: p.write_text(json.dumps(meta, indent=1) + "\n"))
-    return load(out)
-
-
+# --- a finished ablation on disk (the job that writes it: ``nadkit.pipeline.ablation``) ------------
 def load(out: str | Path) -> dict:
     """A finished ablation: its ``ablation.json`` with ``results`` (point name -> tensors) added;
     one line unless every point file is there with its recorded sha256."""
-    from .subarch import file_sha256
-
     out = Path(out)
     try:
         meta = json.loads((out / "ablation.json").read_text())

@@ -319,11 +319,11 @@ def run(args: argparse.Namespace) -> None:
                                    test_per_class=args.test_per_class, network=network_options(args))
         print_report(report)
         if args.json:
-            from .subarch import _atomic
+            from .files import atomic
 
-            _atomic(Path(args.json), lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
+            atomic(Path(args.json), lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
     elif args.command == "ablate":
-        from .ablate import ablation
+        from .pipeline import ablation
 
         ks = None if args.k == "auto" else ints_arg(args.k, "--k")
         points = [p.strip() for p in args.points.split(",") if p.strip()] if args.points else None

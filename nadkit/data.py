@@ -27,7 +27,6 @@ FASHION_MNIST_FILES = [
     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
 ]
 DATASETS = ("fashion-mnist",)
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ImageData(Protocol):
@@ -128,9 +127,11 @@ def first_per_class(data: ImageData, n: int | None) -> ImageData:
 
 
 def fashion_mnist_dirs() -> list[Path]:
-    """Where Fashion-MNIST is looked for, in order."""
+    """Where Fashion-MNIST is looked for, in order: ``NADKIT_DATA``, ``data/fashion-mnist`` under
+    the current folder (a checkout), the Debian package's folder. Never beside this file, so that an
+    installed nadkit works from any folder."""
     dirs = [Path(os.environ["NADKIT_DATA"])] if os.environ.get("NADKIT_DATA") else []
-    return dirs + [REPO_ROOT / "data" / "fashion-mnist", Path("/usr/share/datasets/fashion-mnist")]
+    return dirs + [Path.cwd() / "data" / "fashion-mnist", Path("/usr/share/datasets/fashion-mnist")]
 
 
 def _raw_folder() -> Path:

@@ -365,7 +365,7 @@ class NAD:
 
     def provenance(self) -> dict:
         """What made a result: nadkit's and torch's versions, the device, the weights' sha256."""
-        from . import __version__
+        from .version import __version__
 
         return {"nadkit": __version__, "torch": torch.__version__, "device": self.device.type,
                 "weights": None, "weights_sha256": self.weights_sha256}

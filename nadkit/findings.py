@@ -44,6 +44,15 @@ NAMES = {
     "misjudged beyond chance": "misjudged classes are more similar beyond chance",
     "top confusion": "top confusion among the 3 most similar",
 }
+
+# The one set of status words every chapter prints.
+HOLDS = "holds"                                   # significant, its effect at least the smallest worth reporting
+HOLDS_AS_GOOD = "holds, a simple rule as good"    # ... and a heuristic at the same channel counts is not beaten
+HOLDS_BETTER = "holds, a simple rule better"      # ... and a heuristic is significantly ahead
+NEGLIGIBLE = "negligible"                         # significant, but below the smallest effect worth reporting
+NOT_SHOWN = "not shown"                           # the test does not reject its null (or instances disagree)
+CANNOT = "cannot be tested here"                  # the data cannot reach the threshold: no verdict either way
+STATUSES = (HOLDS, HOLDS_AS_GOOD, HOLDS_BETTER, NEGLIGIBLE, NOT_SHOWN, CANNOT)
 PER_POINT = ("fewer", "more", "structure", "hit")
 # The overlap findings NAD and a heuristic at its counts are compared on by swapping classes' sets
 # (``stats.swap_ahead``), and how each reads its points: the largest or the smallest overlap, or
@@ -318,8 +327,6 @@ def status(entry: dict, need: int = REPLICATE) -> str:
     "cannot be tested here" (fewer than ``need`` instances can test it) or "not shown" (also
     where instances are significant in opposite directions: ``entry["inconsistent"]`` says
     where)."""
-    from .verdicts import CANNOT, HOLDS, NOT_SHOWN
-
     if entry["testable_in"] < need:
         return CANNOT
     if entry["holds"]:

@@ -22,7 +22,17 @@ import torch
 from torch import Tensor, nn
 
 from .errors import NadkitError
-from .points import MaskPoint
+
+
+@dataclass(frozen=True)
+class MaskPoint:
+    """``name`` labels the point in files and figures; ``module`` is the dotted path it hooks;
+    ``relu``: the network applies a ReLU to that output functionally (no module to hook), so the
+    hook applies it first and records and masks the post-ReLU tensor, as the authors' model does."""
+
+    name: str
+    module: str
+    relu: bool = False
 
 
 @dataclass

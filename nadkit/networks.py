@@ -8,6 +8,7 @@ with a JSON card beside them.
 
 from __future__ import annotations
 
+import os
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -21,7 +22,27 @@ from .sanity import CASCADE_SEED, randomize_top, untrained
 from .statedict import fit_state, read_state, weights_sha256  # noqa: F401  (weights_sha256 re-exported)
 
 ARCHS = ("vgg16", "resnet50", "densenet121", "darts")
-MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+
+
+def models_dir() -> Path:
+    """Where the embedded networks' weights and cards are: ``NADKIT_MODELS`` if set, else
+    ``data/models`` under the current folder (a checkout), else the data package's
+    ``/usr/share/nadkit/models``. Read at each use, never from this file's own place, so that an
+    installed (non-editable) nadkit finds them from any folder; ``nadbook`` points
+    ``NADKIT_MODELS`` at its checkout."""
+    if os.environ.get("NADKIT_MODELS"):
+        return Path(os.environ["NADKIT_MODELS"]).resolve()
+    for folder in (Path.cwd() / "data" / "models", Path("/usr/share/nadkit/models")):
+        if folder.is_dir():
+            return folder.resolve()
+    return (Path.cwd() / "data" / "models").resolve()
+
+
+def __getattr__(name: str):
+    """``MODELS_DIR``: ``models_dir()`` at the time it is read (kept for code that imports the name)."""
+    if name == "MODELS_DIR":
+        return models_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -176,7 +197,7 @@ def build_network(arch: str, num_classes: int = 10) -> nn.Module:
 
 def model_card(arch: str, dataset: str = "fashion-mnist") -> dict:
     """The JSON card shipped beside a trained network (accuracy, training, NAD defaults)."""
-    path = MODELS_DIR / f"{arch}.json"
+    path = models_dir() / f"{arch}.json"
     if dataset != "fashion-mnist" or not path.exists():
         return {}
     try:
@@ -193,14 +214,15 @@ def instance_weights(arch: str, instance: int) -> Path:
     network (training seed 0); instance S was trained from seed S
     (``nadkit train --arch ARCH --seed S --out data/models/instances/ARCH-seedS``)."""
     if instance == 0:
-        return MODELS_DIR / f"{arch}.safetensors"
-    return MODELS_DIR / "instances" / f"{arch}-seed{instance}" / f"{arch}.safetensors"
+        return models_dir() / f"{arch}.safetensors"
+    return models_dir() / "instances" / f"{arch}-seed{instance}" / f"{arch}.safetensors"
 
 
 def load_weights(model: nn.Module, path: Path | str, arch: str) -> nn.Module:
     """Load a state dict file (safetensors, or .pth read with ``weights_only=True``) into ``model``."""
-    if not Path(path).exists() and Path(path).parent == MODELS_DIR:
-        raise NadkitError(f"weights file {path} not found; train it with `nadkit train --arch {arch}` or pass --weights FILE")
+    if not Path(path).exists() and Path(path).parent == models_dir():
+        raise NadkitError(f"weights file {path} not found; set NADKIT_MODELS to the folder of the shipped networks (a "
+                          f"checkout's data/models), train it with `nadkit train --arch {arch}` or pass --weights FILE")
     fit_state(model, read_state(path), f"file {path}", arch)
     card = Path(path).with_suffix(".json")
     if card.is_file():  # a card written by nadkit train records the sha256 of the weights beside it
@@ -239,7 +261,7 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
             blocks = weights.split(":", 1)[1]
             if not blocks.isdigit():
                 raise NadkitError(f"--weights {weights}: say how many top blocks to re-initialise, e.g. randomized:2")
-            load_weights(model, MODELS_DIR / f"{arch}.safetensors", arch)
+            load_weights(model, models_dir() / f"{arch}.safetensors", arch)
             randomize_top(model, untrained(lambda: build_network(arch), CASCADE_SEED), arch, int(blocks))
         elif isinstance(weights, str) and weights.startswith("instance:"):
             seed = weights.split(":", 1)[1]
@@ -251,13 +273,13 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
                                   f"{arch} --seed {seed} --out {path.parent}`")
             load_weights(model, path, arch)
         elif weights == "permuted":
-            path = MODELS_DIR / "permuted" / f"{arch}.safetensors"
+            path = models_dir() / "permuted" / f"{arch}.safetensors"
             if not path.exists():
                 raise NadkitError(f"no label-permuted {arch} at {path.parent}; train it with `nadkit train --arch "
                                   f"{arch} --permute-labels 0 --subset 10000 --epochs 80 --out {path.parent}`")
             load_weights(model, path, arch)
         elif weights != "none":
-            load_weights(model, weights or MODELS_DIR / f"{arch}.safetensors", arch)
+            load_weights(model, weights or models_dir() / f"{arch}.safetensors", arch)
     elif dataset.startswith("imagefolder:"):
         from .paper import build_paper_network, torchvision_state
 

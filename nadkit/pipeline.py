@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import warnings
@@ -15,19 +14,19 @@ from typing import Sequence
 
 import torch
 
+from . import ablate
 from .anynet import input_channels, is_external
 from .data import AuthorsAugmented, first_per_class, load_split
 from .checks import check_nad_settings, resolve_device  # noqa: F401  (resolve_device re-exported)
 from .disentangle import ELBOW_BETAS, NAD, Convergence, class_status, elbow_classes, elbow_sweep  # noqa: F401
 from .errors import NadkitError
 from .findpoints import resolve_points
-from .metrics import (HIT_PROTOCOLS, class_accuracy, confusion, cross_accuracy, hit_rate, misjudgment, predict,
-                      similarity)
 from .networks import check_arch, load_network, model_card, weights_sha256
-from .points import MaskPoint, check_points, mask_points
+from .points import mask_points
 from .ranks import Ranks
-from .stats import specificity
-from .subarch import PartialRun, SubArchitectures, _atomic, file_sha256, history_tensors, read_meta
+from .evaluation import NO_HIT_RATE, evaluate_masks, hit_settings, recorded_points, with_chance  # noqa: F401
+from .files import atomic, file_sha256
+from .subarch import PartialRun, SubArchitectures, history_tensors, read_meta
 
 
 @dataclass
@@ -257,7 +256,7 @@ def _elbow(nad: NAD, data, classes: list[int], out: Path, key: dict, progress: b
     sweep = elbow_sweep(nad, data, few, betas=betas, progress=progress)
     if write:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic(path, lambda p: p.write_text(json.dumps({"key": key, "sweep": sweep}, indent=1) + "\n"))
+        atomic(path, lambda p: p.write_text(json.dumps({"key": key, "sweep": sweep}, indent=1) + "\n"))
     return sweep
 
 
@@ -374,7 +373,7 @@ def check_weights(config: dict, model, what: str, allow: bool = False) -> None:
 def provenance(config: dict) -> dict:
     """What made a result: nadkit's and torch's versions, the device, the weights' sha256 (and the
     seed of random weights)."""
-    from . import __version__
+    from .version import __version__
 
     device = config.get("device", "cpu")
     if device == "cuda" and torch.cuda.is_available():
@@ -502,15 +501,6 @@ def network_of(sub: SubArchitectures, device: str = "cpu", allow_other_weights: 
     return model, points, test
 
 
-def recorded_points(cfg: dict, model) -> list[MaskPoint]:
-    """The mask points a result of ``NAD.fit`` records, checked to be ``model``'s."""
-    try:
-        points = [MaskPoint(str(p["name"]), str(p["module"]), bool(p.get("relu", False))) for p in cfg["mask_points"]]
-    except (TypeError, KeyError):
-        raise NadkitError("the result's mask_points are malformed; re-run NAD") from None
-    return check_points(model, points)
-
-
 def baseline(folder: str | Path, method: str, out: str | Path, per_class: int = 64, device: str = "cpu",
              allow_other_weights: bool = False, network: dict | None = None) -> SubArchitectures:
     """A result folder ``out`` whose sub-architectures keep, per class and point, as many channels as
@@ -548,86 +538,56 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
     return report | ({"test_per_class": test_per_class} if test_per_class is not None else {})
 
 
-def hit_settings(hit_protocol: str, mosaics: int | None, top: float | None) -> tuple[int, float]:
-    """(mosaics, top) of a hit-rate protocol, the given ones checked."""
-    if hit_protocol not in HIT_PROTOCOLS:
-        raise NadkitError(f"unknown hit-rate protocol {hit_protocol!r}; choose one of: {', '.join(HIT_PROTOCOLS)}")
-    mosaics = HIT_PROTOCOLS[hit_protocol]["mosaics"] if mosaics is None else mosaics
-    top = HIT_PROTOCOLS[hit_protocol]["top"] if top is None else top
-    if not 0 < top <= 1:
-        raise NadkitError(f"top fraction must be in (0, 1], got {top}")
-    if mosaics < 1:
-        raise NadkitError(f"mosaics must be >= 1, got {mosaics}")
-    return mosaics, top
+def ablation(folder: str | Path, out: str | Path | None = None, points: Sequence[str] | None = None,
+             ks: Sequence[int] | None = None, orders: Sequence[str] = ablate.ORDERS, draws: int = ablate.DRAWS,
+             popularity_draws: int = ablate.POPULARITY_DRAWS, per_class: int = ablate.PER_CLASS,
+             device: str = "cpu", progress: bool = True, allow_other_weights: bool = False, network: dict | None = None) -> dict:
+    """``nadkit ablate``: every ablation of the sub-architectures in ``folder`` at ``points``
+    (default all), into ``out`` (default ``folder/ablation``): one safetensors file per point,
+    then ``ablation.json`` (configuration, provenance, classes, points, files' sha256). Re-running
+    the same command resumes; a finished one is loaded. Returns ``ablate.load(out)``. A job, so it
+    lives here beside ``evaluate``; the arithmetic it runs is ``nadkit.ablate``'s (called through the
+    module, so that a test's stand-in for ``ablate.save_point`` is the one used)."""
+    from .baselines import channel_scores
 
-
-NO_HIT_RATE = "a 2x2 mosaic needs 4 classes with sub-architectures; disentangle at least 4 classes to measure it"
-
-
-def evaluate_masks(sub: SubArchitectures, model, points, test, mosaics: int, top: float, seed: int = 0,
-                   progress: bool = True, hit_protocol: str = "paper", chance_draws: int = 999) -> dict:
-    """The report of ``evaluate`` for ``sub`` on ``model`` at ``points`` and the test split ``test``
-    (nadkit's data protocol: ``labels``, ``class_names``, ``load``)."""
+    sub = with_network(SubArchitectures.load(folder), **(network or {}))
+    out = Path(out) if out is not None else Path(folder) / "ablation"
+    if out.exists() and not out.is_dir():
+        raise NadkitError(f"--out {out} is a file; name a folder for the ablation's results")
+    orders, chosen = ablate.check_arguments(sub.points, points, orders, draws, popularity_draws, per_class, ks,
+                                            cli=True, where=str(folder))
+    model, all_points, test = network_of(sub, device, allow_other_weights)
+    idx = [sub.points.index(p) for p in chosen]
+    binary = [sub.binary()[i] for i in idx]
+    config = {"of": Path(folder).name, "masks_sha256": file_sha256(Path(folder) / "masks.safetensors"),
+              "points": chosen, "ks": list(ks) if ks else "auto", "orders": orders, "draws": draws,
+              "popularity_draws": popularity_draws, "per_class": per_class, "seed": sub.config["seed"]}
+    final = out / "ablation.json"
+    if final.exists():
+        try:
+            if json.loads(final.read_text()).get("config") == config:
+                return ablate.load(out)
+        except (ValueError, UnicodeDecodeError, NadkitError):
+            pass  # damaged: computed again from the finished points
     cfg = sub.config
-    binary = sub.binary()
-    pred = predict(model, test, desc="accuracy (network)" if progress else None)
-    keep = torch.isin(test.labels, torch.tensor(sub.classes))
-    sub_pred = predict(model, test, points, binary, sub.classes, subset=keep,
-                       desc="accuracy (sub-architectures)" if progress else None)
-    per_point, sim = similarity(binary)
-    hits = hit_rate(model, points, binary, sub.classes, test, mosaics, top, seed, progress=progress,
-                    protocol=hit_protocol) if len(sub.classes) >= 4 else None
-    conf = confusion(pred, test.labels, len(test.class_names))
-    per_class = min(100, int(torch.bincount(test.labels).min()))
-    if per_class == 0:  # a test set without some class: as many as the classes measured all have
-        per_class = min(100, int(torch.bincount(test.labels, minlength=len(test.class_names))[sub.classes].min()))
-    spec = specificity(cross_accuracy(model, points, binary, sub.classes, test, per_class=per_class,
-                                      progress=progress), sub.classes)
-    report = {
-        "arch": cfg.get("arch"), "seed": cfg.get("seed"), "points": sub.points, "classes": sub.classes,
-        "class_names": sub.class_names, "kept": sub.kept().mean(0).tolist(),
-        "similarity": per_point,
-        "similarity_matrix": sim.tolist(),
-        "hit_rate": hits.mean((0, 1)).tolist() if hits is not None else None,
-        "hit_rate_std": hits.mean(1).std(0).tolist() if hits is not None else None,
-        "hit_rate_per_mosaic": hits.mean(1).tolist() if hits is not None else None,
-        "accuracy": {"original": class_accuracy(pred, test.labels, sub.classes).tolist(),
-                     "subarch": class_accuracy(sub_pred, test.labels[keep], sub.classes).tolist(),
-                     # each sub-architecture as a detector of its class, on up to 100 images per
-                     # class: the share of the other classes' images it labels as its class, and
-                     # its balanced accuracy (0.5: a constant answer)
-                     "subarch_others": spec["others"].tolist(),
-                     "subarch_balanced": spec["balanced"].tolist()},
-        "confusion": conf.tolist(),
-        "misjudgment": misjudgment(conf, sim, sub.classes),
-        "mosaics": mosaics, "top": top, "hit_protocol": hit_protocol,
-    } | ({"hit_rate_missing": NO_HIT_RATE} if hits is None else {})
-    return with_chance(report, binary, chance_draws)
-
-
-def with_chance(report: dict, binary, draws: int = 999) -> dict:
-    """An evaluation with what random channels of the same sizes give (``nadkit.overlap``): per
-    point the expected mean Jaccard (``similarity_expected``), the mean kappa
-    (``similarity_kappa``), the two-sided p of the mean against random channels of each class's
-    size (``similarity_p_uniform``) and the one-sided p of its spread over class pairs against the
-    swap null that also keeps each channel's popularity (``similarity_p_swap``); Table 1's Dif
-    tested by QAP (``misjudgment.p_qap``), and on chance-corrected overlap (``dif_delta``,
-    ``p_qap_delta``) beside the part the sets' sizes alone give (``dif_size``). ``draws`` null
-    draws per point (ten times as many class permutations for QAP)."""
-    from .overlap import per_point, point_test
-    from .stats import misjudgment_test
-
-    masks = [b.numpy() if hasattr(b, "numpy") else b for b in binary]
-    chance = per_point(masks)
-    mis = report["misjudgment"]
-    test = misjudgment_test(report["similarity_matrix"], report["confusion"], report["classes"],
-                            mis["min_rate"], expected=chance["expected_matrix"], draws=10 * draws + 9)
-    keys = ("p_qap", "dif_delta", "p_qap_delta", "dif_size")
-    tested = len(report["classes"]) >= 3
-    p_of = lambda null: [point_test(m, null, draws, seed=i)["p"]  # noqa: E731
-                         for i, m in enumerate(masks)] if tested else None
-    finite = lambda v: [x if math.isfinite(x) else None for x in v]  # noqa: E731  (JSON has no NaN)
-    return report | {"similarity_expected": chance["similarity_expected"],
-                     "similarity_kappa": finite(chance["similarity_kappa"]),
-                     "similarity_p_uniform": p_of("uniform"), "similarity_p_swap": p_of("swap"),
-                     "misjudgment": mis | {k: test.get(k) for k in keys}}
+    spec = spec_of(cfg)
+    ranks = {"nad": [ablate.ranking(sub.masks[p]) for p in chosen]}
+    train = fit_channels(split(spec, "train"), model) if len(orders) > 1 else None
+    for name in orders[1:]:
+        scores = channel_scores(name, model, [all_points[i] for i in idx], train, sub.classes, seed=cfg["seed"])
+        ranks[name] = [ablate.ranking(s) for s in scores]
+    x, labels = ablate.test_sample(test, sub.classes, per_class)
+    files = out / "points"
+    files.mkdir(parents=True, exist_ok=True)
+    ablate.run_points(model, [all_points[i] for i in idx], binary, ranks, x, labels, sub.classes, ks, draws,
+                      popularity_draws, cfg["seed"],
+                      done=lambda i: ablate.load_point(files / f"{chosen[i]}.safetensors", config),
+                      save=lambda i, r: ablate.save_point(files / f"{chosen[i]}.safetensors", r, config),
+                      progress=progress, positions=idx)
+    meta = {"config": config, "provenance": provenance(cfg), "classes": sub.classes,
+            "class_names": sub.class_names, "points": chosen,
+            "kept": {p: b.sum(1).tolist() for p, b in zip(chosen, binary)},
+            "matrix_k": {p: ablate.matrix_k(b) for p, b in zip(chosen, binary)},
+            "files": {p: file_sha256(files / f"{p}.safetensors") for p in chosen}}
+    atomic(final, lambda p: p.write_text(json.dumps(meta, indent=1) + "\n"))
+    return ablate.load(out)

@@ -10,24 +10,13 @@ every dense block and transition and the final norm for DenseNet121, two stems a
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .errors import NadkitError
-
-
-@dataclass(frozen=True)
-class MaskPoint:
-    """``name`` labels the point in files and figures; ``module`` is the dotted path it hooks;
-    ``relu``: the network applies a ReLU to that output functionally (no module to hook), so the
-    hook applies it first and records and masks the post-ReLU tensor, as the authors' model does."""
-
-    name: str
-    module: str
-    relu: bool = False
+from .findpoints import MaskPoint, auto_points, candidates  # MaskPoint: defined with the rule that finds points
 
 
 VGG_BLOCKS = (2, 2, 3, 3, 3)
@@ -148,8 +137,6 @@ def _card_of(model: nn.Module, auto: Sequence[MaskPoint]) -> tuple[str, list[Mas
 
 def points_of_model(model: nn.Module, example_inputs) -> "MaskPoints":
     """``mask_points(model, example_inputs)``: the card where it applies, else the automatic rule."""
-    from .findpoints import auto_points, candidates
-
     if not isinstance(model, nn.Module):
         raise NadkitError(f"mask_points takes an nn.Module, got a {type(model).__name__}")
     shape = _example_shape(example_inputs)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -23,50 +21,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .errors import NadkitError
+from .files import atomic as _atomic, file_sha256, fsync_dir as _fsync_dir, test_pause as _test_pause
 from .points import MaskPoint, point_widths
 
 if TYPE_CHECKING:
     from .results import Ablation, Evaluation
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (the directory entry itself is data)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _test_pause(moment: str) -> None:
-    """Tests only: NADKIT_TEST_KILL_AT=TEXT SIGKILLs this process at the first write window whose
-    ``moment`` (the file about to be committed, or "commit" before meta.json) contains TEXT."""
-    kill = os.environ.get("NADKIT_TEST_KILL_AT")
-    if kill and kill in moment:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _atomic(path: Path, write) -> None:
-    """Write ``path`` via a temporary file, fsync and one rename, so readers (and a machine that lost
-    power) never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        _test_pause(path.name)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tensors_sha256(tensors: dict[str, Tensor]) -> str:
@@ -196,7 +155,7 @@ class SubArchitectures:
 
         cfg = self.config
         if cfg.get("mask_points"):
-            from .pipeline import recorded_points
+            from .evaluation import recorded_points
 
             return recorded_points(cfg, model)
         if cfg.get("points"):
@@ -215,7 +174,7 @@ class SubArchitectures:
         classes), confusion and misjudgment. The model is used in eval mode and left as it was."""
         from .checks import frozen
         from .data import as_image_data, class_index, load_batch
-        from .pipeline import evaluate_masks, hit_settings
+        from .evaluation import evaluate_masks, hit_settings
         from .results import Evaluation
 
         mosaics, top = hit_settings(hit_protocol, mosaics, top)
@@ -283,7 +242,7 @@ class SubArchitectures:
         renamed in last. A folder holds a result exactly when its ``meta.json`` does, and a kill at
         any moment leaves either that result or none (never masks of one run and meta of another).
         ``extra``: further safetensors files (name -> tensors), covered by the same checksums."""
-        from . import __version__
+        from .version import __version__
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .data import SubsetImages, fashion_mnist
 from .errors import NadkitError
 from .networks import build_network, check_arch, weights_sha256
-from .subarch import _atomic, _fsync_dir
+from .files import atomic, fsync_dir
 
 
 @torch.no_grad()
@@ -137,12 +137,12 @@ def save_network(model: nn.Module, card: dict, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            _atomic(tmp / f"{arch}.safetensors", lambda p: save_file(state, str(p)))
-            _atomic(tmp / f"{arch}.json", lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
+            atomic(tmp / f"{arch}.safetensors", lambda p: save_file(state, str(p)))
+            atomic(tmp / f"{arch}.json", lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
             os.replace(tmp, out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
         return
-    _atomic(out / f"{arch}.safetensors", lambda p: save_file(state, str(p)))
-    _atomic(out / f"{arch}.json", lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
+    atomic(out / f"{arch}.safetensors", lambda p: save_file(state, str(p)))
+    atomic(out / f"{arch}.json", lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))

@@ -30,6 +30,10 @@ if [ "$(cat "$VENV/.nadkit-setup" 2>/dev/null)" != "$want" ]; then
     }
     pip_quiet install -q --disable-pip-version-check --require-hashes -r requirements.lock
     pip_quiet install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+    # nadbook (the book's machinery, not part of the nadkit wheel) sits beside book/: this checkout
+    # on the venv's path, so that the chapters (run from book/ by jupyter-book, nbmake, papermill)
+    # and `python -m nadbook.book` import it
+    "$VENV/bin/python" -c 'import site, sys; open(site.getsitepackages()[0] + "/nadbook.pth", "w").write(sys.argv[1] + "\n")' "$PWD"
     "$VENV/bin/pip" check --disable-pip-version-check
     echo "$want" > "$VENV/.nadkit-setup"
 fi

@@ -1,7 +1,12 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
+
+# the checkout's embedded networks, for the tests and the processes they start, wherever they run
+# (an installed nadkit reads NADKIT_MODELS, else data/models under the current folder)
+os.environ.setdefault("NADKIT_MODELS", str(Path(__file__).resolve().parent.parent / "data" / "models"))
 
 from nadkit.data import fashion_mnist
 from nadkit.networks import load_network

@@ -92,6 +92,7 @@ def edited(model: nn.Module, zero: torch.Tensor) -> nn.Module:
     return m
 
 
+@pytest.mark.slow
 def test_hook_ablation_equals_editing_the_weights(test_data):
     model = load_network("vgg16").eval()
     point = mask_points("vgg16", model)[0]
@@ -107,6 +108,7 @@ def test_hook_ablation_equals_editing_the_weights(test_data):
     assert (got != model(x).argmax(1)).any()                                 # the ablation did something
 
 
+@pytest.mark.slow
 def test_a_skip_connection_from_before_the_point_falls_back_to_repeated_images(test_data):
     model = load_network("darts").eval()
     point = mask_points("darts", model)[4]  # cell 2: cell 3 reads cell 1's output too
@@ -144,6 +146,7 @@ ARGS = ["--points", "conv1_1,conv5_3", "--orders", "nad,taylor", "--draws", "3",
         "--per-class", "4"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_ablation_resumes_to_the_same_result(result, tmp_path, monkeypatch, capsys):
     whole = tmp_path / "whole"
     assert main(["ablate", str(result), *ARGS, "--out", str(whole)]) == 0
@@ -200,6 +203,7 @@ def test_an_interrupted_ablation_resumes_to_the_same_result(result, tmp_path, mo
     (["--k", "two"], "--k must be"),
     (["--draws", "0"], "--draws"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line(result, tmp_path, capsys, argv, says):
     assert main(["ablate", str(result), *argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

@@ -73,6 +73,7 @@ def test_auto_points_pick_stem_blocks_and_last_map(name):
     assert all(len(outputs[p].shape) == 4 and outputs[p].problem is None for p in points)
 
 
+@pytest.mark.slow
 def test_auto_points_keep_the_authors_on_their_networks():
     for arch in ("vgg16", "resnet50", "darts"):
         model = load_network(arch)
@@ -108,6 +109,7 @@ def test_auto_points_avoid_in_place_and_shared_modules():
     (["--arch", "test_anynet:TinyNet", "--points", "stem,stem"], "twice"),
     (["--arch", "test_anynet:TinyNet", "--points", ","], "names no module"),
 ])
+@pytest.mark.slow
 def test_bad_networks_and_points_are_one_line(capsys, tmp_path, argv, words):
     code, text = run_cli(capsys, ["disentangle", *argv, "--classes", "0,1", "--steps", "1",
                                   "--out", tmp_path / "run"])
@@ -115,6 +117,7 @@ def test_bad_networks_and_points_are_one_line(capsys, tmp_path, argv, words):
     assert not (tmp_path / "run" / "meta.json").exists()
 
 
+@pytest.mark.slow
 def test_points_lists_candidates_and_how_auto_differs(capsys):
     code, text = run_cli(capsys, ["points", "--arch", "densenet121"])
     assert code == 0 and "features.denseblock1" in text and "after the network's functional ReLU" in text
@@ -124,6 +127,7 @@ def test_points_lists_candidates_and_how_auto_differs(capsys):
     assert code == 0 and "changed in place later" in text and "runs 2x" in text and "*  act" in text
 
 
+@pytest.mark.slow
 def test_own_network_runs_evaluates_and_resumes(capsys, tmp_path):
     out = tmp_path / "tiny"
     argv = ["disentangle", "--arch", "test_anynet:TinyNet", "--classes", "0,1,2,3", "--steps", "3",
@@ -152,6 +156,7 @@ def images(tmp_path_factory):
 
 @pytest.mark.parametrize("arch", ["torchvision:mobilenet_v3_small", "torchvision:efficientnet_b0",
                                   "torchvision:convnext_tiny", "torchvision:regnet_y_400mf", "timm:resnet18"])
+@pytest.mark.slow
 def test_networks_by_string_run_on_an_image_folder(capsys, tmp_path, images, arch):
     if arch.startswith("timm:"):
         pytest.importorskip("timm")
@@ -167,6 +172,7 @@ def test_networks_by_string_run_on_an_image_folder(capsys, tmp_path, images, arc
     assert run_cli(capsys, ["evaluate", out])[0] == 0
 
 
+@pytest.mark.slow
 def test_a_torchvision_network_on_gray_fashion_mnist(capsys, tmp_path):
     argv = ["disentangle", "--arch", "torchvision:mobilenet_v3_small", "--weights", "none", "--classes", "0,1",
             "--steps", "2", "--batch-per-class", "2", "--out", tmp_path / "gray"]
@@ -174,6 +180,7 @@ def test_a_torchvision_network_on_gray_fashion_mnist(capsys, tmp_path):
     assert json.loads((tmp_path / "gray" / "meta.json").read_text())["config"]["points"][0] == "features.0"
 
 
+@pytest.mark.slow
 def test_weights_from_a_file_or_the_torchvision_cache(capsys, tmp_path, monkeypatch):
     from nadkit.anynet import cached_weights
     from nadkit.networks import weights_sha256

@@ -60,6 +60,7 @@ def test_pth_files_that_are_not_plain_state_dicts(tmp_path, capsys):
     assert not marker.exists() and not out.exists()
 
 
+@pytest.mark.slow
 def test_a_pickled_module_is_refused_in_one_line_on_stderr(tmp_path):
     """From a real process: torch's warning about the pickle protocol does not reach the user."""
     import subprocess
@@ -88,12 +89,14 @@ def test_weights_with_nan_are_refused(tmp_path, capsys):
     ("", "corrupt"),
     ('{"points": [], "classes"', "corrupt"),
 ])
+@pytest.mark.slow
 def test_meta_json_that_is_not_an_object(copy, capsys, meta, words):
     (copy / "meta.json").write_text(meta)
     assert words in error_of(capsys, ["evaluate", str(copy)])
     assert words in error_of(capsys, VGG + FAST + ["--out", str(copy)])  # and a re-run does not overwrite it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field", ["class_names", "config", "status", "points", "classes"])
 def test_meta_json_without_a_field(copy, capsys, field):
     meta = json.loads((copy / "meta.json").read_text())
@@ -105,6 +108,7 @@ def test_meta_json_without_a_field(copy, capsys, field):
     assert fingerprint(copy) == before
 
 
+@pytest.mark.slow
 def test_out_naming_an_existing_file(tmp_path, capsys):
     out = tmp_path / "a-file"
     out.write_text("keep me")
@@ -131,6 +135,7 @@ def cut_run(tmp_path, monkeypatch) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_corrupt_partial_config_json(tmp_path, capsys, monkeypatch):
     out = cut_run(tmp_path, monkeypatch)
     (out / "partial" / "config.json").write_text('{"arch": "vgg1')
@@ -146,6 +151,7 @@ def test_corrupt_partial_config_json(tmp_path, capsys, monkeypatch):
     assert sorted(pipeline.SubArchitectures.load(out).classes) == [0, 1] and saved
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
 def test_corrupt_partial_class_file(tmp_path, capsys, monkeypatch, damage):
     out = cut_run(tmp_path, monkeypatch)
@@ -163,6 +169,7 @@ def test_corrupt_partial_class_file(tmp_path, capsys, monkeypatch, damage):
     assert pipeline.SubArchitectures.load(out).classes == [0, 1]
 
 
+@pytest.mark.slow
 def test_truncated_elbow_json_is_computed_again(tmp_path, capsys):
     out = tmp_path / "elbow"
     spec = pipeline.Spec("vgg16", classes="0,1", beta="elbow", steps=2, batch_per_class=2)

@@ -96,6 +96,7 @@ def reference_masks(shape, seed=0):
     return torch.rand(shape, generator=gen).argsort(1).argsort(1) < counts[:, None]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["vgg16", "resnet50", "densenet121", "darts"])
 def test_every_method_keeps_as_many_channels_as_the_reference_on_every_network(arch):
     torch.manual_seed(0)
@@ -259,6 +260,7 @@ def test_channels_last_and_training_mode_change_no_score():
     assert model.training  # put back as it was
 
 
+@pytest.mark.slow
 def test_baseline_command_keeps_nads_counts_and_evaluates(tmp_path, capsys):
     from nadkit.cli import main
 

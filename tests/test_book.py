@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nadkit.book import CELL_TIMEOUT
+from nadbook.book import CELL_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
@@ -56,10 +56,15 @@ def test_every_chapter_is_in_the_table_of_contents():
 @pytest.fixture(scope="session")
 def html(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("book")
-    env = dict(os.environ, NADKIT_PROFILE="smoke", NADKIT_QUIET="1")
+    # the results of `make test`'s run (NADKIT_RESULTS, shared with nbmake's chapters, which then only
+    # read them), else a folder of this session: never runs/book, so that the cost of this test does
+    # not depend on what an earlier run left there
+    results = os.environ.get("NADKIT_RESULTS") or str(tmp_path_factory.mktemp("results"))
+    env = dict(os.environ, NADKIT_PROFILE="smoke", NADKIT_QUIET="1", NADKIT_RESULTS=results)
     jb = Path(sys.executable).parent / "jupyter-book"
-    # as `make` does: compute what the chapters read first, so that the cells only read it
-    pre = subprocess.run([sys.executable, "-m", "nadkit.book", "precompute"], env=env, capture_output=True,
+    # as `make` does: compute what the chapters read first (the smoke profile's, nothing else), so
+    # that the cells only read it and no first cell runs into the cell timeout
+    pre = subprocess.run([sys.executable, "-m", "nadbook.book", "precompute"], env=env, capture_output=True,
                          text=True)
     assert pre.returncode == 0, pre.stderr[-3000:]
     config = out / "_config.yml"  # the book's, with the smoke profile's cell timeout
@@ -75,6 +80,7 @@ def pages(html: Path) -> list[Path]:
     return sorted(p for p in html.rglob("*.html") if "_static" not in p.parts)
 
 
+@pytest.mark.slow
 def test_built_pages_reference_no_external_script_or_style(html):
     external = re.compile(r'<(?:script|link)[^>]*(?:src|href)="(?:https?:)?//[^"]*"[^>]*>')
     for page in pages(html):
@@ -159,16 +165,19 @@ def browsed(html) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("check", ["images", "explorer", "outside", "failed", "console", "tables",
                                    "equations", "code", "phone", "figure text", "math errors"])
+@pytest.mark.slow
 def test_every_page_in_a_browser(browsed, check):
     """Each check of ``read_every_page``, on every page of the book."""
     assert not browsed[check], f"{check}: {len(browsed[check])} found, e.g. {browsed[check][:4]}"
 
 
+@pytest.mark.slow
 def test_the_method_chapter_numbers_its_equations_as_the_paper(html):
     page = (html / "book" / "02_method.html").read_text()
     assert all(f"\\tag{{{n}}}" in page for n in (2, 9, 13, 15, 16))
 
 
+@pytest.mark.slow
 def test_no_page_points_to_a_document_the_book_does_not_have(html):
     """The book once sent readers to "reference notes", a document it does not contain."""
     for page in pages(html):
@@ -215,7 +224,7 @@ def wider_than_the_screen(page) -> list[str]:
 def small_figure_text(page, min_pt: float = MIN_TEXT_PT) -> list[str]:
     """The texts of the page's Vega figures (SVG) smaller than ``min_pt`` as drawn: the font size
     times the figure's scale on the page; and the matplotlib figures (PNG) shown smaller than they
-    were drawn, whose texts (drawn at ``nadkit.plots.MIN_PT`` or more) then shrink below it."""
+    were drawn, whose texts (drawn at ``nadbook.plots.MIN_PT`` or more) then shrink below it."""
     shrunk = page.evaluate("""() => [...document.querySelectorAll("div.cell_output img")]
         .filter(i => i.naturalWidth && i.getBoundingClientRect().width < 0.97 * i.naturalWidth)
         .map(i => `figure ${i.naturalWidth} px wide shown at ${Math.round(i.getBoundingClientRect().width)} px`)""")
@@ -245,6 +254,7 @@ def svg_text(figure) -> list[str]:
 @pytest.mark.parametrize("chapter, control", [("10_explorer", "class"), ("10_explorer", "network"),
                                               ("10_explorer", "point"), ("06_where", "network"),
                                               ("06_where", "measure"), ("09_baselines", "network")])
+@pytest.mark.slow
 def test_interactive_figures_answer_their_controls_offline(html, chapter, control):
     """The figures drawn in the page (Vega-Lite, no kernel): changing a control redraws the
     figure (its text changes: title, caption or axis), with no error and nothing fetched."""
@@ -277,6 +287,7 @@ def test_interactive_figures_answer_their_controls_offline(html, chapter, contro
     assert not outside, f"fetched from outside: {outside[:3]}"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (the set-up installs the Debian package as root)")
 def test_the_explorer_s_point_slider_follows_the_network_and_shows_the_class_first(html):
     """Chapter 10 in the page: for every network, the point slider ends at the network's last

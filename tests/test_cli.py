@@ -9,6 +9,8 @@ from nadkit import data as D
 from nadkit.cli import main
 from nadkit.networks import MODELS_DIR
 
+pytestmark = pytest.mark.slow  # runs NAD, trains, builds the book or opens a browser: not in make quick
+
 FAST = ["--steps", "3", "--batch-per-class", "4"]
 
 

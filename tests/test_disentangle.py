@@ -13,6 +13,7 @@ def fit(vgg, data, classes, class_batch=None, objective="official", seed=0, step
     return nad.run(data, classes, class_batch=class_batch, progress=False)
 
 
+@pytest.mark.slow
 def test_class_batched_equals_one_class_at_a_time(vgg, train_data):
     for objective in ("official", "paper"):
         together = fit(vgg, train_data, [0, 4, 6, 9], objective=objective)
@@ -23,6 +24,7 @@ def test_class_batched_equals_one_class_at_a_time(vgg, train_data):
             assert (a[2] - c[0]).abs().max() < 1e-5  # class 6 does not depend on its neighbours
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["vgg16", "resnet50", "densenet121", "darts"])
 def test_every_network_class_batched_equals_one_class_at_a_time(arch, train_data):
     """Uneven chunks (3 + 1), per-class betas, and enough steps that masks have flipped."""
@@ -38,6 +40,7 @@ def test_every_network_class_batched_equals_one_class_at_a_time(arch, train_data
         assert (a - b).abs().max() < 1e-3 and torch.equal(a > 0.5, b > 0.5)
 
 
+@pytest.mark.slow
 def test_until_convergence_classes_stop_on_their_own(vgg, train_data):
     """With steps="auto" a class leaves the batch when its masks stop changing; when it stops,
     and its masks, do not depend on the classes beside it."""
@@ -65,6 +68,7 @@ def test_until_convergence_classes_stop_on_their_own(vgg, train_data):
         assert all(torch.equal(m, f[j] > 0.5) for m, f in zip(masks, together.masks))
 
 
+@pytest.mark.slow
 def test_same_seed_same_masks_other_seed_other_masks(vgg, train_data):
     a, b = fit(vgg, train_data, [1, 2]), fit(vgg, train_data, [1, 2])
     c = fit(vgg, train_data, [1, 2], seed=1)
@@ -72,6 +76,7 @@ def test_same_seed_same_masks_other_seed_other_masks(vgg, train_data):
     assert not all(torch.equal(x, y) for x, y in zip(a.masks, c.masks))
 
 
+@pytest.mark.slow
 def test_official_loss_matches_the_authors_formula_for_one_class(vgg, train_data):
     model, points = vgg
     torch.manual_seed(0)
@@ -99,6 +104,7 @@ def _acts(model, points, x):
     return acts
 
 
+@pytest.mark.slow
 def test_update_is_a_normalised_step_per_class_and_point(vgg, train_data):
     model, points = vgg
     nad = NAD(model, points, lr=0.1, steps=1, batch_per_class=8, input_shape=(1, 32, 32))
@@ -109,6 +115,7 @@ def test_update_is_a_normalised_step_per_class_and_point(vgg, train_data):
         assert torch.allclose(step, torch.full_like(step, 0.1), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_class_the_network_never_gets_right_is_skipped(train_data):
     torch.manual_seed(0)
     model = build_network("vgg16").eval()
@@ -128,6 +135,7 @@ def test_knee_of_a_convex_curve():
     assert knee(removed, loss) == 2
 
 
+@pytest.mark.slow
 def test_a_run_records_per_class_steps_state_and_history(tmp_path):
     from nadkit import pipeline
     from nadkit.subarch import load_history
@@ -153,6 +161,7 @@ def test_paper_scale_defaults_are_the_authors():
     assert authors_defaults("resnet50", "imagefolder:/x")["passes"] == 21
 
 
+@pytest.mark.slow
 def test_contrast_term_is_minus_log_one_minus_p_and_its_gradient_matches_finite_differences():
     """The contrast objective's extra term, -log(1 - p_c), against its definition, and the whole
     loss's gradient in the masks' logits against finite differences (float64)."""
@@ -199,6 +208,7 @@ def test_contrast_loss_is_the_official_one_plus_the_term_on_other_images_only():
     assert torch.allclose(contrast, official + extra, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_contrast_batches_show_each_class_others_balanced_and_seeded(train_data):
     from nadkit.data import ContrastBatches
 
@@ -212,6 +222,7 @@ def test_contrast_batches_show_each_class_others_balanced_and_seeded(train_data)
     assert torch.equal(alone, idx[18:])  # class 5 sees the same images whatever runs beside it
 
 
+@pytest.mark.slow
 def test_contrast_class_batched_equals_one_class_at_a_time_and_fused(vgg, train_data):
     together = fit(vgg, train_data, [0, 4, 6], objective="contrast")
     apart = fit(vgg, train_data, [0, 4, 6], class_batch=1, objective="contrast")

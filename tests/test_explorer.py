@@ -2,8 +2,8 @@
 
 import matplotlib
 
-from nadkit import book
-from nadkit.explorer import live
+from nadbook import book
+from nadbook.explorer import live
 from nadkit.subarch import SubArchitectures
 
 matplotlib.use("Agg")

@@ -11,6 +11,7 @@ from nadkit.networks import ARCHS, load_network
 from nadkit.points import MaskedPoint, mask_points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_folded_network_computes_the_same_function(arch):
     model = load_network(arch)
@@ -72,6 +73,7 @@ def test_masked_point_gradients_are_exact():
     assert torch.allclose(err, (a * m[:, :, None, None] - r).pow(2).mean((1, 2, 3)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["resnet50", "darts"])
 def test_fused_and_reference_steps_learn_the_same_masks(arch, train_data):
     model = load_network(arch)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import load_file
 
-from nadkit import pipeline
+from nadkit import evaluation, pipeline
 from nadkit.cli import main
 from nadkit.networks import MODELS_DIR, build_network
 from nadkit.points import mask_points, point_widths
@@ -87,7 +87,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture
 def stub_predict(monkeypatch):
-    monkeypatch.setattr(pipeline, "predict", lambda model, data, *a, subset=None, **k:
+    monkeypatch.setattr(evaluation, "predict", lambda model, data, *a, subset=None, **k:
                         data.labels if subset is None else data.labels[subset])
 
 
@@ -131,6 +131,7 @@ def some_arguments(draw) -> dict:
     return {f: draw(st.sampled_from(ARG_VALUES[f])) for f in flags}
 
 
+@pytest.mark.slow
 @FUZZ
 @given(picks=some_arguments(), into_result=st.booleans())
 def test_random_argument_values(world, tmp_path_factory, capsys, picks, into_result):
@@ -152,6 +153,7 @@ TARGETS = ["weights.safetensors", "weights.pth", "masks.safetensors", "meta.json
 @settings(FUZZ, max_examples=40)
 @given(target=st.sampled_from(TARGETS), how=st.sampled_from(["truncate", "flip", "wrong type", "other network's"]),
        at=st.integers(0, 1 << 20), resume=st.booleans())
+@pytest.mark.slow
 def test_damaged_files(world, tmp_path_factory, capsys, stub_predict, target, how, at, resume):
     RAN["files"] += 1
     tmp = tmp_path_factory.mktemp("f")

@@ -11,9 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from nadkit.subarch import PartialRun, SubArchitectures
+
+pytestmark = pytest.mark.slow  # runs NAD, trains, builds the book or opens a browser: not in make quick
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["disentangle", "--arch", "vgg16", "--classes", "0,1,2", "--steps", "3", "--batch-per-class", "2",

@@ -73,6 +73,7 @@ def test_every_bad_argument_of_nad_is_one_line_that_says_what_to_do(net, kwargs,
     assert isinstance(e.value, NadkitError) and words in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_bad_points_classes_and_shapes_are_one_line(net, data):
     with pytest.raises(NadkitError, match="points are not this model's"):
         NAD(net, [MaskPoint("conv1_1", "features.relu1_1")])
@@ -91,12 +92,14 @@ def test_bad_points_classes_and_shapes_are_one_line(net, data):
         NAD(net, points_of(net), steps=1, input_shape=(3, 16, 16)).fit(data, [0], progress=False)
 
 
+@pytest.mark.slow
 def test_the_input_shape_comes_from_the_data(net, data):
     nad = NAD(net, points_of(net), steps=1, batch_per_class=2)
     nad.fit(data, [0], progress=False)
     assert nad.input_shape == (3, 12, 12) and nad.widths == [6, 8]
 
 
+@pytest.mark.slow
 def test_nad_leaves_the_callers_model_as_it_found_it(net, data):
     net.train()
     net.stem[0].weight.requires_grad_(False)
@@ -110,6 +113,7 @@ def test_nad_leaves_the_callers_model_as_it_found_it(net, data):
     assert all(p.is_contiguous() for p in net.parameters())  # no channels_last left behind
 
 
+@pytest.mark.slow
 def test_fit_returns_sub_architectures_that_round_trip(net, data, tmp_path):
     subs = NAD(net, points_of(net), beta=0.1, steps=4, batch_per_class=4).fit(
         data, [0, 2, 3], class_names=["a", "b", "c", "d"], progress=False, preprocessing={"mean": [0.5]})
@@ -126,12 +130,14 @@ def test_fit_returns_sub_architectures_that_round_trip(net, data, tmp_path):
         subs.evaluate(net, data, mosaics=3, chance_draws=9).to_dict()
 
 
+@pytest.mark.slow
 def test_same_seed_same_masks_and_fit_is_the_engine(net, data):
     runs = [NAD(net, points_of(net), beta=0.1, steps=3, batch_per_class=4, seed=3) for _ in range(2)]
     a, b = runs[0].fit(data, [1, 3], progress=False), runs[1].run(data, [1, 3], progress=False)
     assert all(torch.equal(a.masks[p.name], m) for p, m in zip(points_of(net), b.masks))
 
 
+@pytest.mark.slow
 def test_evaluate_and_ablate_are_typed(net, data):
     subs = NAD(net, points_of(net), beta=0.1, steps=3, batch_per_class=4).fit(data, progress=False)
     ev = subs.evaluate(net, data, mosaics=4, chance_draws=9)
@@ -164,6 +170,7 @@ def test_mask_points_on_a_torchvision_classifier_and_a_custom_module(net):
         nadkit.mask_points(net, "images")
 
 
+@pytest.mark.slow
 def test_a_torchvision_classifier_end_to_end(tmp_path):
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=4)
@@ -183,6 +190,7 @@ def test_steps_too_few_to_converge_warn(net):
         NAD(net, points_of(net), steps=79)  # an explicit number of steps is what was asked
 
 
+@pytest.mark.slow
 def test_a_network_of_ones_own_without_weights_or_beta_warns():
     asked = pipeline.Spec("mypkg.nets:small")
     with pytest.warns(UserWarning) as caught:
@@ -194,6 +202,7 @@ def test_a_network_of_ones_own_without_weights_or_beta_warns():
         pipeline.warn_defaults(pipeline.Spec("vgg16"), pipeline.Spec("vgg16", beta=0.3))
 
 
+@pytest.mark.slow
 def test_nadkit_evaluate_accepts_what_save_wrote(tmp_path, capsys, train_data):
     from nadkit.data import first_per_class
 
@@ -212,6 +221,7 @@ def test_nadkit_evaluate_accepts_what_save_wrote(tmp_path, capsys, train_data):
     assert "other weights" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_rerun_at_another_beta_is_refused(tmp_path):
     SubArchitectures({"p": torch.rand(1, 4)}, [0], ["T-shirt/top"], {"arch": "vgg16", "beta": 0.3,
                      "weights_sha256": "x"}, {"0": {}}).save(tmp_path / "run")
@@ -220,6 +230,7 @@ def test_a_rerun_at_another_beta_is_refused(tmp_path):
         pipeline.disentangle(spec, tmp_path / "run", progress=False, allow_other_weights=True)
 
 
+@pytest.mark.slow
 def test_image_folders_take_and_record_the_given_preprocessing(tmp_path, capsys):
     from PIL import Image
 

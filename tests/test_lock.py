@@ -63,7 +63,7 @@ def test_this_environment_is_the_lock():
 def test_every_execution_path_has_the_cell_timeout_of_its_profile():
     import yaml
 
-    from nadkit.book import CELL_TIMEOUT
+    from nadbook.book import CELL_TIMEOUT
 
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["execute"]["timeout"] == CELL_TIMEOUT["full"]

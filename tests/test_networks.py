@@ -20,6 +20,7 @@ def test_all_four_networks_are_shipped():
     assert SHIPPED == list(ARCHS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", SHIPPED)
 def test_shipped_network_card_and_accuracy(arch, test_data):
     card = json.loads((MODELS_DIR / f"{arch}.json").read_text())

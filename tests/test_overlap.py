@@ -56,6 +56,7 @@ def test_curveball_keeps_every_row_and_column_sum_and_mixes():
     assert (y != x).mean() > 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("null", ["uniform", "swap"])
 def test_point_test_is_calibrated_on_null_data(null):
     """Matrices drawn from the null itself: the p-values are uniform (KS) and reject at about alpha."""

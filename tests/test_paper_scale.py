@@ -26,6 +26,7 @@ WIDTHS = {"vgg16": [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 51
 NADKIT = [sys.executable, "-m", "nadkit"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", POINTS)
 def test_paper_networks_have_the_authors_points(arch):
     model = load_network(arch, "imagefolder:/nowhere", weights="none")
@@ -50,6 +51,7 @@ def test_missing_torchvision_weights_say_how_to_get_them(monkeypatch, tmp_path):
         load_network("resnet50", "imagefolder:/x", weights="torchvision")
 
 
+@pytest.mark.slow
 def test_pth_weights_are_read_with_weights_only(tmp_path):
     model = load_network("resnet50", "imagefolder:/x", weights="none", num_classes=4)
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "w.pth")
@@ -85,6 +87,7 @@ def folder(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_image_folder_layout_transforms_and_bad_files(folder, tmp_path):
     data = ImageFolderData(folder, "train", image_size=32)
     assert data.class_names == ["n01", "n02", "n03", "n04"] and len(data) == 25
@@ -103,6 +106,7 @@ def test_image_folder_layout_transforms_and_bad_files(folder, tmp_path):
         ImageFolderData(tmp_path / "nothing", "train")
 
 
+@pytest.mark.slow
 def test_disentangle_and_evaluate_an_image_folder(folder, tmp_path):
     out = tmp_path / "run"
     common = ["--dataset", f"imagefolder:{folder}", "--weights", "none", "--image-size", "32"]
@@ -129,6 +133,7 @@ def test_disentangle_and_evaluate_an_image_folder(folder, tmp_path):
 FAST = ["--arch", "vgg16", "--classes", "0,3,6,9", "--steps", "3", "--batch-per-class", "4"]
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_processes_writes_what_one_process_writes(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(NADKIT + ["disentangle", "--out", str(one)] + FAST, check=True, capture_output=True)
@@ -142,6 +147,7 @@ def test_torchrun_with_two_processes_writes_what_one_process_writes(tmp_path):
     assert not (two / "partial").exists()
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_the_same_result(tmp_path):
     args = ["--arch", "vgg16", "--classes", "1,4,7", "--steps", "40", "--class-batch", "1"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -163,6 +169,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_result(tmp_path):
     assert len(done_before) < 3
 
 
+@pytest.mark.slow
 def test_cuda_asked_for_but_absent(capsys):
     if torch.cuda.is_available():
         pytest.skip("CUDA is present")
@@ -170,6 +177,7 @@ def test_cuda_asked_for_but_absent(capsys):
     assert run.returncode == 2 and "CUDA is not available" in run.stderr
 
 
+@pytest.mark.slow
 def test_decoding_on_the_device_matches_the_pil_path(tmp_path):
     """JPEGs decoded by torchvision.io (nvJPEG on a GPU; libjpeg here) with the transforms applied on
     the device: the same crops as the PIL path (same seeds), nearly the same pixels; a corrupt

@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from nadkit import plots, vega  # noqa: E402
+from nadbook import plots, vega  # noqa: E402
 
 RNG = np.random.default_rng(0)
 ARCHS = ("vgg16", "resnet50", "densenet121", "darts")
@@ -27,7 +27,7 @@ def points(n):
 
 
 def figures():
-    """One figure of every kind the book draws with ``nadkit.plots``."""
+    """One figure of every kind the book draws with ``nadbook.plots``."""
     yield "elbow", lambda: plots.elbow({a: {"betas": [0.1, 0.3, 1, 3], "kept": [0.9, 0.6, 0.3, 0.1],
                                              "loss": [1.0, 0.8, 0.5, 0.4], "beta": 1.0} for a in ARCHS})
     yield "kept_per_layer", lambda: plots.kept_per_layer({a: RNG.random(17).tolist() for a in ARCHS})

@@ -27,6 +27,7 @@ def test_named_points_follow_the_reference():
         mask_points("vgg16", build_network("resnet50"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", COUNTS)
 def test_masks_of_ones_change_nothing_and_each_image_uses_its_own_row(arch):
     torch.manual_seed(0)
@@ -68,6 +69,7 @@ def test_record_collects_each_point_in_order(vgg):
     assert acts[0].shape[-1] == 32 and acts[1].shape[-1] == 16 and acts[-1].shape[-1] == 1  # conv1_2 after pool1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("torchvision", [False, True])
 def test_densenet_final_point_sees_the_post_relu_features(torchvision):
     """The authors mask DenseNet121's final features after norm5 and its ReLU; the ReLU is

@@ -35,6 +35,7 @@ def run_argv(weights, out):
     return ["disentangle", "--arch", "vgg16", "--weights", str(weights), "--out", str(out)] + FAST
 
 
+@pytest.mark.slow
 def test_meta_json_records_provenance(tmp_path, weights):
     assert main(run_argv(weights, tmp_path / "r")) == 0
     meta = json.loads((tmp_path / "r" / "meta.json").read_text())
@@ -46,6 +47,7 @@ def test_meta_json_records_provenance(tmp_path, weights):
     assert set(meta["files"]) == {"masks.safetensors", "history.safetensors"}
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_masks_of_other_weights(tmp_path, weights, capsys):
     out = tmp_path / "r"
     assert main(run_argv(weights, out)) == 0
@@ -58,6 +60,7 @@ def test_evaluate_refuses_masks_of_other_weights(tmp_path, weights, capsys):
     assert weights_sha256(model) != sub.config["weights_sha256"]
 
 
+@pytest.mark.slow
 def test_a_rerun_on_other_weights_refuses_to_replace_the_result(tmp_path, weights, capsys):
     out = tmp_path / "r"
     assert main(run_argv(weights, out)) == 0
@@ -69,6 +72,7 @@ def test_a_rerun_on_other_weights_refuses_to_replace_the_result(tmp_path, weight
     assert SubArchitectures.load(out).config["weights_sha256"] != json.loads(before)["config"]["weights_sha256"]
 
 
+@pytest.mark.slow
 def test_merge_and_resume_refuse_partial_classes_of_other_weights(tmp_path, weights, capsys, monkeypatch):
     out = tmp_path / "cut"
 
@@ -85,6 +89,7 @@ def test_merge_and_resume_refuse_partial_classes_of_other_weights(tmp_path, weig
     assert main(["merge", str(out), "--allow-other-weights"]) == 0
 
 
+@pytest.mark.slow
 def test_a_result_of_an_older_nadkit_is_refused(tmp_path, weights, capsys):
     out = tmp_path / "r"
     assert main(run_argv(weights, out)) == 0

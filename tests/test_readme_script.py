@@ -3,7 +3,10 @@
 import re
 from pathlib import Path
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.slow  # runs NAD, trains, builds the book or opens a browser: not in make quick
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -50,8 +50,8 @@ def test_every_make_command_of_the_page_is_a_makefile_target_and_the_readme_s_ar
 
 def test_the_page_s_recipes_are_the_makefile_s():
     """What the page says `make reproduce` and the set-up run is what the Makefile runs."""
-    assert "OMP_NUM_THREADS=1 python -m nadkit.book reproduce --jobs 2" in PAGE
-    assert "OMP_NUM_THREADS=1 $(BIN)/python -m nadkit.book reproduce --jobs 2" in MAKEFILE
+    assert "OMP_NUM_THREADS=1 python -m nadbook.book reproduce --jobs 2" in PAGE
+    assert "OMP_NUM_THREADS=1 $(BIN)/python -m nadbook.book reproduce --jobs 2" in MAKEFILE
     assert "bash scripts/setup.sh" in MAKEFILE and "`scripts/setup.sh`" in PAGE
     assert "rm -rf runs _build" in MAKEFILE and "removes `runs/` and `_build/`" in PAGE
     timeout = re.search(r"--execution-timeout (\d+)", MAKEFILE).group(1)
@@ -83,7 +83,7 @@ def test_the_page_follows_the_introduction():
 def test_the_page_s_measured_times_and_limits_are_the_readme_s_and_the_code_s():
     """The page quotes measurements (they cannot be recomputed by building the book): each one
     must be the README's, and the limits the ones the code and the Makefile set."""
-    from nadkit.book import CELL_TIMEOUT
+    from nadbook.book import CELL_TIMEOUT
 
     section = PAGE.split("## Hardware and time", 1)[1].split("\n## ", 1)[0]
     measured = re.findall(r"(\d+(?:\.\d+)?) (min|s)\b", section)

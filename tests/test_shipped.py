@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from nadkit import book
+from nadbook import book
 from nadkit.subarch import SubArchitectures
 
 
@@ -31,6 +31,7 @@ def test_shipped_folders_say_how_they_were_made():
 
 @pytest.mark.skipif(not os.environ.get("CI") and not os.environ.get("NADKIT_RECOMPUTE"),
                     reason="minutes of CPU: runs in CI (CI=true) or with NADKIT_RECOMPUTE=1")
+@pytest.mark.slow
 def test_a_shipped_result_is_recomputed_exactly(tmp_path):
     """The shipped results were computed with one thread (`make reproduce` does the same): the
     sums inside a convolution, and so the last bits, depend on the thread count. They also depend
@@ -54,16 +55,17 @@ def test_a_shipped_result_is_recomputed_exactly(tmp_path):
 
 @pytest.mark.skipif(not os.environ.get("CI") and not os.environ.get("NADKIT_RECOMPUTE"),
                     reason="a minute of CPU: runs in CI (CI=true) or with NADKIT_RECOMPUTE=1")
+@pytest.mark.slow
 def test_a_shipped_ablation_point_is_recomputed(tmp_path):
     """The last point of the shipped vgg16 ablation, ablated again on its own (a point draws its
     random sets from its place among the network's points, so it needs none of the others)."""
-    from nadkit import ablate
+    from nadkit import ablate, pipeline
 
     _, folder = shipped_vgg16()
     shipped = ablate.load(folder / "ablation")
     cfg, last = shipped["config"], shipped["points"][-1]
-    again = ablate.ablation(folder, tmp_path / "one", [last], None, cfg["orders"], cfg["draws"],
-                            cfg["popularity_draws"], cfg["per_class"], progress=False)
+    again = pipeline.ablation(folder, tmp_path / "one", [last], None, cfg["orders"], cfg["draws"],
+                              cfg["popularity_draws"], cfg["per_class"], progress=False)
     a, b = again["results"][last], shipped["results"][last]
     assert a.keys() == b.keys()
     for k in a:  # predictions are argmax: bit-identical here; another CPU may flip a near-tie
@@ -79,6 +81,7 @@ def test_reproduce_refuses_bad_arguments_in_one_line():
         book.main(["reproduce", "vgg61"])
 
 
+@pytest.mark.slow
 def test_the_shipped_tree_is_what_the_full_book_reads(tmp_path, monkeypatch):
     """With data/results/ as shipped, precompute (everything the chapters read at their defaults)
     computes nothing, and every shipped folder is one it uses: nothing missing, nothing stale."""

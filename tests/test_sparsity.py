@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nadkit import book, sparsity
+from nadbook import book, sparsity
 
 
 @pytest.fixture()
@@ -14,6 +14,7 @@ def smoke(monkeypatch):
     monkeypatch.setenv("NADKIT_QUIET", "1")
 
 
+@pytest.mark.slow
 def test_the_sweep_reports_sparsity_collapse_and_every_rivals_findings(smoke):
     """The chapter's smoke sweep (the grid's first and last betas: the book's smoke build computes
     the same runs, so the tests share them)."""
@@ -40,7 +41,7 @@ def _row(beta, kept, nad, rival, empty=0.0, key="specific"):
 
 
 def test_the_sweep_verdict_follows_the_numbers():
-    from nadkit.sparsity import verdict
+    from nadbook.sparsity import verdict
 
     ahead = [0.9 + 0.001 * i for i in range(10)]
     level = [0.7 + 0.001 * i for i in range(10)]
@@ -79,7 +80,7 @@ def _hit_row(beta, nad, rival, kept_per_point=(0.5, 1.0)):
 
 
 def test_hit_rate_is_nads_own_only_where_it_wins_class_by_class_at_points_that_can_differ():
-    from nadkit.sparsity import verdict
+    from nadbook.sparsity import verdict
 
     level = [[0.3 + 0.01 * c, 0.9] for c in range(10)]
     ahead = [[0.4 + 0.01 * c, 0.9] for c in range(10)]
@@ -100,7 +101,7 @@ def test_misjudged_beyond_chance_is_nads_own_along_the_sweep_only_where_qap_says
     import numpy as np
 
     from nadkit.findings import Finding
-    from nadkit.sparsity import verdict
+    from nadbook.sparsity import verdict
 
     key = "misjudged beyond chance"
     k = 10
@@ -123,7 +124,7 @@ def test_misjudged_beyond_chance_is_nads_own_along_the_sweep_only_where_qap_says
 
 
 def test_the_headline_says_where_nad_is_its_own_or_that_it_is_nowhere():
-    from nadkit.sparsity import headline
+    from nadbook.sparsity import headline
 
     ahead = [0.9 + 0.001 * i for i in range(10)]
     level = [0.7 + 0.001 * i for i in range(10)]
@@ -138,7 +139,7 @@ def test_the_headline_says_where_nad_is_its_own_or_that_it_is_nowhere():
 
 def test_keeping_the_class_does_not_count_where_the_answer_is_constant():
     from nadkit.findings import Finding
-    from nadkit.sparsity import verdict
+    from nadbook.sparsity import verdict
 
     rows = [_row(0.3, 0.8, [0.9] * 10, [0.5] * 10, key="accuracy"), _row(0.5, 0.5, [0.9] * 10, [0.5] * 10, key="accuracy")]
     rows[0]["nad"]["specific"] = Finding(True, 0.7, "")
@@ -148,7 +149,7 @@ def test_keeping_the_class_does_not_count_where_the_answer_is_constant():
 
 
 def test_a_class_unit_effect_has_its_interval_around_it():
-    from nadkit.sparsity import effects
+    from nadbook.sparsity import effects
 
     rows = [_row(0.3, 0.8, [0.6 + 0.01 * i for i in range(10)], [0.5] * 10)]
     nad = effects(rows).query("method == 'NAD' and finding == 'specific'").iloc[0]
@@ -167,11 +168,12 @@ def test_the_sweep_command_refuses_bad_arguments_in_one_line(args, says):
     assert says in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_the_chosen_beta_is_judged_over_three_instances_as_the_cards_are(smoke):
     """In the smoke profile the chapter judges the first beta, whose instances' runs the other
     chapters make: the verdicts count the profile's instances, name the best heuristic, and the
     table carries every finding."""
-    from nadkit.verdicts import table
+    from nadbook.verdicts import table
 
     s = book.Settings.of(archs="vgg16")
     betas = sparsity.replicated_betas(["vgg16", "resnet50"])
@@ -250,7 +252,7 @@ def test_the_sparsest_specific_beta_keeps_a_channel_everywhere_and_names_its_cla
     assert sparsity.sparsest_specific([rows[3]]) is None
 
 def test_the_sweep_figure_carries_every_method_and_marks_where_each_holds():
-    from nadkit import vega
+    from nadbook import vega
 
     data = [{"network": "vgg16", "finding": "hit", "method": m, "beta": 0.3, "kept": 0.8,
              "effect": 0.1, "low": float("nan"), "high": None, "holds": m == "NAD", "at": "card's beta"}
@@ -291,7 +293,7 @@ def test_the_objective_sentence_says_whether_specificity_changes():
 
 
 def test_the_replicated_sentence_says_what_holds_on_three_instances_and_whose_it_is():
-    from nadkit.verdicts import NetworkVerdict
+    from nadbook.verdicts import NetworkVerdict
 
     def rep(status, own, measurable=True, specific="not shown at this scale"):
         v = {"hit": NetworkVerdict("vgg16", "hit", status, 3, 3, own=own),

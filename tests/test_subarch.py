@@ -53,6 +53,7 @@ def test_masks_from_another_network_are_refused():
         sub.check(model, points, (1, 32, 32))
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     spec = pipeline.Spec("vgg16", classes="2,5,8", beta=0.02, steps=4, batch_per_class=4, class_batch=1)
     whole = pipeline.disentangle(spec, tmp_path / "whole", progress=False)

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from nadkit.tables import cell, kind, markdown
+from nadbook.tables import cell, kind, markdown
 
 
 def test_each_kind_of_number_is_written_as_read():
@@ -30,6 +30,6 @@ def test_a_table_of_measures_is_formatted_row_by_row():
 
 
 def test_significant_digits_count_after_rounding():
-    from nadkit.verdicts import sig
+    from nadbook.verdicts import sig
 
     assert sig(0.00999, signed=False) == "0.010" and sig(99.96, signed=False) == "100"

@@ -8,7 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from nadkit.subarch import SubArchitectures
+
+pytestmark = pytest.mark.slow  # runs NAD, trains, builds the book or opens a browser: not in make quick
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["disentangle", "--arch", "vgg16", "--classes", "0,3,6,9", "--steps", "2", "--batch-per-class", "2",

@@ -11,6 +11,8 @@ from nadkit import train as T
 from nadkit.cli import main
 from nadkit.networks import MODELS_DIR, build_network, load_network
 
+pytestmark = pytest.mark.slow  # runs NAD, trains, builds the book or opens a browser: not in make quick
+
 
 def shipped() -> dict:
     files = sorted(p for p in MODELS_DIR.rglob("*") if p.is_file())

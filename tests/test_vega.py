@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nadkit import plots, vega
+from nadbook import plots, vega
 
 
 def decode(url: str) -> Image.Image:

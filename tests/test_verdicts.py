@@ -2,9 +2,10 @@
 instances that disagree are named, a heuristic that does better makes the finding not NAD's own."""
 
 import numpy as np
+import pytest
 
 from nadkit.findings import Finding
-from nadkit.verdicts import Effect, answer, finds, network_verdicts
+from nadbook.verdicts import Effect, answer, finds, network_verdicts
 
 POINTS = ["conv1", "conv2", "conv3"]
 
@@ -35,6 +36,7 @@ def test_instances_that_disagree_are_named():
     assert "opposite directions at conv3" in v.sentence() and "holds" not in v.sentence()
 
 
+@pytest.mark.slow
 def test_a_better_heuristic_makes_it_not_nads_own():
     nad = [run(acc=tuple(0.5 + 0.01 * i for i in range(10)))] * 3
     better = [run(acc=tuple(0.7 + 0.01 * i for i in range(10)))] * 3

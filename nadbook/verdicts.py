@@ -31,17 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from .findings import NAMES, PER_POINT, REPLICATE, SET_UNIT, Finding, replicated
-from .stats import ALPHA, SPECIFIC_MIN, bounded_interval, dif_ahead, swap_pooled
-
-# The one set of status words every chapter prints.
-HOLDS = "holds"                                   # significant, its effect at least the smallest worth reporting
-HOLDS_AS_GOOD = "holds, a simple rule as good"    # ... and a heuristic at the same channel counts is not beaten
-HOLDS_BETTER = "holds, a simple rule better"      # ... and a heuristic is significantly ahead
-NEGLIGIBLE = "negligible"                         # significant, but below the smallest effect worth reporting
-NOT_SHOWN = "not shown"                           # the test does not reject its null (or instances disagree)
-CANNOT = "cannot be tested here"                  # the data cannot reach the threshold: no verdict either way
-STATUSES = (HOLDS, HOLDS_AS_GOOD, HOLDS_BETTER, NEGLIGIBLE, NOT_SHOWN, CANNOT)
+from nadkit.findings import (CANNOT, HOLDS, HOLDS_AS_GOOD, HOLDS_BETTER, NAMES, NEGLIGIBLE, NOT_SHOWN,  # noqa: F401
+                             PER_POINT, REPLICATE, SET_UNIT, STATUSES, Finding, replicated)
+from nadkit.stats import ALPHA, SPECIFIC_MIN, bounded_interval, dif_ahead, swap_pooled
 
 # How each finding's effect is read: its scale and unit in words, the direction of "stronger",
 # and the smallest effect worth reporting (the single table of them; ``smallest_effects`` says it
@@ -570,7 +562,7 @@ def power_table(rows: list[dict] | None = None, **kwargs) -> str:
     """The pooled class-swap test's power against a planted alternative (``stats.pooled_power``,
     computed with ``kwargs`` unless ``rows`` are given) as a markdown table: planted effect ->
     rejection rate at ALPHA (at 0 the test's level)."""
-    from .stats import pooled_power
+    from nadkit.stats import pooled_power
 
     rows = rows if rows is not None else pooled_power(**kwargs)
     lines = ["| planted shared core (channels, share of a set) | difference per instance | rejection rate |",

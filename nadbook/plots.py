@@ -44,7 +44,7 @@ STYLE = {
 
 def style() -> AbstractContextManager:
     """The book's figure style as a context (``with plots.style(): ...``): text at least MIN_PT
-    points and figures sized for the column. ``nadkit.plots`` applies it on import too."""
+    points and figures sized for the column. ``nadbook.plots`` applies it on import too."""
     return mpl.rc_context(STYLE)
 
 

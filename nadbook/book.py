@@ -20,14 +20,16 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import pipeline
-from .data import REPO_ROOT, mosaics
-from .checks import OBJECTIVES
-from .disentangle import ELBOW_BETAS
-from .metrics import (class_accuracy, collapsed, cross_accuracy, hit_rate, hit_rate_by_class, misjudgment, predict,
+from nadkit import pipeline
+from nadkit.data import mosaics
+
+from nadbook import REPO_ROOT
+from nadkit.checks import OBJECTIVES
+from nadkit.disentangle import ELBOW_BETAS
+from nadkit.metrics import (class_accuracy, collapsed, cross_accuracy, hit_rate, hit_rate_by_class, misjudgment, predict,
                       random_like, similarity)
-from .networks import ARCHS, load_network, model_card, weights_sha256
-from .subarch import SubArchitectures, load_history
+from nadkit.networks import ARCHS, load_network, model_card, weights_sha256
+from nadkit.subarch import SubArchitectures, load_history
 
 SMOKE = {"classes": 4, "steps": 4, "mosaics": 16, "elbow_steps": 3, "chance_draws": 99,
          "instances": 2, "test_per_class": 50}
@@ -75,7 +77,7 @@ def _cross_per_class() -> int:
 
 def test_set():
     """Fashion-MNIST's test split as the profile evaluates it (``test_per_class``)."""
-    from .data import fashion_mnist, first_per_class
+    from nadkit.data import fashion_mnist, first_per_class
 
     return first_per_class(fashion_mnist("test"), test_per_class())
 
@@ -211,14 +213,15 @@ def folders(source: str, s: Settings, progress: bool = True) -> list[Path]:
     return [folder(source, s, seed, progress=progress) for seed in s.seeds]
 
 
-def instance_weights(instance: int) -> str | None:
-    """The ``--weights`` of an independently trained instance: None (the shipped network) for 0."""
+def instance_option(instance: int) -> str | None:
+    """The ``--weights`` option of an independently trained instance: None (the shipped network) for
+    0 (``nadkit.networks.instance_weights`` is the path of its weights file)."""
     return None if instance == 0 else f"instance:{instance}"
 
 
 def trained_instances(arch: str, s: Settings) -> list[int]:
     """The instances of ``s.instances`` that are trained and shipped (``data/models/instances``)."""
-    from .networks import instance_weights as path_of
+    from nadkit.networks import instance_weights as path_of
 
     return [i for i in s.instances if path_of(arch, i).exists()]
 
@@ -228,7 +231,7 @@ def instance_folders(source: str, s: Settings, progress: bool = True) -> list[Pa
     the folder itself for a result folder. Findings replicate over these, not over NAD seeds."""
     if Path(source, "meta.json").exists():
         return [Path(source)]
-    return [folder(source, s, s.seeds[0], instance_weights(i), progress) for i in trained_instances(source, s)]
+    return [folder(source, s, s.seeds[0], instance_option(i), progress) for i in trained_instances(source, s)]
 
 
 def _over(source: str, s: Settings, over: str, progress: bool) -> list[Path]:
@@ -321,7 +324,7 @@ def agreement_of(runs) -> dict:
 
     import numpy as np
 
-    from .stats import seed_agreement
+    from nadkit.stats import seed_agreement
 
     def r(v):  # JSON has no NaN: kappa is undefined where chance is 1 (every set full)
         return round(float(v), 4) if np.isfinite(v) else None
@@ -433,7 +436,7 @@ def ablations(source: str, s: Settings, progress: bool = True) -> list[dict]:
 def ablation_of(folder: Path, device: str = "cpu", progress: bool = True) -> dict:
     """``nadkit ablate`` of the run in ``folder`` at ``ABLATION``'s settings (``SMOKE_ABLATION``'s
     in the smoke profile), cached beside it; ``widths``: the channels of each point ablated."""
-    from .ablate import ablation
+    from nadkit.pipeline import ablation
 
     a = SMOKE_ABLATION if profile() == "smoke" else ABLATION
     sub = SubArchitectures.load(folder)
@@ -448,7 +451,7 @@ def ablation_of(folder: Path, device: str = "cpu", progress: bool = True) -> dic
 def sanity_weights(arch: str) -> list[str]:
     """The randomised networks of the sanity checks: the untrained one, and for vgg16 the cascade
     from the classifier down (``randomized:1`` ... ``randomized:5``)."""
-    from .sanity import CASCADES
+    from nadkit.sanity import CASCADES
 
     cascade = [f"randomized:{k}" for k in range(1, len(CASCADES[arch][1]))] if arch in CASCADES else []
     return cascade + ["none"]
@@ -532,7 +535,7 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
             sanity(arch, w, s)
             used.append(sanity_folder(arch, w, s))
         if profile() == "full" and s.beta is None:
-            from .sparsity import used as sweep_used
+            from nadbook.sparsity import used as sweep_used
             used += sweep_used(arch, s)  # the sparsity sweep, as far as it has run
         if arch in AUGMENTED_ARCHS:
             augmented(arch, s)
@@ -580,9 +583,9 @@ def ship(used: list[Path]) -> None:
 def choose_beta(arch: str, max_steps: int = 2000) -> dict:
     """Run the Elbow sweep of ``arch`` (full profile, converged masks) and write ``beta_choice`` into the
     network's card, with ``beta_from`` saying exactly how it was found."""
-    from .networks import MODELS_DIR
+    from nadkit.networks import models_dir
 
-    path = MODELS_DIR / f"{arch}.json"
+    path = models_dir() / f"{arch}.json"
     card = json.loads(path.read_text())
     card["nad"] = {"steps": "auto", "max_steps": max_steps, "lr": 0.1, "batch_per_class": 16,
                    "beta": card["nad"].get("beta")}
@@ -601,7 +604,7 @@ def choose_beta(arch: str, max_steps: int = 2000) -> dict:
         "collapsed": {str(t["beta"]): t["collapsed"] for t in choice["tried"]},
         "seed_agreement": {str(t["beta"]): t["seed_agreement"] for t in choice["tried"]},
         "seeds": s.seeds,
-        "command": f"python -m nadkit.book beta {arch}"}
+        "command": f"python -m nadbook.book beta {arch}"}
     path.write_text(json.dumps(card, indent=2) + "\n")
     return choice
 
@@ -626,7 +629,7 @@ def reproduce(archs: list[str] | None = None, jobs: int = 2) -> tuple[list[Path]
     import time
     from concurrent.futures import ProcessPoolExecutor
 
-    from . import book  # by name, so that spawned processes find it when this runs as __main__
+    from nadbook import book  # by name, so that spawned processes find it when this runs as __main__
 
     archs = archs or Settings.of().archs
     start, used, seconds = time.perf_counter(), [], {}
@@ -640,10 +643,10 @@ def reproduce(archs: list[str] | None = None, jobs: int = 2) -> tuple[list[Path]
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m nadkit.book [precompute|reproduce [--jobs N]|ship|beta|sweep] [ARCH ...]``: compute
+    """``python -m nadbook.book [precompute|reproduce [--jobs N]|ship|beta|sweep] [ARCH ...]``: compute
     what the book reads (reusing shipped results); recompute every shipped result from scratch
     (networks over N one-thread processes, default 2) and ship it; ship what was computed; or
-    choose the cards' beta with the Elbow sweep; or run the sparsity sweep (``nadkit.sparsity``)."""
+    choose the cards' beta with the Elbow sweep; or run the sparsity sweep (``nadbook.sparsity``)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
@@ -666,7 +669,7 @@ def main(argv: list[str] | None = None) -> None:
         for arch in archs:
             print(arch, choose_beta(arch))
     elif command == "sweep":
-        from .sparsity import run
+        from nadbook.sparsity import run
 
         options = {"--instance": None, "--betas": None, "--objective": None}
         for opt in options:
@@ -701,7 +704,7 @@ def convergence_study(arch: str, s: Settings, smooth: int = 50) -> dict:
     flip per step (mean over classes, averaged over ``smooth`` steps), the same-class agreement of
     two seeds' binarised masks every ``SNAPSHOT_EVERY`` steps (mean Jaccard over classes and seed
     pairs; a class that stopped keeps its final masks), and the final agreement."""
-    from .stats import same_class_agreement
+    from nadkit.stats import same_class_agreement
 
     subs = seeds_of(arch, s, progress=False)
     hists = [load_history(f) for f in folders(arch, s, progress=False)]
@@ -730,7 +733,7 @@ def convergence_study(arch: str, s: Settings, smooth: int = 50) -> dict:
 
 def findings(source: str, s: Settings, progress: bool = True) -> list[dict]:
     """The findings (``nadkit.findings.of_run``) of every trained instance of ``source``."""
-    from .findings import of_run
+    from nadkit.findings import of_run
 
     reports = evaluated(source, s, progress, over="instances")
     reports = [_with_uniform_p(r, f, s, progress)
@@ -753,7 +756,7 @@ def uniform_p(out: Path, s: Settings, progress: bool = True) -> list[float] | No
     """Per point, the two-sided p of the run's mean pairwise overlap against random channels of
     each class's size, with ``VERDICT_DRAWS`` draws (the smoke profile: its ``chance_draws``).
     Cached beside the run."""
-    from .overlap import point_test
+    from nadkit.overlap import point_test
 
     draws = verdict_draws()
     path = _cache(out, f"p-uniform-{_key({'draws': draws, 'seed': 0})}.json")
@@ -772,7 +775,7 @@ def rival_findings(source: str, s: Settings, progress: bool = True) -> dict[str,
     """The same findings for each heuristic of ``BASELINE_METHODS`` at NAD's channel counts, per
     trained instance (its hit rate on NAD's control mosaics, tested against NAD's random draws),
     with NAD's sets against its own on the overlap findings (``findings.versus_nad``)."""
-    from .findings import of_run, versus_nad
+    from nadkit.findings import of_run, versus_nad
 
     res = baselines(source, s, progress)
     ctrl = controls(source, s, progress, over="instances")
@@ -791,9 +794,9 @@ def _with_uniform_p(report: dict, out: Path, s: Settings, progress: bool) -> dic
 
 
 def verdicts(source: str, s: Settings, progress: bool = True) -> dict:
-    """Every finding's verdict on ``source`` (``nadkit.verdicts.network_verdicts``): over its
+    """Every finding's verdict on ``source`` (``nadbook.verdicts.network_verdicts``): over its
     trained instances, with the best heuristic at the same counts as its rival."""
-    from .verdicts import network_verdicts
+    from nadbook.verdicts import network_verdicts
 
     points = SubArchitectures.load(instance_folders(source, s, progress)[0]).points
     return network_verdicts(label(source), points, findings(source, s, progress),
@@ -842,12 +845,6 @@ def _control_hits(out: Path, s: Settings, progress: bool, name: str, summarise) 
         quads = mosaics(test, n, seed=0, classes=sub.classes)[1]
         path.write_text(json.dumps(summarise(hits, quads, sub.classes).tolist()) + "\n")
     return json.loads(path.read_text())
-
-
-def skipped_share(sub: SubArchitectures) -> float:
-    """Share of the class-steps that the authors' rule skipped (no image right)."""
-    st = list(sub.status.values())
-    return sum(s.get("skipped_steps", 0) for s in st) / max(sum(s.get("steps", 0) for s in st), 1)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import book
-from .findings import SET_UNIT
-from .verdicts import CANNOT, CLASS_UNIT, PAIR_UNIT
+from nadbook import book
+from nadkit.findings import SET_UNIT
+from nadbook.verdicts import CANNOT, CLASS_UNIT, PAIR_UNIT
 
 BETAS: dict[str, tuple[float, ...]] = {
     # card 0.3; Elbow kept share 0.83 at 0.3, 0.098 at 1.0; all ten classes: 0.78 at 0.4 with no
@@ -36,7 +36,7 @@ def folders(arch: str, s: book.Settings | None = None, instance: int = 0,
     """The sweep's result folders of ``arch`` (one per beta of ``BETAS``), each computed on first
     use (a killed run resumes where it stopped)."""
     s = s or book.Settings.of(archs=arch)
-    return [book.folder(arch, replace(s, beta=b), weights=book.instance_weights(instance), progress=progress)
+    return [book.folder(arch, replace(s, beta=b), weights=book.instance_option(instance), progress=progress)
             for b in BETAS[arch]]
 
 
@@ -58,11 +58,11 @@ def at_beta(folder: Path, s: book.Settings, progress: bool = True) -> dict:
     """Everything the sparsity chapter reads about one run of the sweep, each part cached beside
     the run as the other chapters' are: its kept share (overall and per point), how far it
     collapsed (empty class-points, the network's top answer), and its findings (NAD's, each
-    heuristic's at NAD's counts, random channels'), from which ``nadkit.verdicts`` reads the
+    heuristic's at NAD's counts, random channels'), from which ``nadbook.verdicts`` reads the
     effects."""
-    from .findings import of_run, versus_nad
-    from .sanity import collapse
-    from .subarch import SubArchitectures
+    from nadkit.findings import of_run, versus_nad
+    from nadkit.sanity import collapse
+    from nadkit.subarch import SubArchitectures
 
     sub = SubArchitectures.load(folder)
     report = book._with_uniform_p(book._evaluated(folder, s, "paper", progress), folder, s, progress)
@@ -98,10 +98,10 @@ def summary(arch: str, s: book.Settings | None = None, instance: int = 0, progre
     s = s or book.Settings.of(archs=arch)
     out = []
     for b in betas or BETAS[arch]:
-        cfg = replace(s, beta=b).run_config(arch, weights=book.instance_weights(instance))
+        cfg = replace(s, beta=b).run_config(arch, weights=book.instance_option(instance))
         folder = book.run_dir(cfg)
         if compute:
-            folder = book.folder(arch, replace(s, beta=b), weights=book.instance_weights(instance), progress=progress)
+            folder = book.folder(arch, replace(s, beta=b), weights=book.instance_option(instance), progress=progress)
         if (folder / "meta.json").exists():
             out.append(at_beta(folder, s, progress))
     return out
@@ -155,7 +155,7 @@ def _effect(key: str, f) -> tuple[float, float, float]:
     one value per class, none (nan) otherwise; "structure" as the share of testable points."""
     import numpy as np
 
-    from .stats import mean_interval
+    from nadkit.stats import mean_interval
 
     if key in CLASS_UNIT:  # values: per class, the difference over random, or the balanced accuracy
         v = mean_interval(np.asarray(f.values, dtype=float))
@@ -217,7 +217,7 @@ def own_test(r: dict, key: str, method: str) -> tuple[float, float, float] | Non
     import numpy as np
     from scipy import stats as st
 
-    from .stats import dif_ahead
+    from nadkit.stats import dif_ahead
 
     if key in SET_UNIT:
         t = r["rivals"][method][key].nad_swap if key in r["rivals"][method] else []
@@ -250,7 +250,7 @@ def nads_own(rows: list[dict], key: str) -> dict[float, tuple[bool, float]]:
     "cannot be tested here" there, never "no"."""
     import numpy as np
 
-    from .overlap import holm
+    from nadkit.overlap import holm
 
     methods = list(rows[0]["rivals"]) if rows else []
     adjusted, reach, behind = {}, {}, {}
@@ -296,7 +296,7 @@ def measurable(r: dict) -> tuple[bool, str]:
     rule ``sanity.MEASURABLE_RULE``: masks not empty at most class-points, sub-architectures that
     mostly do not answer constantly, read from the masked network's cross-class accuracy), and why
     not."""
-    from .sanity import measurable as can
+    from nadkit.sanity import measurable as can
 
     return can(r)
 
@@ -312,7 +312,7 @@ def verdict(rows: list[dict], key: str, named: bool = True) -> str:
     NAD's own, in words, from the numbers: kept-share ranges over the measurable betas (a beta
     whose masks collapsed is "not measurable" and counted apart). NAD's own is tested on the class
     (``nads_own``) for every finding of ``OWN_TESTED`` (all of ``SWEPT``)."""
-    from .findings import NAMES
+    from nadkit.findings import NAMES
 
     ok = [r for r in rows if measurable(r)[0] and key in r["nad"]]
     lost = [r["beta"] for r in rows if not measurable(r)[0]]
@@ -358,7 +358,7 @@ def headline(sweep: dict[str, list[dict]], see: str = "", reps: dict[str, dict] 
     sparsity, or not testable;
     how far the sweep has got; and, with ``reps`` (``replications``), which findings hold on
     three instances at the betas chosen for replication and whether they are NAD's own there."""
-    from .findings import NAMES
+    from nadkit.findings import NAMES
 
     if not sweep:
         return "The sparsity sweep has not run on any network here."
@@ -396,7 +396,7 @@ def replicated_sentence(reps: dict[str, dict], keys: tuple[str, ...] = SWEPT, sh
     network, and where they are NAD's own against the best heuristic at the same counts (or why
     that cannot be tested), in two sentences from the verdicts; ``short``: counts instead of
     names (chapter 01's answer)."""
-    from .findings import NAMES
+    from nadkit.findings import NAMES
 
     if not reps:
         return "No beta chosen for replication has run on all three trained instances yet."
@@ -453,7 +453,7 @@ def _list(items: list[str]) -> str:
 def folder_at(arch: str, beta: float, s: book.Settings | None = None, instance: int = 0) -> Path:
     """The run folder of ``arch`` at ``beta`` (trained instance ``instance``), run or not."""
     s = s or book.Settings.of(archs=arch)
-    return book.run_dir(replace(s, beta=beta).run_config(arch, weights=book.instance_weights(instance)))
+    return book.run_dir(replace(s, beta=beta).run_config(arch, weights=book.instance_option(instance)))
 
 
 def ablation_at(arch: str, beta: float, s: book.Settings | None = None, progress: bool = True) -> dict | None:
@@ -465,7 +465,7 @@ def ablation_at(arch: str, beta: float, s: book.Settings | None = None, progress
 
 
 # The betas run on all three trained instances, with
-# ``python -m nadkit.book sweep ARCH --instance 1 --betas B`` (and 2). First the one ``informative``
+# ``python -m nadbook.book sweep ARCH --instance 1 --betas B`` (and 2). First the one ``informative``
 # picks on instance 0's sweep (vgg16: 3 findings with NAD above every heuristic at 0.6; resnet50: 4
 # at 1.6; densenet121: 1 at 0.3, 0.75 and 1.0, so the sparsest; darts: 1 at every measurable beta
 # but 1.0, so the sparsest, 4.0); chapter 05b's ablation runs at it (``ablated_betas``). Then the
@@ -520,7 +520,7 @@ def replications(archs: list[str], s: book.Settings, progress: bool = True) -> d
 def ahead(r: dict) -> list[str]:
     """The per-run findings that hold for NAD at one beta of the sweep and where NAD's effect is
     above every heuristic's at its counts (description: one run cannot test it)."""
-    from .verdicts import EFFECTS
+    from nadbook.verdicts import EFFECTS
 
     out = []
     for key in PER_RUN:
@@ -547,8 +547,8 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
     NAD's counts as rival, NAD's own tested as in chapter 01), with each instance's kept share and
     whether it is measurable; None until every instance has run at ``beta`` (with
     ``compute``: computing what is missing)."""
-    from .subarch import SubArchitectures
-    from .verdicts import network_verdicts
+    from nadkit.subarch import SubArchitectures
+    from nadbook.verdicts import network_verdicts
 
     s = s or book.Settings.of(archs=arch)
     rows = [summary(arch, s, i, progress, betas=(beta,), compute=compute) for i in s.instances]
@@ -601,7 +601,7 @@ def own_on_classes(rows: list[dict], key: str, instances: list[int], chosen_on: 
                                            for k in confirm for m in rows[k]["rivals"]):
         # ONE test per heuristic over the confirming instances (class swaps within each, pooled)
         # instead of every instance's own: NAD's own where every heuristic's pooled p is below 0.05
-        from .stats import swap_pooled
+        from nadkit.stats import swap_pooled
 
         tests = {m: swap_pooled([rows[k]["rivals"][m][key].nad_swap_dist for k in confirm])
                  for m in rows[confirm[0]]["rivals"]}
@@ -619,7 +619,7 @@ def class_unit_sentence(reps: dict[str, dict], keys: tuple[str, ...] = CONFIRMED
     heuristics on each instance, and whether the instances the beta was not chosen on confirm it."""
     import numpy as np
 
-    from .findings import NAMES
+    from nadkit.findings import NAMES
 
     out = []
     for where, r in reps.items():

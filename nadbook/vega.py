@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from .plots import HIGHLIGHT, HIGHLIGHT_RGB
+from nadbook.plots import HIGHLIGHT, HIGHLIGHT_RGB
 
 ASSETS = "../_static/vega/"  # from a chapter's page (book/NAME.html)
 SCRIPTS = ("vega.min", "vega-lite.min", "vega-embed.min")
@@ -331,7 +331,7 @@ def explorer_data(subs: Mapping, nets: Mapping, images: Tensor, top: float = 0.0
     ``subs`` (network label -> ``SubArchitectures``), their networks ``nets`` (label -> (model,
     points, test set)), the mosaics ``images`` [M, C, H, W] and their classes ``quadrants``
     [M, 4] (``nadkit.mosaics``' second result), computed once when the book is built."""
-    from .metrics import feature_maps
+    from nadkit.metrics import feature_maps
 
     rows, originals, labels = [], [], {}
     for a, sub in subs.items():

@@ -1,10 +1,10 @@
 """The live explorer: ipywidgets that redraw a class's kept channels and top pixels at any point
 for any test image or mosaic. It needs a running kernel, so the book only shows how to start it
-(chapter 10); its static twin is ``nadkit.vega.explorer``. It is not run when the book is built:
+(chapter 10); its static twin is ``nadbook.vega.explorer``. It is not run when the book is built:
 an Output widget that captures a figure sends widget messages that nbclient, under load, could
 wait on forever (issue 21).
 
-    from nadkit.explorer import live
+    from nadbook.explorer import live
     live(subs, nets, mosaic_images, test)
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .metrics import feature_maps
-from .plots import HIGHLIGHT, highlight_cmap
+from nadkit.metrics import feature_maps
+from nadbook.plots import HIGHLIGHT, highlight_cmap
 
 
 def live(subs: dict, nets: dict, mosaic_images, test):

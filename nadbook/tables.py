@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from .verdicts import sig
+from nadbook.verdicts import sig
 
 
 def kind(column: str) -> str:

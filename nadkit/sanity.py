@@ -8,14 +8,16 @@ its top ``K`` blocks re-initialised (cascading randomisation, from the classifie
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from .errors import NadkitError
-from .stats import CONSTANT_SHARE
 
+CONSTANT_SHARE = 0.9  # a sub-architecture naming its class for this share of other classes' images answers
+#                      (almost) constantly: never specific, whatever its balanced accuracy
 RANDOM_SEED = 0  # "none": the untrained network, drawn from this seed (the shipped networks' own init)
 # Cascading randomisation re-draws blocks from another seed: the shipped networks were trained from
 # seed 0's initialisation, and the trained features co-adapt with it (the embedded VGG16 with its
@@ -75,19 +77,24 @@ MEASURABLE_RULE = (
     f"network answers one class for at least {ONE_CLASS:.0%} of the images")
 
 
+def others_taken(cross, classes: Sequence[int]) -> np.ndarray:
+    """Per sub-architecture: the share of the *other* classes' images it takes for its own class
+    (the mean of its row of ``metrics.cross_accuracy`` over the other classes)."""
+    m = np.asarray(cross)
+    return np.array([np.mean([m[k, d] for d in classes if d != c]) for k, c in enumerate(classes)])
+
+
 def collapse(binary, confusion=None, cross=None, classes=None) -> dict[str, float]:
     """How far a run can say anything, read from the sub-architectures' own answers: the share of
     (class, point) sub-architectures that keep no channel (an empty point makes the masked network
     answer a constant), from the cross-class accuracy ``cross`` ([sub-architecture, true class]:
     the share of each class's images the masked network names as the sub-architecture's class;
     ``classes`` the sub-architectures' classes, default 0..K-1) the share of sub-architectures
-    that answer (almost) constantly (``stats.CONSTANT_SHARE`` of the other classes' images named)
+    that answer (almost) constantly (``CONSTANT_SHARE`` of the other classes' images named)
     and the mean share of the other classes' images named, and from the whole network's
     ``confusion`` the share of the test images it gives its most frequent answer (about 1/K on a
     trained network whatever the masks: it says nothing about them, only about the network). A
     part whose input is not given is NaN (not judged)."""
-    from .stats import others_taken
-
     empty = torch.cat([(b.sum(1) == 0).float() for b in binary])
     out = {"empty class-points": float(empty.mean()), "constant sub-architectures": float("nan"),
            "others named": float("nan"), "top answer share": float("nan")}

@@ -14,15 +14,16 @@ import torch
 from scipy import stats
 from torch import Tensor
 
+from .sanity import CONSTANT_SHARE, others_taken  # noqa: F401 (findings and the chapters read them here)
+
 
 ALPHA = 0.05
 RESAMPLES = 9_999
 
 # The smallest effects worth reporting that the run-level findings read here (the whole table, in
-# words, is ``nadkit.verdicts.EFFECTS`` / ``smallest_effects``).
+# words, is ``nadbook.verdicts.EFFECTS`` / ``smallest_effects``); ``sanity.CONSTANT_SHARE`` says when
+# a sub-architecture answers (almost) constantly.
 SPECIFIC_MIN = 0.6     # balanced accuracy of a sub-architecture as a detector of its class
-CONSTANT_SHARE = 0.9   # a sub-architecture naming its class for this share of other classes' images
-#                        answers (almost) constantly: never specific, whatever its balanced accuracy
 
 
 def attainable(dist: np.ndarray, tol: float = 1e-12) -> float:
@@ -351,13 +352,6 @@ def top_confusion_among_similar(sim, conf, classes: Sequence[int], top: int = 3)
     chance = top / (k - 1)
     p = stats.binomtest(sum(hits), len(hits), chance, alternative="greater").pvalue if hits else float("nan")
     return {"hits": int(sum(hits)), "classes": len(hits), "chance": chance, "p": float(p)}
-
-
-def others_taken(cross, classes: Sequence[int]) -> np.ndarray:
-    """Per sub-architecture: the share of the *other* classes' images it takes for its own class
-    (the mean of its row of ``metrics.cross_accuracy`` over the other classes)."""
-    m = np.asarray(cross)
-    return np.array([np.mean([m[k, d] for d in classes if d != c]) for k, c in enumerate(classes)])
 
 
 def versus(nad: dict, other: dict, seed: int = 0) -> dict:

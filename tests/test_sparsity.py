@@ -318,7 +318,7 @@ def test_more_on_vgg16_cannot_be_tested_where_ties_bound_its_smallest_p():
     beta can reach Holm's threshold, so whether it is NAD's own cannot be tested here (never "at
     no sparsity"); the same p with 1/1024 floors is NAD's own, and a heuristic ahead at a
     reachable floor is not."""
-    from nadkit.sparsity import nads_own, reachable_family, verdict
+    from nadbook.sparsity import nads_own, reachable_family, verdict
 
     floors = [0.5, 0.125, 0.0625, 0.0625, 0.0625]
     betas = [0.4, 0.45, 0.5, 0.6, 0.7]

@@ -165,7 +165,7 @@ def test_overlap_is_nads_own_by_one_test_pooled_over_instances():
     test over the instances: a planted difference on every instance is NAD's own, the mirror image
     is "a simple rule better", and differences tied at one class per instance (smallest attainable
     p 1/8) cannot be tested here."""
-    from nadkit.verdicts import CANNOT, HOLDS_BETTER
+    from nadbook.verdicts import CANNOT, HOLDS_BETTER
 
     rng = np.random.default_rng(0)
     wide = np.concatenate([[1.0], rng.normal(0, 0.2, 1023)])  # the observed difference far out
@@ -187,7 +187,7 @@ def test_overlap_is_nads_own_by_one_test_pooled_over_instances():
 
 
 def test_status_words_are_one_set_and_the_smallest_effects_are_stated():
-    from nadkit.verdicts import EFFECTS, NEGLIGIBLE, STATUSES, smallest_effects
+    from nadbook.verdicts import EFFECTS, NEGLIGIBLE, STATUSES, smallest_effects
 
     assert STATUSES == ("holds", "holds, a simple rule as good", "holds, a simple rule better", "negligible",
                         "not shown", "cannot be tested here")
@@ -205,7 +205,7 @@ def test_status_words_are_one_set_and_the_smallest_effects_are_stated():
 
 
 def test_the_power_table_reads_planted_effect_to_rejection_rate():
-    from nadkit.verdicts import power_table
+    from nadbook.verdicts import power_table
 
     rows = [{"planted core": 0, "share of set": 0.0, "difference per instance": 0.0, "rejection rate": 0.05,
              "replicates": 100},

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from nadbook import book
-from nadkit.findings import SET_UNIT
+from nadkit.findings import NAMES, SET_UNIT
 from nadbook.verdicts import CANNOT, CLASS_UNIT, PAIR_UNIT
 
 BETAS: dict[str, tuple[float, ...]] = {
@@ -138,6 +138,11 @@ def used(arch: str, s: book.Settings, instance: int = 0) -> list:
                 add(summary(arch, s, i, progress=True, betas=(b,)), s, i)
     paper = replace(s, objective="paper")
     add(summary(arch, paper, instance, progress=True, betas=OBJECTIVE_BETAS.get(arch, ())), paper, instance)
+    seen = replace(s, objective="contrast")
+    add(summary(arch, seen, instance, progress=True, betas=CONTRAST_BETAS.get(arch, ())), seen, instance)
+    for b, insts in CONTRAST_REPLICATED.get(arch, {}).items():
+        for i in insts:
+            add(summary(arch, seen, i, progress=True, betas=(b,)), seen, i)
     return out
 
 
@@ -664,9 +669,13 @@ OBJECTIVE_BETAS: dict[str, tuple[float, ...]] = {
 # objective shows them, and as many of the other classes', which the masked network must not name;
 # the term weighted like the CE term). Its transition from a probe (vgg16, four classes, 800 steps):
 # kept 0.93 at beta 0.3, 0.12 at 0.6, so vgg16's official grid from 0.3 to 0.7; resnet50's official
-# grid to 2.0, run from the middle out so that a cut-off sweep still spans the transition.
+# grid to 2.0 (at 1.0 the contrast objective keeps 0.71 with 4% of class-points empty: its
+# transition lies lower, so 0.6 and 0.3 ran next).
 CONTRAST_BETAS: dict[str, tuple[float, ...]] = {
-    "vgg16": (0.3, 0.4, 0.45, 0.5, 0.6, 0.7), "resnet50": (1.0, 1.6, 0.6, 1.3, 0.3, 2.0)}
+    "vgg16": (0.3, 0.4, 0.45, 0.5, 0.6, 0.7), "resnet50": (0.3, 0.6, 1.0, 1.3, 1.6, 2.0)}
+# The contrast objective's chosen beta (the sparsest specific with no empty point on instance 0)
+# run on the other trained instances: {beta: instances}, as far as run.
+CONTRAST_REPLICATED: dict[str, dict[float, tuple[int, ...]]] = {}
 
 
 def objectives(arch: str, s: book.Settings | None = None, progress: bool = True, compute: bool = False,
@@ -712,3 +721,59 @@ def objective_sentence(arch: str, by_objective: dict[str, list[dict]], sweep_row
                         + ("the same verdict" if same else "a different verdict"))
         text += ". At the nearest kept share of the sweep, " + "; ".join(near)
     return text + "."
+
+
+def contrast(arch: str, s: book.Settings | None = None, progress: bool = True, compute: bool = False,
+             betas: tuple[float, ...] | None = None, instance: int = 0) -> list[dict]:
+    """``at_beta`` of the contrast objective's sweep of ``arch`` (``CONTRAST_BETAS``, or
+    ``betas``) on ``instance``, sorted by beta, as far as it has run (with ``compute``: all)."""
+    s = replace(s or book.Settings.of(archs=arch), objective="contrast")
+    rows = summary(arch, s, instance, progress, betas or CONTRAST_BETAS.get(arch, ()), compute)
+    return sorted(rows, key=lambda r: r["beta"])
+
+
+def specific_and_sparse(rows: list[dict]) -> list[dict]:
+    """The betas whose sub-architectures are specific to their class, measurable and with a
+    channel at every point (``_chosen_ok``): where the findings can be read."""
+    return [r for r in rows if _chosen_ok(r)]
+
+
+def _span(rows: list[dict]) -> str:
+    kept = [r["kept"] for r in rows]
+    return f"{min(kept):.0%}" if len(kept) == 1 else f"{min(kept):.0%} to {max(kept):.0%}"
+
+
+def objective_verdict(arch: str, official: list[dict], contrast_rows: list[dict]) -> dict:
+    """Per network, the two objectives compared: for each, the betas where the sub-architectures
+    are specific and sparse (``specific_and_sparse``) and the share of channels they keep there;
+    for the contrast objective, the findings on which NAD beats every simple rule at one of those
+    betas (``nads_own``, tested on the class against every heuristic, Holm over the betas), and
+    the findings that cannot be tested there. Returns the numbers and ``sentence``, the verdict
+    in words."""
+    ok = {"official": specific_and_sparse(official), "contrast": specific_and_sparse(contrast_rows)}
+    betas = {r["beta"] for r in ok["contrast"]}
+    own, cannot = [], []
+    for key in SWEPT:
+        tested = {b: v for b, v in nads_own(contrast_rows, key).items() if b in betas} if betas else {}
+        if any(v[0] for v in tested.values()):
+            own.append(key)
+        elif betas and not tested:
+            cannot.append(key)
+
+    def said(name: str, rows: list[dict], ran: list[dict]) -> str:
+        if not ran:
+            return f"the {name} objective has not run"
+        if not rows:
+            return f"with the {name} objective they are specific at none of its {len(ran)} betas"
+        bal = [r["nad"]["specific"].estimate for r in rows]
+        return (f"with the {name} objective they are specific at {len(rows)} of its {len(ran)} betas, keeping "
+                f"{_span(rows)} of the channels (balanced accuracy {min(bal):.2f} to {max(bal):.2f})")
+
+    text = f"On {arch}, {said('authors', ok['official'], official)}; {said('contrast', ok['contrast'], contrast_rows)}"
+    if ok["contrast"]:
+        text += ("; there NAD beats every simple rule on " + _list([f"*{NAMES[k]}*" for k in own]) if own
+                 else "; there NAD beats every simple rule on no finding")
+        text += f" ({_list([f'*{NAMES[k]}*' for k in cannot])}: {CANNOT})" if cannot else ""
+    return {"network": arch, "specific": {o: [r["beta"] for r in rows] for o, rows in ok.items()},
+            "kept": {o: [r["kept"] for r in rows] for o, rows in ok.items()}, "own": own, "cannot": cannot,
+            "sentence": text + "."}

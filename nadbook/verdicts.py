@@ -571,3 +571,92 @@ def power_table(rows: list[dict] | None = None, **kwargs) -> str:
         lines.append(f"| {r['planted core']} ({r['share of set']:.2f}) | {sig(r['difference per instance'])} | "
                      f"{r['rejection rate']:.2f} ({r['replicates']} replicates) |")
     return "\n".join(lines)
+
+
+# --- the first screen: the answer in four sentences and the verdict grid -------------------------
+# Each finding in a few plain words (the grid's rows, the answer's lists).
+SHORT = {
+    "accuracy": "keep their class", "specific": "specific to their class", "more": "classes share more",
+    "fewer": "classes share fewer", "structure": "sharing uneven", "hit": "hit rate on mosaics",
+    "misjudged": "misjudged pairs similar", "misjudged beyond chance": "misjudged, beyond chance",
+    "top confusion": "top confusion similar"}
+# Where each finding is measured: the grid's cells link there.
+CHAPTER = {"accuracy": "05_whether", "specific": "05_whether", "more": "06_where", "fewer": "06_where",
+           "structure": "06_where", "hit": "06_where", "misjudged": "07_misjudgment",
+           "misjudged beyond chance": "07_misjudgment", "top confusion": "07_misjudgment"}
+# The grid's categories, best first: (background, text colour, legend).
+CATEGORIES = {
+    "better": ("#1b7837", "#ffffff", "holds, NAD better than every simple rule"),
+    "untested": ("#c7e9c0", "#000000", "holds; against the simple rules " + CANNOT),
+    "as good": ("#d9f0d3", "#000000", HOLDS_AS_GOOD),
+    "rule better": ("#fdb863", "#000000", HOLDS_BETTER),
+    "no": ("#e0e0e0", "#000000", f"{NEGLIGIBLE} or {NOT_SHOWN}"),
+    "cannot": ("#ffffff", "#555555", CANNOT),
+}
+
+
+def category(v: NetworkVerdict) -> str:
+    """The grid's category of one verdict (``CATEGORIES``)."""
+    if v.status == CANNOT:
+        return "cannot"
+    if v.status != HOLDS:
+        return "no"
+    if v.own is None:
+        return "untested"
+    return "better" if v.own else "rule better" if v.outdone else "as good"
+
+
+def grid(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> str:
+    """The verdict grid as HTML: findings by networks, each cell coloured by its category, with
+    the effect in the cell (in the finding's unit), its full verdict on hover, and a link to the
+    chapter that measures it; the legend below."""
+    from html import escape
+
+    nets = list(verdicts)
+    head = "<tr><th>finding</th>" + "".join(f"<th>{escape(a)}</th>" for a in nets) + "</tr>"
+    rows = []
+    for key in keys:
+        cells = []
+        for a in nets:
+            v = verdicts[a].get(key)
+            if v is None:
+                cells.append("<td></td>")
+                continue
+            bg, fg, label = CATEGORIES[category(v)]
+            fx = v.effect.estimate if v.effect is not None else float("nan")
+            text = sig(fx, signed=key not in UNSIGNED) if np.isfinite(fx) else "&ndash;"
+            cells.append(f'<td style="background:{bg};text-align:center"><a style="color:{fg}" '
+                         f'href="{CHAPTER[key]}.html" title="{escape(label + ": " + v.sentence())}">{text}</a></td>')
+        rows.append(f"<tr><td>{escape(SHORT[key])}</td>{''.join(cells)}</tr>")
+    legend = " ".join(f'<span style="background:{bg};color:{fg};border:1px solid #999;padding:0 4px;'
+                      f'white-space:nowrap">{escape(label)}</span>' for bg, fg, label in CATEGORIES.values())
+    units = "; ".join(f"{SHORT[k]}: {EFFECTS[k][0]}" for k in keys)
+    return (f'<table class="verdict-grid" style="font-size:0.85em;border-collapse:collapse">{head}{"".join(rows)}'
+            f'</table>\n<p style="font-size:0.8em;line-height:1.9">{legend}</p>\n'
+            f'<p style="font-size:0.75em">In each cell the effect ({escape(units)}).</p>')
+
+
+def lead(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str], contrast: str = "") -> str:
+    """The book's answer in at most four sentences, from the verdicts through a fixed template
+    that a reader of the paper can follow: what reproduces; what a simple rule at the same
+    channel counts does; whether the sub-architectures are specific to their class (and
+    ``contrast``, one sentence on the objective that sees other classes); what was not run."""
+    nets = list(verdicts)
+    n = len(nets)
+    cells = [verdicts[a][k] for k in keys for a in nets if k in verdicts[a]]
+    held = [v for v in cells if v.status == HOLDS]
+    most = [k for k in keys if 2 * sum(v.key == k for v in held) >= n and any(v.key == k for v in held)]
+    first = (f"On {n} small networks of the paper's four designs, each trained three times on Fashion-MNIST, "
+             f"{len(most)} of the paper's {len(keys)} findings hold on at least half of the networks"
+             + (f" ({_list([SHORT[k] for k in most])})" if most else "") + ".")
+    cats = [category(v) for v in held]
+    second = (f"Where a finding holds ({len(held)} finding-network pairs), a simple rule that keeps as many "
+              f"channels (the most active ones, say) is as good in {cats.count('as good')} and better in "
+              f"{cats.count('rule better')}; NAD is better than every such rule in {cats.count('better')}"
+              + (f", and in {cats.count('untested')} that cannot be tested here" if cats.count("untested") else "")
+              + ".")
+    spec = [a for a in nets if "specific" in verdicts[a] and verdicts[a]["specific"].status == HOLDS]
+    third = (f"With the authors' objective the sub-architectures are specific to their class on {len(spec)} of {n} "
+             "networks" + ("" if len(spec) == n else ": elsewhere they name their class for most images of other classes")
+             + (f"; {contrast}" if contrast else "") + ".")
+    return " ".join([first, second, third, "The paper's ImageNet and Places365 networks were not run here."])

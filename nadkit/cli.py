@@ -194,19 +194,9 @@ def floats_arg(text: str) -> list[float]:
 
 def print_ablation(r: dict) -> None:
     """Per point: selectivity at the matrix k for NAD and its controls (mean over classes)."""
-    import numpy as np
+    from .results import ablation_text
 
-    from .necessity import selectivity
-
-    names = [n for n in r["config"]["orders"]] + ["popularity", "random"]
-    print(f"selectivity (drop on the class - mean drop on the others, balanced accuracy), mean over "
-          f"{len(r['classes'])} classes, at k = the median set size")
-    print(f"{'point':<14}{'k':>5}" + "".join(f"{n[:12]:>14}" for n in names))
-    for p, res in r["results"].items():
-        k = r["matrix_k"][p]
-        have = [n for n in names if f"{n}.balanced" in res]
-        vals = {n: float(np.mean(selectivity(res, n, k))) for n in have}
-        print(f"{p:<14}{k:>5}" + "".join(f"{vals[n]:>14.3f}" if n in vals else f"{'-':>14}" for n in names))
+    print(ablation_text(r["classes"], list(r["config"]["orders"]), r["results"], r["matrix_k"]))
 
 
 def ints_arg(text: str, what: str) -> list[int]:
@@ -217,31 +207,10 @@ def ints_arg(text: str, what: str) -> list[int]:
 
 
 def print_report(r: dict) -> None:
-    """The per-layer table and the summary figures, as plain text."""
-    hits = r["hit_rate"] or [None] * len(r["points"])
-    if r["hit_rate"] is None:
-        print(f"{r['arch']}: {len(r['classes'])} classes, no hit rate ({r.get('hit_rate_missing', 'under 4 classes')})")
-    else:
-        print(f"{r['arch']}: {len(r['classes'])} classes, hit rate over {r['mosaics']} mosaics (top {r['top']:.0%}, "
-              f"{r['hit_protocol']} protocol)")
-    kappa = [math.nan if v is None else v for v in r["similarity_kappa"]]
-    print(f"{'point':<14}{'kept':>8}{'jaccard':>10}{'chance':>9}{'kappa':>8}{'hit rate':>10}")
-    for name, k, s, e, q, h in zip(r["points"], r["kept"], r["similarity"], r["similarity_expected"], kappa, hits):
-        print(f"{name:<14}{k:>8.3f}{s:>10.3f}{e:>9.3f}{q:>8.3f}" + (f"{h:>10.3f}" if h is not None else f"{'-':>10}"))
-    acc = r["accuracy"]
-    mean = lambda v: sum(v) / len(v)  # noqa: E731
-    print(f"accuracy on own class: network {mean(acc['original']):.3f}, sub-architectures {mean(acc['subarch']):.3f}")
-    if acc.get("subarch_balanced"):
-        print(f"specific to their class: sub-architectures label {mean(acc['subarch_others']):.1%} of other classes' "
-              f"images as their class; balanced accuracy {mean(acc['subarch_balanced']):.3f} (0.5: a constant answer)")
-    if r["hit_rate"] is None:
-        print(f"hit rate: not measured ({r.get('hit_rate_missing', 'a 2x2 mosaic needs 4 classes')})")
-    m = r["misjudgment"]
-    print(f"misjudgment (similarity x100, dif = mis - oth): mis {100 * m['mis']:.2f}  oth {100 * m['oth']:.2f}  "
-          f"dif {100 * m['dif']:+.2f}  over {len(m['classes'])} classes")
-    if m.get("p_qap") is not None:
-        print(f"  QAP p {m['p_qap']:.4f}; beyond chance dif {100 * m['dif_delta']:+.2f} (QAP p {m['p_qap_delta']:.4f}), "
-              f"set sizes alone {100 * m['dif_size']:+.2f}")
+    """The per-point and per-class tables and the summary figures, as plain text (``Evaluation.summary()``)."""
+    from .results import report_text
+
+    print(report_text(r))
 
 
 def print_points(arch: str, dataset: str, image_size: int = 224) -> None:

@@ -153,6 +153,67 @@ class SubArchitectures:
     def points(self) -> list[str]:
         return list(self.masks)
 
+    def __eq__(self, other) -> bool:
+        """The same points, classes, names and masks (values compared exactly), configuration and status."""
+        if not isinstance(other, SubArchitectures):
+            return NotImplemented
+        return (self.points == other.points and self.classes == other.classes
+                and self.class_names == other.class_names and self.config == other.config
+                and self.status == other.status
+                and all(self.masks[p].shape == other.masks[p].shape and torch.equal(self.masks[p].cpu(),
+                                                                                    other.masks[p].cpu())
+                        for p in self.points))
+
+    __hash__ = None  # mutable, like the dataclass it is
+
+    def __repr__(self) -> str:
+        kept = self.kept()
+        cfg = self.config
+        where = cfg.get("arch") or "a network"
+        capped = int((~self.converged & (self.steps >= 0)).sum()) if cfg.get("steps") == "auto" else 0
+        names = ", ".join(self.class_names[:4]) + (", ..." if len(self.classes) > 4 else "")
+        per_point = ", ".join(f"{p} {v:.0%}" for p, v in list(zip(self.points, kept.mean(0).tolist()))[:4]) + \
+            (", ..." if len(self.points) > 4 else "")
+        return (f"<SubArchitectures of {where}: {len(self.classes)} classes ({names}), {len(self.points)} points; "
+                f"beta {cfg.get('beta')}; channels kept {kept.mean().item():.1%} ({per_point})"
+                + (f"; {capped} classes stopped at the step limit" if capped else "") + "; .summary(), .to_frame()>")
+
+    def to_frame(self):
+        """Two pandas DataFrames: per class (steps, state, share of channels kept at each point;
+        index: class names) and per point (channels, mean share kept, classes keeping all or none)."""
+        import pandas as pd
+
+        kept = self.kept()
+        per_class = pd.DataFrame({"class": self.classes, "steps": self.steps.tolist(),
+                                  "state": [self.status.get(str(c), {}).get("state") for c in self.classes],
+                                  **{f"kept:{p}": kept[:, i].tolist() for i, p in enumerate(self.points)}},
+                                 index=pd.Index(self.class_names, name="class_name"))
+        b = self.binary()
+        per_point = pd.DataFrame({"channels": [m.shape[1] for m in b], "kept": kept.mean(0).tolist(),
+                                  "classes_keeping_all": [int(m.all(1).sum()) for m in b],
+                                  "classes_keeping_none": [int((~m).all(1).sum()) for m in b]},
+                                 index=pd.Index(self.points, name="point"))
+        return per_class, per_point
+
+    def summary(self) -> str:
+        """A short text: per point the channels and the share kept (and classes that keep all or
+        none of them), per class the steps and the state of its optimisation."""
+        per_class, per_point = self.to_frame()
+        lines = [f"{len(self.classes)} sub-architectures of {self.config.get('arch') or 'a network'} at beta "
+                 f"{self.config.get('beta')}, {len(self.points)} points",
+                 f"{'point':<14}{'channels':>9}{'kept':>8}  note"]
+        for p, r in per_point.iterrows():
+            note = ", ".join(t for t in (f"{int(r.classes_keeping_all)} classes keep every channel" if r.classes_keeping_all
+                                         else "", f"{int(r.classes_keeping_none)} keep none" if r.classes_keeping_none
+                                         else "") if t)
+            lines.append(f"{p:<14}{int(r.channels):>9}{r.kept:>8.3f}  {note}".rstrip())
+        lines.append(f"{'class':<14}{'steps':>7}  state")
+        for name, r in list(per_class.iterrows())[:20]:
+            lines.append(f"{str(name)[:13]:<14}{int(r.steps):>7}  {r.state}")
+        if len(per_class) > 20:
+            lines.append(f"... {len(per_class) - 20} more classes (all of them: .to_frame())")
+        return "\n".join(lines)
+
     def binary(self) -> list[Tensor]:
         """Eq. 16: the kept channels (mask > 0.5), [classes, channels] per point, in point order."""
         return [m > 0.5 for m in self.masks.values()]

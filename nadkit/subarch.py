@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .errors import NadkitError
-from .points import MaskPoint, point_widths
+from .points import MaskPoint, masked, output_of, point_widths
 
 if TYPE_CHECKING:
     from .results import Ablation, Evaluation
@@ -268,12 +268,14 @@ class SubArchitectures:
 
     def evaluate(self, model: nn.Module, test, class_names: Sequence[str] | None = None,
                  mosaics: int | None = None, top: float | None = None, hit_protocol: str = "paper", seed: int = 0,
-                 chance_draws: int = 999, progress: bool = False) -> "Evaluation":
+                 chance_draws: int = 999, progress: bool = False, allow_other_weights: bool = False) -> "Evaluation":
         """Every figure of ``nadkit evaluate`` for these sub-architectures on ``model`` and the test set
         ``test`` (a ``torch.utils.data.Dataset`` of (image tensor, label), preprocessed as for the
         model, or a nadkit split): accuracy and specificity, similarity with its chance level and
         kappa, hit rate on 2x2 mosaics (``mosaics``, ``top``: the protocol's by default; none under 4
-        classes), confusion and misjudgment. The model is used in eval mode and left as it was."""
+        classes), confusion and misjudgment. The model is used in eval mode and left as it was.
+        A model with other weights than the masks were learned on (sha256) is refused unless
+        ``allow_other_weights=True``."""
         from .checks import frozen
         from .data import as_image_data, class_index, load_batch
         from .pipeline import evaluate_masks, hit_settings
@@ -281,13 +283,52 @@ class SubArchitectures:
 
         mosaics, top = hit_settings(hit_protocol, mosaics, top)
         data = self._test_data(test, class_names)
-        points = self.mask_points_for(model)
+        points = self._checked_model(model, allow_other_weights)
         first = class_index(data.labels, len(data.class_names))[self.classes[0]][:1]
-        with frozen(model):
-            self.check(model, points, tuple(load_batch(data, first).shape[1:]))
+        with frozen(model), output_of(model, self.config.get("output")):
+            self._check_input(model, points, load_batch(data, first))
             report = evaluate_masks(self, model, points, data, mosaics, top, seed, progress, hit_protocol,
                                     chance_draws)
         return Evaluation.from_report(report)
+
+    def _checked_model(self, model: nn.Module, allow_other_weights: bool) -> list[MaskPoint]:
+        """This result's points on ``model``, refused in one line for a model that is no nn.Module, is
+        on the meta device or has other weights than the masks were learned on."""
+        from .checks import model_device
+        from .networks import weights_sha256
+
+        if not isinstance(model, nn.Module):
+            raise NadkitError(f"model must be a torch.nn.Module, got a {type(model).__name__}")
+        model_device(model)
+        known = self.config.get("weights_sha256")
+        if known and not allow_other_weights:
+            now = weights_sha256(model)
+            if now != known:
+                raise NadkitError(f"these masks were learned on other weights (sha256 {known[:12]}, this model has "
+                                  f"{now[:12]}); give the network they were learned on, or pass "
+                                  "allow_other_weights=True")
+        return self.mask_points_for(model)
+
+    def _check_input(self, model: nn.Module, points: list[MaskPoint], batch: Tensor) -> None:
+        """The images fit ``model`` (channels, output), the masks fit its points, and a warning for
+        hit rates at points without space (1x1: a quadrant's share is fixed by construction)."""
+        import warnings
+
+        from .disentangle import check_channels
+        from .points import check_output
+
+        shape = tuple(batch.shape[1:])
+        check_channels(model, shape)
+        param = next(model.parameters())
+        check_output(model, batch.to(param.device, param.dtype))
+        self.check(model, points, shape)
+        acts: list[Tensor] = []
+        with torch.no_grad(), masked(model, points, record=acts):
+            model(torch.zeros(1, *shape, device=param.device, dtype=param.dtype))
+        flat = [p.name for p, a in zip(points, acts) if a.shape[-1] * a.shape[-2] == 1]
+        if flat and len(self.classes) >= 4:
+            warnings.warn(f"points {', '.join(flat[:4])} are 1x1 maps: their hit rate on 2x2 mosaics is fixed by "
+                          "construction (about 0.25), not a measure of the class's channels", stacklevel=3)
 
     def _test_data(self, test, class_names: Sequence[str] | None):
         """``test`` as nadkit reads data, checked to hold images of every class of these masks."""
@@ -304,7 +345,7 @@ class SubArchitectures:
     def ablate(self, model: nn.Module, test, points: Sequence[str] | None = None, ks: Sequence[int] | None = None,
                draws: int = 100, popularity_draws: int = 10, per_class: int = 20,
                orders: Sequence[str] = ("nad",), train=None, class_names: Sequence[str] | None = None,
-               progress: bool = False) -> "Ablation":
+               progress: bool = False, allow_other_weights: bool = False) -> "Ablation":
         """``nadkit ablate`` in memory: at each of ``points`` (names; default all), zero each class's
         top k channels (by its mask, and by each heuristic of ``orders`` after "nad", which need
         ``train`` images), ``draws`` random and ``popularity_draws`` popularity-matched sets of k,
@@ -319,11 +360,11 @@ class SubArchitectures:
         if len(orders) > 1 and train is None:
             raise NadkitError(f"orders {orders[1:]} score channels on training images; pass train=your training set")
         data = self._test_data(test, class_names)
-        every = self.mask_points_for(model)
+        every = self._checked_model(model, allow_other_weights)
         idx = [self.points.index(p) for p in chosen]
         binary = [self.binary()[i] for i in idx]
         seed = int(self.config.get("seed", 0))
-        with frozen(model):
+        with frozen(model), output_of(model, self.config.get("output")):
             ranks = {"nad": [ranking(self.masks[p]) for p in chosen]}
             if len(orders) > 1:
                 from .baselines import channel_scores
@@ -333,6 +374,9 @@ class SubArchitectures:
                     scores = channel_scores(name, model, [every[i] for i in idx], train_data, self.classes, seed=seed)
                     ranks[name] = [ranking(s) for s in scores]
             x, labels = test_sample(data, self.classes, per_class)
+            from .disentangle import check_channels
+
+            check_channels(model, tuple(x.shape[1:]))
             found = run_points(model, [every[i] for i in idx], binary, ranks, x, labels, self.classes, ks, draws,
                                popularity_draws, seed, progress=progress, positions=idx)
         return Ablation(list(self.classes), list(self.class_names),

@@ -27,7 +27,7 @@ from .data import (ClassBatches, ContrastBatches, ImageData, as_image_data, clas
 from .errors import NadkitError
 from .fold import fold_batchnorm as fold_batchnorm_into_convs
 from .networks import weights_sha256
-from .points import MaskPoint, check_points, masked, point_widths
+from .points import MaskPoint, check_points, masked, point_widths, probe_points
 
 if TYPE_CHECKING:
     from .subarch import SubArchitectures
@@ -303,6 +303,9 @@ class NAD:
                 raise NadkitError("NAD does not know the images' shape yet; pass input_shape=(C, H, W) or call fit")
             try:
                 self._widths = point_widths(self.model, self.points, self.input_shape)
+                probe_points(self.model, self.points, self.input_shape)
+            except NadkitError:
+                raise
             except Exception as e:  # noqa: BLE001 - a network that cannot run at this size is bad input
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
                 raise NadkitError(f"the network does not run on {list(self.input_shape)} images ({type(e).__name__}: "

@@ -217,7 +217,7 @@ def points_of_model(model: nn.Module, example_inputs, names: Sequence[str] | Non
                               + "; name modules of model.named_modules(), or leave names out for the automatic rule")
         points = check_points(model, [MaskPoint(n, n) for n in names])
         param = next(model.parameters())
-        point_widths(model, points, shape)  # probed: 4-D, once per forward
+        probe_points(model, points, shape)
         with output_of(model, output):
             check_output(model, torch.zeros(1, *shape, device=param.device, dtype=param.dtype))
         return MaskPoints(points, "named", {}, output)
@@ -342,3 +342,19 @@ def point_widths(model: nn.Module, points: Sequence[MaskPoint], input_shape: Seq
         raise NadkitError(f"mask point {flat.name!r} puts out {shape}, not a [batch, channels, H, W] feature map; "
                           "mask a convolutional module's output (see nadkit.mask_points(model, x).left_out)")
     return [a.shape[1] for a in acts]
+
+
+def probe_points(model: nn.Module, points: Sequence[MaskPoint], input_shape: Sequence[int]) -> None:
+    """One line unless each point's module can be masked: a 4-D output, one call per forward, not
+    changed in place afterwards (``nadkit.findpoints.probe``); points with ``relu`` take a copy."""
+    from .findpoints import probe
+
+    outputs = probe(model, input_shape)
+    for p in points:
+        o = outputs.get(p.module)
+        if o is None:
+            raise NadkitError(f"mask point {p.name!r}: module {p.module!r} does not run in the network's forward pass; "
+                              "mask a module that runs, e.g. from nadkit.mask_points(model, x)")
+        if o.problem and not (p.relu and o.changed_in_place and o.calls == 1 and o.shape and len(o.shape) == 4):
+            raise NadkitError(f"mask point {p.name!r} cannot be masked: {o.problem}; choose another module (see "
+                              "nadkit.mask_points(model, x).left_out)")

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "output: for untrained or randomised networks, which get no image right)")
     d.add_argument("--augment", default=None, choices=["authors"],
                    help="authors: their RandomResizedCrop(scale 0.08-1.25) and flip on NAD's training images "
-                        "(image folders: always applied)")
+                        "(default: none; images are shown as for testing)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default="cpu")
     d.add_argument("--weights", default=None,
@@ -176,10 +176,35 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="its weights file (checked against the sha256 the masks record)")
     p.add_argument("--dataset", default=None, help="the data, for a result that does not name it: fashion-mnist or "
                                                    "imagefolder:ROOT")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="image folders: image side (default: the one the result records)")
+    p.add_argument("--resize", type=int, default=None, help="image folders: side before the centre crop (default: the "
+                                                           "result's)")
+    p.add_argument("--mean", type=floats_arg, default=None, help="image folders: per-channel mean (default: the "
+                                                                 "result's)")
+    p.add_argument("--std", type=floats_arg, default=None, help="image folders: per-channel std (default: the result's)")
 
 
 def network_options(args: argparse.Namespace) -> dict:
-    return {"arch": args.arch, "weights": args.weights, "dataset": args.dataset}
+    """The network, data and preprocessing options of evaluate, ablate and baseline, checked."""
+    for name in ("image_size", "resize"):
+        v = getattr(args, name, None)
+        if v is not None and v < (32 if name == "image_size" else 1):
+            raise NadkitError(f"--{name.replace('_', '-')} must be >= {32 if name == 'image_size' else 1}, got {v}")
+    return {"arch": args.arch, "weights": args.weights, "dataset": args.dataset,
+            **{k: getattr(args, k) for k in ("image_size", "resize", "mean", "std") if getattr(args, k, None) is not None}}
+
+
+def print_preprocessing(folder: str, network: dict) -> None:
+    """One line on stderr: the preprocessing evaluate/ablate apply to an image folder (the recorded one,
+    or the options' where given)."""
+    from . import pipeline
+    from .subarch import SubArchitectures
+
+    sub = pipeline.with_network(SubArchitectures.load(folder), **network)
+    if str(sub.config.get("dataset") or "").startswith("imagefolder:"):
+        spec = pipeline.spec_of(sub.config)
+        print(f"preprocessing: {pipeline.split(spec, 'test').describe()}", file=sys.stderr)
 
 
 def floats_arg(text: str) -> list[float]:
@@ -263,6 +288,11 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "disentangle":
         fields = {k: v for k, v in vars(args).items() if k not in ("command", "out", "allow_other_weights")}
         spec = pipeline.Spec(**fields)
+        from dataclasses import replace
+
+        # bad arguments refused before anything is printed or loaded (the card's beta and steps come later)
+        pipeline.check_settings(replace(spec, beta=0.02 if spec.beta is None else spec.beta,
+                                        steps="auto" if spec.steps is None else spec.steps))
         if spec.dataset.startswith("imagefolder:") and int(os.environ.get("RANK", 0)) == 0:
             print(f"preprocessing: {pipeline.split(spec, 'train').describe()}", file=sys.stderr)
         sub = pipeline.disentangle(spec, args.out, allow_other_weights=args.allow_other_weights)
@@ -283,9 +313,11 @@ def run(args: argparse.Namespace) -> None:
                                 network=network_options(args))
         print(f"{args.method} sub-architectures of {len(sub.classes)} classes in {args.out}")
     elif args.command == "evaluate":
+        network = network_options(args)
+        print_preprocessing(args.folder, network)
         report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device,
                                    hit_protocol=args.hit_protocol, allow_other_weights=args.allow_other_weights,
-                                   test_per_class=args.test_per_class, network=network_options(args))
+                                   test_per_class=args.test_per_class, network=network)
         print_report(report)
         if args.json:
             from .subarch import _atomic
@@ -296,6 +328,7 @@ def run(args: argparse.Namespace) -> None:
 
         ks = None if args.k == "auto" else ints_arg(args.k, "--k")
         points = [p.strip() for p in args.points.split(",") if p.strip()] if args.points else None
+        print_preprocessing(args.folder, network_options(args))
         result = ablation(args.folder, args.out, points, ks, args.orders.split(","), args.draws,
                           args.popularity_draws, args.per_class, args.device,
                           allow_other_weights=args.allow_other_weights, network=network_options(args))

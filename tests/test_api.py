@@ -275,3 +275,63 @@ def test_hit_rate_at_1x1_points_warns():
             ds, progress=False)
     with pytest.warns(UserWarning, match="1x1"):
         subs.evaluate(model, ds, mosaics=2, chance_draws=9)
+
+
+def test_nadkit_evaluate_reuses_the_preprocessing_recorded_in_python(tmp_path, capsys):
+    """A result saved from Python on an image folder with its own mean, std and resize: ``nadkit
+    evaluate`` reads them from the result and reproduces the Python evaluation's accuracies."""
+    import json
+
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from nadkit import cli
+    from nadkit.imagefolder import ImageFolderData
+
+    gen = torch.Generator().manual_seed(0)
+    root = tmp_path / "data"
+    for split in ("train", "val"):
+        for c in "abcd":
+            (root / split / c).mkdir(parents=True)
+            for i in range(3):
+                px = (torch.rand(44, 44, 3, generator=gen) * 255).byte().numpy()
+                Image.fromarray(px).save(root / split / c / f"{i}.png")
+    torch.manual_seed(0)
+    model = nadkit.load_network("torchvision:resnet18", f"imagefolder:{root}", "none", num_classes=4)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    pre = dict(image_size=32, mean=[0.3, 0.4, 0.5], std=[0.2, 0.3, 0.25], resize=44)
+    train, test = (ImageFolderData(root, s, **pre) for s in ("train", "val"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        subs = nadkit.NAD(model, nadkit.mask_points(model, (3, 32, 32)), beta=0.1, steps=1, batch_per_class=2,
+                          target="prediction", input_shape=(3, 32, 32)).fit(train, progress=False)
+        ours = subs.evaluate(model, test, mosaics=2, chance_draws=9)
+    assert subs.config["preprocessing"]["mean"] == pre["mean"] and not subs.config["preprocessing"]["augment"]
+    folder = subs.save(tmp_path / "mine")
+    argv = ["evaluate", str(folder), "--arch", "torchvision:resnet18", "--weights", str(tmp_path / "w.safetensors"),
+            "--dataset", f"imagefolder:{root}", "--mosaics", "2", "--json", str(tmp_path / "r.json")]
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "preprocessing:" in err and "[0.3, 0.4, 0.5]" in err and "CenterCrop(32)" in err
+    theirs = json.loads((tmp_path / "r.json").read_text())["accuracy"]
+    assert theirs["original"] == pytest.approx(ours.accuracy.original)
+    assert theirs["subarch"] == pytest.approx(ours.accuracy.subarch)
+    # the options override what the result records
+    assert cli.main(argv[:-2] + ["--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"]) == 0
+    assert "[0.5, 0.5, 0.5]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--image-size", "0"], "image-size must be >= 32"),
+    (["--workers", "-1"], "workers must be >= 0"),
+])
+def test_cli_arguments_are_checked_before_anything_is_printed(tmp_path, capsys, argv, expected):
+    from nadkit import cli
+
+    capsys.readouterr()
+    code = cli.main(["disentangle", "--arch", "torchvision:resnet18", "--weights", "none", "--dataset",
+                     f"imagefolder:{tmp_path}", "--out", str(tmp_path / "o")] + argv)
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and expected in captured.err
+    assert len(captured.err.strip().splitlines()) == 1, captured.err

@@ -139,7 +139,8 @@ def auto_points(model: nn.Module, input_shape: Sequence[int]) -> list[MaskPoint]
     names = sorted({_outermost(model, outputs, n) for n in picks if n is not None}, key=lambda n: outputs[n].order)
     if not names:
         raise NadkitError(f"found no mask point in {type(model).__name__}: no module that contains a Conv2d puts out "
-                          "[batch, channels, H, W]; name the points with --points a.b,c.d")
+                          "[batch, channels, H, W]; name the points: nadkit.mask_points(model, x, names=[...]) (on the "
+                          "command line: --points a.b,c.d)")
     return [MaskPoint(n, n) for n in names]
 
 

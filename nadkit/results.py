@@ -194,7 +194,7 @@ class Ablation:
     def summary(self) -> str:
         """The table ``nadkit ablate`` prints: per point, the selectivity of NAD's channels and of
         each control at the matrix k, mean over classes."""
-        orders = list(next(iter(self.points.values())).rankings) if self.points else ["nad"]
+        orders = sorted(next(iter(self.points.values())).rankings, key=lambda n: n != "nad") if self.points else ["nad"]
         return ablation_text(self.classes, orders, {p: a.to_tensors() for p, a in self.points.items()},
                              {p: a.matrix_k for p, a in self.points.items()})
 

@@ -555,6 +555,10 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
     mosaics, top = hit_settings(hit_protocol, mosaics, top)
     sub = with_network(SubArchitectures.load(folder), **(network or {}))
     model, points, test = network_of(sub, device, allow_other_weights, test_per_class)
+    if len(sub.classes) >= 4:
+        from .subarch import warn_flat_points
+
+        warn_flat_points(model, points, tuple(test.load(torch.tensor([0])).shape[1:]))
     report = evaluate_masks(sub, model, points, test, mosaics, top, seed, progress, hit_protocol, chance_draws)
     return report | ({"test_per_class": test_per_class} if test_per_class is not None else {})
 

@@ -312,8 +312,6 @@ class SubArchitectures:
     def _check_input(self, model: nn.Module, points: list[MaskPoint], batch: Tensor) -> None:
         """The images fit ``model`` (channels, output), the masks fit its points, and a warning for
         hit rates at points without space (1x1: a quadrant's share is fixed by construction)."""
-        import warnings
-
         from .disentangle import check_channels
         from .points import check_output
 
@@ -322,13 +320,8 @@ class SubArchitectures:
         param = next(model.parameters())
         check_output(model, batch.to(param.device, param.dtype))
         self.check(model, points, shape)
-        acts: list[Tensor] = []
-        with torch.no_grad(), masked(model, points, record=acts):
-            model(torch.zeros(1, *shape, device=param.device, dtype=param.dtype))
-        flat = [p.name for p, a in zip(points, acts) if a.shape[-1] * a.shape[-2] == 1]
-        if flat and len(self.classes) >= 4:
-            warnings.warn(f"points {', '.join(flat[:4])} are 1x1 maps: their hit rate on 2x2 mosaics is fixed by "
-                          "construction (about 0.25), not a measure of the class's channels", stacklevel=3)
+        if len(self.classes) >= 4:
+            warn_flat_points(model, points, shape, stacklevel=4)
 
     def _test_data(self, test, class_names: Sequence[str] | None):
         """``test`` as nadkit reads data, checked to hold images of every class of these masks."""
@@ -425,6 +418,21 @@ class SubArchitectures:
             raise NadkitError(f"masks at point {bad[0]!r} are not [{len(classes)} classes, channels]; re-run disentangle")
         return cls({p: tensors[p] for p in points}, classes, meta["class_names"], meta["config"], meta["status"],
                    meta.get("provenance"))
+
+
+def warn_flat_points(model: nn.Module, points: Sequence[MaskPoint], input_shape: Sequence[int],
+                     stacklevel: int = 2) -> None:
+    """A warning for points whose output is 1x1: their hit rate on 2x2 mosaics is fixed by construction."""
+    import warnings
+
+    acts: list[Tensor] = []
+    param = next(model.parameters())
+    with torch.no_grad(), masked(model, points, record=acts):
+        model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+    flat = [p.name for p, a in zip(points, acts) if a.shape[-1] * a.shape[-2] == 1]
+    if flat:
+        warnings.warn(f"points {', '.join(flat[:4])} are 1x1 maps: their hit rate on 2x2 mosaics is fixed by "
+                      "construction (about 0.25), not a measure of the class's channels", stacklevel=stacklevel)
 
 
 HISTORY = "history."  # key prefix of a class's optimisation history in its partial file

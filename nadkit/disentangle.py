@@ -208,12 +208,17 @@ class NAD:
 
     ``NAD(model, points, beta=0.02).fit(data, classes)`` learns one sub-architecture per class and
     returns them as a ``SubArchitectures``. Every argument is checked here, each bad one refused
-    in one line (``NadkitError``, a ``ValueError``). NAD works on a frozen copy of ``model``: the
+    in one line (``NadkitError``, a ``ValueError``); ``fit`` checks the data and warns (through
+    ``warnings``) where the CLI does: an untuned default beta, classes skipped or stopped at the
+    step limit, points where every class keeps every channel or none. NAD works on a frozen copy of ``model``: the
     caller's model keeps its training mode, ``requires_grad`` and memory format.
 
     Args:
-        model: the trained classification network (any ``nn.Module`` that maps images to logits).
-        points: where channels are masked: ``nadkit.mask_points(model, example_inputs)``.
+        model: the trained classification network (any ``nn.Module`` that maps images to logits;
+            a forward returning a tuple or dict: name the logits with ``mask_points(..., output=)``).
+        points: where channels are masked: ``nadkit.mask_points(model, example_inputs)`` (its
+            ``output`` selects the logits of a tuple/dict output), or ``MaskPoint``s of your own;
+            each is probed on the model (a 4-D output, one call per forward, not changed in place).
         beta: the sparsity weight (> 0; the authors use 0.02-5.0), or ``"elbow"``: ``fit`` first runs
             the Elbow sweep (``elbow_sweep``) on up to four of the classes and takes its knee.
         lr: the step of Eq. 15 (> 0): every point's logits move by ``lr`` per step.

@@ -304,6 +304,8 @@ def run(args: argparse.Namespace) -> None:
                 print(f"{len(capped)} of {len(sub.classes)} classes stopped at the step limit before converging "
                       f"(classes {', '.join(map(str, capped[:10]))}); raise --max-steps to let them converge")
     elif args.command == "points":
+        if args.image_size < 32:
+            raise NadkitError(f"image-size must be >= 32 (the networks halve it 5 times), got {args.image_size}")
         print_points(args.arch, args.dataset, args.image_size)
     elif args.command == "merge":
         sub = pipeline.merge(args.folder, allow_other_weights=args.allow_other_weights)

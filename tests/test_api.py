@@ -335,3 +335,12 @@ def test_cli_arguments_are_checked_before_anything_is_printed(tmp_path, capsys, 
     captured = capsys.readouterr()
     assert code == 2 and captured.out == "" and expected in captured.err
     assert len(captured.err.strip().splitlines()) == 1, captured.err
+
+
+def test_points_refuses_a_bad_image_size_in_one_line(capsys):
+    from nadkit import cli
+
+    capsys.readouterr()
+    assert cli.main(["points", "--arch", "vgg16", "--image-size", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "image-size must be >= 32" in captured.err

@@ -7,9 +7,9 @@ from .disentangle import NAD
 from .errors import NadkitError
 from .networks import build_network, load_network
 from .points import MaskPoint, MaskPoints, mask_points, masked
-from .results import Ablation, Evaluation, PointAblation
+from .results import Ablation, Accuracy, Evaluation, HitRate, Measure, PointAblation, Similarity
 from .subarch import SubArchitectures
 
-__all__ = ["NAD", "Ablation", "Evaluation", "MaskPoint", "MaskPoints", "NadkitError", "PointAblation",
+__all__ = ["NAD", "Ablation", "Accuracy", "Evaluation", "MaskPoint", "MaskPoints", "Measure", "NadkitError", "PointAblation", "Similarity", "HitRate",
            "SubArchitectures", "build_network", "fashion_mnist", "load_network", "load_split", "mask_points",
            "masked", "mosaics"]

@@ -71,7 +71,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
     except (RuntimeError, ValueError):
         raise NadkitError(f"unknown device {text!r}; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NadkitError(f"device {text!r} asked for but CUDA is not available here; use --device cpu")
+        raise NadkitError(f"device {text!r} asked for but CUDA is not available here; use device='cpu' "
+                          "(on the command line: --device cpu)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise NadkitError(f"device {text!r} asked for but this machine has {torch.cuda.device_count()} GPU(s), "
                           f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
@@ -83,11 +84,17 @@ def model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     if param is None:
         raise NadkitError(f"{type(model).__name__} has no parameters; NAD disentangles a trained CNN")
+    if param.device.type == "meta":
+        raise NadkitError(f"{type(model).__name__} is on the meta device (no weights); load its weights first, e.g. "
+                          "model.to_empty(device='cpu') then model.load_state_dict(...)")
     return param.device
 
 
 def check_classes(classes: Sequence[Any], n_classes: int) -> list[int]:
     """Class ids, each a whole number within the data's ``n_classes`` classes, none twice."""
+    if isinstance(classes, (numbers.Number, str)) or not hasattr(classes, "__iter__"):
+        raise NadkitError(f"classes must be a list of class ids, got {classes!r}; e.g. classes=[{classes!r}] "
+                          "(or classes=None for all)")
     classes = list(classes)
     if not classes:
         raise NadkitError("no classes to disentangle; pass classes=[...] of the data's class ids (or None for all)")

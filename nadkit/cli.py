@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "output: for untrained or randomised networks, which get no image right)")
     d.add_argument("--augment", default=None, choices=["authors"],
                    help="authors: their RandomResizedCrop(scale 0.08-1.25) and flip on NAD's training images "
-                        "(image folders: always applied)")
+                        "(default: none; images are shown as for testing)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default="cpu")
     d.add_argument("--weights", default=None,
@@ -176,10 +176,35 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="its weights file (checked against the sha256 the masks record)")
     p.add_argument("--dataset", default=None, help="the data, for a result that does not name it: fashion-mnist or "
                                                    "imagefolder:ROOT")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="image folders: image side (default: the one the result records)")
+    p.add_argument("--resize", type=int, default=None, help="image folders: side before the centre crop (default: the "
+                                                           "result's)")
+    p.add_argument("--mean", type=floats_arg, default=None, help="image folders: per-channel mean (default: the "
+                                                                 "result's)")
+    p.add_argument("--std", type=floats_arg, default=None, help="image folders: per-channel std (default: the result's)")
 
 
 def network_options(args: argparse.Namespace) -> dict:
-    return {"arch": args.arch, "weights": args.weights, "dataset": args.dataset}
+    """The network, data and preprocessing options of evaluate, ablate and baseline, checked."""
+    for name in ("image_size", "resize"):
+        v = getattr(args, name, None)
+        if v is not None and v < (32 if name == "image_size" else 1):
+            raise NadkitError(f"--{name.replace('_', '-')} must be >= {32 if name == 'image_size' else 1}, got {v}")
+    return {"arch": args.arch, "weights": args.weights, "dataset": args.dataset,
+            **{k: getattr(args, k) for k in ("image_size", "resize", "mean", "std") if getattr(args, k, None) is not None}}
+
+
+def print_preprocessing(folder: str, network: dict) -> None:
+    """One line on stderr: the preprocessing evaluate/ablate apply to an image folder (the recorded one,
+    or the options' where given)."""
+    from . import pipeline
+    from .subarch import SubArchitectures
+
+    sub = pipeline.with_network(SubArchitectures.load(folder), **network)
+    if str(sub.config.get("dataset") or "").startswith("imagefolder:"):
+        spec = pipeline.spec_of(sub.config)
+        print(f"preprocessing: {pipeline.split(spec, 'test').describe()}", file=sys.stderr)
 
 
 def floats_arg(text: str) -> list[float]:
@@ -194,19 +219,9 @@ def floats_arg(text: str) -> list[float]:
 
 def print_ablation(r: dict) -> None:
     """Per point: selectivity at the matrix k for NAD and its controls (mean over classes)."""
-    import numpy as np
+    from .results import ablation_text
 
-    from .necessity import selectivity
-
-    names = [n for n in r["config"]["orders"]] + ["popularity", "random"]
-    print(f"selectivity (drop on the class - mean drop on the others, balanced accuracy), mean over "
-          f"{len(r['classes'])} classes, at k = the median set size")
-    print(f"{'point':<14}{'k':>5}" + "".join(f"{n[:12]:>14}" for n in names))
-    for p, res in r["results"].items():
-        k = r["matrix_k"][p]
-        have = [n for n in names if f"{n}.balanced" in res]
-        vals = {n: float(np.mean(selectivity(res, n, k))) for n in have}
-        print(f"{p:<14}{k:>5}" + "".join(f"{vals[n]:>14.3f}" if n in vals else f"{'-':>14}" for n in names))
+    print(ablation_text(r["classes"], list(r["config"]["orders"]), r["results"], r["matrix_k"]))
 
 
 def ints_arg(text: str, what: str) -> list[int]:
@@ -217,31 +232,10 @@ def ints_arg(text: str, what: str) -> list[int]:
 
 
 def print_report(r: dict) -> None:
-    """The per-layer table and the summary figures, as plain text."""
-    hits = r["hit_rate"] or [None] * len(r["points"])
-    if r["hit_rate"] is None:
-        print(f"{r['arch']}: {len(r['classes'])} classes, no hit rate ({r.get('hit_rate_missing', 'under 4 classes')})")
-    else:
-        print(f"{r['arch']}: {len(r['classes'])} classes, hit rate over {r['mosaics']} mosaics (top {r['top']:.0%}, "
-              f"{r['hit_protocol']} protocol)")
-    kappa = [math.nan if v is None else v for v in r["similarity_kappa"]]
-    print(f"{'point':<14}{'kept':>8}{'jaccard':>10}{'chance':>9}{'kappa':>8}{'hit rate':>10}")
-    for name, k, s, e, q, h in zip(r["points"], r["kept"], r["similarity"], r["similarity_expected"], kappa, hits):
-        print(f"{name:<14}{k:>8.3f}{s:>10.3f}{e:>9.3f}{q:>8.3f}" + (f"{h:>10.3f}" if h is not None else f"{'-':>10}"))
-    acc = r["accuracy"]
-    mean = lambda v: sum(v) / len(v)  # noqa: E731
-    print(f"accuracy on own class: network {mean(acc['original']):.3f}, sub-architectures {mean(acc['subarch']):.3f}")
-    if acc.get("subarch_balanced"):
-        print(f"specific to their class: sub-architectures label {mean(acc['subarch_others']):.1%} of other classes' "
-              f"images as their class; balanced accuracy {mean(acc['subarch_balanced']):.3f} (0.5: a constant answer)")
-    if r["hit_rate"] is None:
-        print(f"hit rate: not measured ({r.get('hit_rate_missing', 'a 2x2 mosaic needs 4 classes')})")
-    m = r["misjudgment"]
-    print(f"misjudgment (similarity x100, dif = mis - oth): mis {100 * m['mis']:.2f}  oth {100 * m['oth']:.2f}  "
-          f"dif {100 * m['dif']:+.2f}  over {len(m['classes'])} classes")
-    if m.get("p_qap") is not None:
-        print(f"  QAP p {m['p_qap']:.4f}; beyond chance dif {100 * m['dif_delta']:+.2f} (QAP p {m['p_qap_delta']:.4f}), "
-              f"set sizes alone {100 * m['dif_size']:+.2f}")
+    """The per-point and per-class tables and the summary figures, as plain text (``Evaluation.summary()``)."""
+    from .results import report_text
+
+    print(report_text(r))
 
 
 def print_points(arch: str, dataset: str, image_size: int = 224) -> None:
@@ -294,6 +288,11 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "disentangle":
         fields = {k: v for k, v in vars(args).items() if k not in ("command", "out", "allow_other_weights")}
         spec = pipeline.Spec(**fields)
+        from dataclasses import replace
+
+        # bad arguments refused before anything is printed or loaded (the card's beta and steps come later)
+        pipeline.check_settings(replace(spec, beta=0.02 if spec.beta is None else spec.beta,
+                                        steps="auto" if spec.steps is None else spec.steps))
         if spec.dataset.startswith("imagefolder:") and int(os.environ.get("RANK", 0)) == 0:
             print(f"preprocessing: {pipeline.split(spec, 'train').describe()}", file=sys.stderr)
         sub = pipeline.disentangle(spec, args.out, allow_other_weights=args.allow_other_weights)
@@ -305,6 +304,8 @@ def run(args: argparse.Namespace) -> None:
                 print(f"{len(capped)} of {len(sub.classes)} classes stopped at the step limit before converging "
                       f"(classes {', '.join(map(str, capped[:10]))}); raise --max-steps to let them converge")
     elif args.command == "points":
+        if args.image_size < 32:
+            raise NadkitError(f"image-size must be >= 32 (the networks halve it 5 times), got {args.image_size}")
         print_points(args.arch, args.dataset, args.image_size)
     elif args.command == "merge":
         sub = pipeline.merge(args.folder, allow_other_weights=args.allow_other_weights)
@@ -314,9 +315,11 @@ def run(args: argparse.Namespace) -> None:
                                 network=network_options(args))
         print(f"{args.method} sub-architectures of {len(sub.classes)} classes in {args.out}")
     elif args.command == "evaluate":
+        network = network_options(args)
+        print_preprocessing(args.folder, network)
         report = pipeline.evaluate(args.folder, args.mosaics, args.top, args.seed, args.device,
                                    hit_protocol=args.hit_protocol, allow_other_weights=args.allow_other_weights,
-                                   test_per_class=args.test_per_class, network=network_options(args))
+                                   test_per_class=args.test_per_class, network=network)
         print_report(report)
         if args.json:
             from .files import atomic
@@ -327,6 +330,7 @@ def run(args: argparse.Namespace) -> None:
 
         ks = None if args.k == "auto" else ints_arg(args.k, "--k")
         points = [p.strip() for p in args.points.split(",") if p.strip()] if args.points else None
+        print_preprocessing(args.folder, network_options(args))
         result = ablation(args.folder, args.out, points, ks, args.orders.split(","), args.draws,
                           args.popularity_draws, args.per_class, args.device,
                           allow_other_weights=args.allow_other_weights, network=network_options(args))

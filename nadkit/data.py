@@ -323,12 +323,27 @@ class DatasetImages:
     def __init__(self, dataset: torch.utils.data.Dataset, class_names: Sequence[str] | None = None):
         self.dataset = dataset
         tensors = getattr(dataset, "tensors", None)
+        if tensors is not None and len(tensors) < 2:
+            raise NadkitError("the dataset has no labels (a TensorDataset of images only); give "
+                              "TensorDataset(images, labels) with one integer class id per image")
+        if tensors is None and getattr(dataset, "targets", None) is None and len(dataset):
+            item = dataset[0]
+            if not isinstance(item, (tuple, list)) or len(item) < 2:
+                raise NadkitError(f"the dataset's items are {type(item).__name__}s, not (image, label) pairs; give a "
+                                  "Dataset whose items are (image tensor, int label)")
         if tensors is not None and len(tensors) >= 2:  # a TensorDataset: no per-item reads
             labels = tensors[1]
         elif getattr(dataset, "targets", None) is not None:  # torchvision's data sets: without decoding images
             labels = dataset.targets
         else:
             labels = [dataset[i][1] for i in range(len(dataset))]
+        try:
+            raw = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            raw = None
+        if raw is not None and (raw.is_floating_point() or raw.is_complex() or raw.dtype == torch.bool):
+            raise NadkitError(f"the dataset's labels are {str(raw.dtype).replace('torch.', '')}, not integer "
+                              "class ids; give integer labels (e.g. labels.long() if they are whole numbers)")
         try:
             self.labels = torch.as_tensor(labels).long().flatten().cpu()
         except (TypeError, ValueError, RuntimeError):
@@ -363,7 +378,30 @@ class DatasetImages:
         if images.dim() != 4:
             raise NadkitError(f"the dataset's images are {list(images.shape[1:])}, not [channels, H, W]; give image "
                               "tensors of shape [C, H, W]")
-        return images.float()
+        return check_images(images, self)
+
+
+def check_images(images: Tensor, owner=None) -> Tensor:
+    """A batch of images as float, refused in one line if not finite; a warning (once per ``owner``)
+    for integer images or a 0-255 range, which a network trained on normalised images does not expect."""
+    if images.dtype == torch.bool or images.is_complex():
+        raise NadkitError(f"the dataset's images are {str(images.dtype).replace('torch.', '')}; give float image "
+                          "tensors, preprocessed as for training")
+    floating = images.is_floating_point()
+    images = images.float()
+    if floating and not bool(torch.isfinite(images).all()):
+        raise NadkitError("the dataset's images hold NaN or infinite values; give finite images (check the "
+                          "preprocessing, e.g. a division by a zero std)")
+    if not getattr(owner, "_range_warned", False) and images.numel() and \
+            (not floating or (float(images.min()) >= 0 and float(images.max()) > 2.0 ** 5)):
+        import warnings
+
+        if owner is not None:
+            owner._range_warned = True
+        kind = "integer (uint8?)" if not floating else "in a 0-255 range"
+        warnings.warn(f"the dataset's images are {kind}: fed to the network as they are; give them as for "
+                      "training, e.g. images.float() / 255 then your normalisation", stacklevel=3)
+    return images
 
 
 def as_image_data(data, class_names: Sequence[str] | None = None) -> ImageData:

@@ -27,7 +27,7 @@ from .data import (ClassBatches, ContrastBatches, ImageData, as_image_data, clas
 from .errors import NadkitError
 from .fold import fold_batchnorm as fold_batchnorm_into_convs
 from .networks import weights_sha256
-from .points import MaskPoint, check_points, masked, point_widths
+from .points import MaskPoint, check_points, masked, point_widths, probe_points
 
 if TYPE_CHECKING:
     from .subarch import SubArchitectures
@@ -196,17 +196,29 @@ def elbow_classes(classes: Sequence[int], n: int) -> list[int]:
     return sorted({classes[round(i * (len(classes) - 1) / (n - 1))] for i in range(n)})
 
 
+class _DefaultBeta(float):
+    """NAD's default beta, told apart from a beta the caller gave (the untuned-beta warning)."""
+
+
+DEFAULT_BETA = _DefaultBeta(0.02)
+
+
 class NAD:
     """Neural Architecture Disentanglement of a frozen ``model`` at ``points``.
 
     ``NAD(model, points, beta=0.02).fit(data, classes)`` learns one sub-architecture per class and
     returns them as a ``SubArchitectures``. Every argument is checked here, each bad one refused
-    in one line (``NadkitError``, a ``ValueError``). NAD works on a frozen copy of ``model``: the
+    in one line (``NadkitError``, a ``ValueError``); ``fit`` checks the data and warns (through
+    ``warnings``) where the CLI does: an untuned default beta, classes skipped or stopped at the
+    step limit, points where every class keeps every channel or none. NAD works on a frozen copy of ``model``: the
     caller's model keeps its training mode, ``requires_grad`` and memory format.
 
     Args:
-        model: the trained classification network (any ``nn.Module`` that maps images to logits).
-        points: where channels are masked: ``nadkit.mask_points(model, example_inputs)``.
+        model: the trained classification network (any ``nn.Module`` that maps images to logits;
+            a forward returning a tuple or dict: name the logits with ``mask_points(..., output=)``).
+        points: where channels are masked: ``nadkit.mask_points(model, example_inputs)`` (its
+            ``output`` selects the logits of a tuple/dict output), or ``MaskPoint``s of your own;
+            each is probed on the model (a 4-D output, one call per forward, not changed in place).
         beta: the sparsity weight (> 0; the authors use 0.02-5.0), or ``"elbow"``: ``fit`` first runs
             the Elbow sweep (``elbow_sweep``) on up to four of the classes and takes its knee.
         lr: the step of Eq. 15 (> 0): every point's logits move by ``lr`` per step.
@@ -232,7 +244,7 @@ class NAD:
         device: where NAD runs ("cpu", "cuda", "cuda:N"); default: where ``model`` is.
     """
 
-    def __init__(self, model: nn.Module, points: Sequence[MaskPoint], beta: float | str = 0.02, lr: float = 0.1,
+    def __init__(self, model: nn.Module, points: Sequence[MaskPoint], beta: float | str = DEFAULT_BETA, lr: float = 0.1,
                  steps: int | str = "auto", batch_per_class: int = 16, objective: str = "official",
                  target: str = "label", seed: int = 0,
                  input_shape: Sequence[int] | None = None, workers: int = 0, precision: str = "fp32",
@@ -243,14 +255,23 @@ class NAD:
             raise NadkitError(f"model must be a torch.nn.Module, got a {type(model).__name__}")
         check_nad_settings(beta, lr, steps, batch_per_class, objective, target, precision, workers, seed)
         check_convergence(convergence, snapshot_every)
+        self.output = getattr(points, "output", None)  # tuple/dict outputs: mask_points(..., output=...)
         self.points, self.fused = check_points(model, points), fused
         self.device = resolve_device(device) if device is not None else model_device(model)
+        model_device(model)  # one line for a model on the meta device
         self.weights_sha256 = weights_sha256(model)
         # NAD's own frozen copy: the caller's model is left as it was (mode, requires_grad, layout)
         self.model, self.folded = copy.deepcopy(model).to(self.device).eval().requires_grad_(False), 0
         if fused:
             # a folded copy when BatchNorms fold (10-20% of a step): the same network, up to the last bits
             self.model, self.folded = fold_batchnorm_into_convs(self.model, {p.module for p in self.points})
+        if self.output is not None:
+            from .points import select_output
+
+            forward, output = self.model.forward, self.output
+            self.model.forward = lambda *a, **k: select_output(forward(*a, **k), output)
+        self.beta_untuned = isinstance(beta, _DefaultBeta)
+        beta = beta if isinstance(beta, str) else float(beta)
         self.beta, self.lr, self.steps, self.batch_per_class = beta, lr, steps, batch_per_class
         self.objective, self.target, self.seed, self.workers = objective, target, seed, workers
         self.convergence, self.snapshot_every = convergence, snapshot_every
@@ -287,6 +308,9 @@ class NAD:
                 raise NadkitError("NAD does not know the images' shape yet; pass input_shape=(C, H, W) or call fit")
             try:
                 self._widths = point_widths(self.model, self.points, self.input_shape)
+                probe_points(self.model, self.points, self.input_shape)
+            except NadkitError:
+                raise
             except Exception as e:  # noqa: BLE001 - a network that cannot run at this size is bad input
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
                 raise NadkitError(f"the network does not run on {list(self.input_shape)} images ({type(e).__name__}: "
@@ -300,7 +324,13 @@ class NAD:
         classes = check_classes(range(len(data.class_names)) if classes is None else classes, len(data.class_names))
         first = class_index(data.labels, len(data.class_names))[classes[0]][:1]
         if len(first) and not hasattr(data, "read"):  # image folders: the shape is the transform's
-            shape = tuple(load_batch(data, first).shape[1:])
+            batch = load_batch(data, first)
+            shape = tuple(batch.shape[1:])
+            check_channels(self.model, shape)
+            from .points import check_output
+
+            param = next(self.model.parameters())
+            check_output(self.model, batch.to(param.device, param.dtype))
             if self.input_shape is None:
                 self._set_input_shape(shape)
             elif shape != self.input_shape:
@@ -340,8 +370,12 @@ class NAD:
         if elbow is not None:
             config["elbow"] = elbow
         status = {str(c): class_status(res, j, self.steps == "auto") for j, c in enumerate(classes)}
-        return SubArchitectures({p.name: m.float() for p, m in zip(self.points, res.masks)}, classes,
+        if self.output is not None:
+            config["output"] = self.output
+        sub = SubArchitectures({p.name: m.float() for p, m in zip(self.points, res.masks)}, classes,
                                 [images.class_names[c] for c in classes], config, status, self.provenance())
+        warn_result(sub, untuned=self.beta_untuned and elbow is None)
+        return sub
 
     def config(self, data=None, preprocessing: dict | str | None = None) -> dict:
         """What defines this run, as a result records it (``SubArchitectures.config``)."""
@@ -576,3 +610,48 @@ def elbow_sweep(nad: NAD, data: ImageData, classes: Sequence[int], betas: Sequen
             "max_steps": nad.max_steps, "steps_taken": steps.tolist(),
             "converged": res.converged.view(len(betas), len(classes)).tolist(),
             "knee": "Kneedle knee of the binarised masks' loss against log10(beta)"}
+
+
+def check_channels(model: nn.Module, shape: Sequence[int]) -> None:
+    """One line when the images' channels are not those the network's first convolution takes."""
+    from .anynet import input_channels
+
+    try:
+        wants = input_channels(model)
+    except NadkitError:
+        return
+    if shape[0] != wants:
+        hint = " (grey images for a colour network: images.expand(-1, 3, -1, -1))" if shape[0] == 1 and wants == 3 else ""
+        raise NadkitError(f"the data's images have {shape[0]} channels, the network takes {wants}; give images of "
+                          f"{wants} channels, preprocessed as for training{hint}")
+
+
+def warn_result(sub: "SubArchitectures", untuned: bool = False, cli: bool = False) -> None:
+    """The warnings a result calls for, as the CLI prints them: an untuned default beta, classes
+    that skipped their steps or stopped at the step limit, points where classes keep every channel
+    or none (no kappa, no hit rate there)."""
+    beta_fix = "--beta elbow or --beta B" if cli else "NAD(..., beta='elbow') (the Elbow sweep) or beta=B"
+    kept = sub.kept()
+    if untuned:
+        warnings.warn(f"beta {sub.config.get('beta')} is NAD's default, not tuned for this network; try {beta_fix}",
+                      stacklevel=3)
+    states = {c: sub.status.get(str(c), {}).get("state") for c in sub.classes}
+    capped = [c for c, s in states.items() if s == "max_steps"]
+    if capped:
+        warnings.warn(f"{len(capped)} of {len(sub.classes)} classes stopped at the step limit before converging "
+                      f"(classes {', '.join(map(str, capped[:10]))}); raise "
+                      + ("--max-steps" if cli else "Convergence(max_steps=...)"), stacklevel=3)
+    skipped = [c for c, s in states.items() if s not in (None, "converged", "max_steps", "done")]
+    if skipped:
+        warnings.warn(f"{len(skipped)} of {len(sub.classes)} classes skipped every step: the network got none of "
+                      f"their images right (classes {', '.join(map(str, skipped[:10]))}); their masks are untouched; "
+                      + ("--target prediction" if cli else "target='prediction'") + " uses the network's own answers",
+                      stacklevel=3)
+    edge = [(p, "every", kept[:, i].mean().item()) for i, p in enumerate(sub.points) if bool((kept[:, i] >= 1).all())]
+    edge += [(p, "no", 0.0) for i, p in enumerate(sub.points) if bool((kept[:, i] <= 0).all())]
+    if edge:
+        warnings.warn(f"at {len(edge)} of {len(sub.points)} points every class keeps {edge[0][1]} channel "
+                      f"({', '.join(p for p, _, _ in edge[:4])}): no kappa and no hit rate there; "
+                      + ("a larger beta keeps fewer channels" if edge[0][1] == "every" else "a smaller beta keeps more"),
+                      stacklevel=3)
+

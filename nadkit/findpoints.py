@@ -6,7 +6,8 @@ keeps Sequential's forward, an ``nn.ModuleList`` or ``nn.ModuleDict`` without a 
 is walked into; any other module that contains a convolution starts a point (a VGG-style conv, a
 residual, inverted-residual, ConvNeXt or dense block, a stem conv); the norms, activations and
 pools that follow it in the same container move the point to their output (conv -> BN -> ReLU ->
-pool is one point, after the pool). So: the stem, every block, VGG's convs after their ReLU (a
+pool is one point, after the pool), except a global pool (an adaptive pool's 1x1 output, or any 1x1
+output after a block rather than a bare conv), which never replaces the block before it. So: the stem, every block, VGG's convs after their ReLU (a
 block's last after its pool), and the last feature map. A point must put out a [batch, channels,
 H, W] tensor, run once per forward, and not be changed in place afterwards; a candidate that fails
 falls back to the last one in its run that passes.
@@ -138,16 +139,26 @@ def auto_points(model: nn.Module, input_shape: Sequence[int]) -> list[MaskPoint]
             elif _has_conv(child):
                 run = [name]
                 runs.append(run)
+            elif run is not None and _global(outputs[name]) and not _global(outputs[run[0]]) and \
+                    (outputs[name].kind.startswith("Adaptive") or not isinstance(modules[run[0]], nn.Conv2d)):
+                run = None  # a global pool's 1x1 output never replaces the feature map of the block before it
             elif run is not None:
                 run.append(name)
 
+    modules = dict(model.named_modules())
     walk(model, "")
     picks = [next((n for n in reversed(run) if outputs[n].problem is None), None) for run in runs]
     names = sorted({_outermost(model, outputs, n) for n in picks if n is not None}, key=lambda n: outputs[n].order)
     if not names:
         raise NadkitError(f"found no mask point in {type(model).__name__}: no module that contains a Conv2d puts out "
-                          "[batch, channels, H, W]; name the points with --points a.b,c.d")
+                          "[batch, channels, H, W]; name the points: nadkit.mask_points(model, x, names=[...]) (on the "
+                          "command line: --points a.b,c.d)")
     return [MaskPoint(n, n) for n in names]
+
+
+def _global(o: Output) -> bool:
+    """A 1x1 output (a global pool's): no space left for a hit rate."""
+    return o.shape is not None and len(o.shape) == 4 and o.shape[2] * o.shape[3] == 1
 
 
 def _outermost(model: nn.Module, outputs: dict[str, Output], name: str) -> str:

@@ -41,13 +41,19 @@ def authors_transform(train: bool, size: int = 224, mean=IMAGENET_MEAN, std=IMAG
 
 
 class ImageFolderData:
-    """One split of an ImageNet-style folder: labels from the sorted class folder names."""
+    """One split of an ImageNet-style folder (``ROOT/train/<class>/*``, ``ROOT/val/<class>/*``):
+    labels from the class folder names in alphabetical order. Every image is resized to ``resize``,
+    centre-cropped to ``image_size`` and normalised with ``mean`` and ``std`` (default ImageNet's);
+    ``augment``: training images get the authors' random resized crop and flip instead (default
+    off: NAD's images are shown to the network as it was tested)."""
 
     augments = True  # ``load`` takes per-image augmentation seeds
 
     def __init__(self, root: str | Path, split: str = "train", image_size: int = 224,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, resize: int | None = None):
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, resize: int | None = None,
+                 augment: bool = False):
         self.root, self.split, self.image_size = Path(root).expanduser().absolute(), split, image_size
+        self.augment = bool(augment)
         self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
         self.std = tuple(std) if std is not None else IMAGENET_STD
         self.resize = resize or default_resize(image_size)
@@ -73,8 +79,9 @@ class ImageFolderData:
 
     def preprocessing(self) -> dict:
         """What is done to every image (recorded with a result, printed by the CLI)."""
-        return {"train": f"RandomResizedCrop({self.image_size}, scale=(0.08, 1.25)), RandomHorizontalFlip",
-                "test": f"Resize({self.resize}), CenterCrop({self.image_size})",
+        test = f"Resize({self.resize}), CenterCrop({self.image_size})"
+        return {"train": f"RandomResizedCrop({self.image_size}, scale=(0.08, 1.25)), RandomHorizontalFlip"
+                if self.augment else test, "test": test, "augment": self.augment, "image_size": self.image_size,
                 "resize": self.resize, "mean": list(self.mean), "std": list(self.std)}
 
     def describe(self) -> str:
@@ -88,7 +95,7 @@ class ImageFolderData:
         images were skipped to get it."""
         from PIL import Image
 
-        transform = authors_transform(train, self.image_size, self.mean, self.std, self.resize)
+        transform = authors_transform(train and self.augment, self.image_size, self.mean, self.std, self.resize)
         c = int(self.labels[i])
         lo, hi = int(self._class_start[c]), int(self._class_start[c + 1])
         for tries in range(hi - lo):
@@ -171,7 +178,7 @@ def decode_on(device: torch.device, data: ImageFolderData, raw: list[Tensor], id
                 continue
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            if train:
+            if train and data.augment:
                 top, left, h, w = RandomResizedCrop.get_params(img, [0.08, 1.25], [3 / 4, 4 / 3])
                 img = TF.resized_crop(img, top, left, h, w, [size, size], antialias=True)
                 if torch.rand(1) < 0.5:

@@ -57,8 +57,7 @@ class Spec:
     mean: Sequence[float] | None = None   # image folders: normalisation (default: ImageNet's)
     std: Sequence[float] | None = None
     resize: int | None = None             # image folders: side before the centre crop (default: 8/7 of it)
-    augment: str | None = None            # "authors": their crop and flip during NAD (in-memory data;
-    #                                       image folders always apply it)
+    augment: str | None = None            # "authors": their crop and flip during NAD (default: none)
 
     def __post_init__(self):
         """Paths stored absolute, so that a result read from another folder finds its data and weights."""
@@ -104,7 +103,7 @@ def split(spec: Spec, which: str):
         from .imagefolder import ImageFolderData
 
         return ImageFolderData(spec.dataset.split(":", 1)[1], "train" if which == "train" else "val", spec.image_size,
-                               spec.mean, spec.std, spec.resize)
+                               spec.mean, spec.std, spec.resize, augment=which == "train" and spec.augment == "authors")
     return load_split(spec.dataset, which)
 
 
@@ -458,16 +457,28 @@ def spec_of(cfg: dict, device: str = "cpu") -> Spec:
                           "in Python with SubArchitectures.evaluate(model, test)")
     pre = cfg.get("preprocessing") if isinstance(cfg.get("preprocessing"), dict) else {}
     folder = str(cfg["dataset"]).startswith("imagefolder:")
+    shape = cfg.get("input_shape")
+    size = pre.get("image_size") or cfg.get("image_size") or \
+        (shape[-1] if folder and isinstance(shape, list) and len(shape) == 3 else 224)
     return Spec(cfg["arch"], cfg["dataset"], weights=cfg.get("weights"), device=device,
-                image_size=cfg.get("image_size", 224), mean=pre.get("mean") if folder else None,
+                image_size=int(size), mean=pre.get("mean") if folder else None,
                 std=pre.get("std") if folder else None, resize=pre.get("resize") if folder else None)
 
 
 def with_network(sub: SubArchitectures, arch: str | None = None, weights: str | None = None,
-                 dataset: str | None = None) -> SubArchitectures:
+                 dataset: str | None = None, image_size: int | None = None, resize: int | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> SubArchitectures:
     """``sub`` with the network and data to rebuild named (``--arch``, ``--weights``, ``--dataset`` of
     evaluate, ablate and baseline): what a result of ``NAD.fit`` on a model in memory does not record.
-    The weights are still checked against the sha256 the masks were learned on."""
+    The weights are still checked against the sha256 the masks were learned on. ``image_size``,
+    ``resize``, ``mean``, ``std``: image folders' preprocessing, replacing the one the result records."""
+    override = {k: v for k, v in (("image_size", image_size), ("resize", resize), ("mean", mean), ("std", std))
+                if v is not None}
+    if override:
+        pre = sub.config.get("preprocessing") if isinstance(sub.config.get("preprocessing"), dict) else {}
+        sub = replace(sub, config=dict(sub.config, preprocessing=dict(pre, **override)))
+        if "image_size" in override and "resize" not in override:
+            sub.config["preprocessing"].pop("resize", None)  # 8/7 of the new size, unless given
     given = {k: v for k, v in (("arch", arch), ("weights", weights), ("dataset", dataset)) if v is not None}
     if not given:
         return sub
@@ -534,6 +545,10 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
     mosaics, top = hit_settings(hit_protocol, mosaics, top)
     sub = with_network(SubArchitectures.load(folder), **(network or {}))
     model, points, test = network_of(sub, device, allow_other_weights, test_per_class)
+    if len(sub.classes) >= 4:
+        from .subarch import warn_flat_points
+
+        warn_flat_points(model, points, tuple(test.load(torch.tensor([0])).shape[1:]))
     report = evaluate_masks(sub, model, points, test, mosaics, top, seed, progress, hit_protocol, chance_draws)
     return report | ({"test_per_class": test_per_class} if test_per_class is not None else {})
 

@@ -74,12 +74,60 @@ class MaskPoints(list):
     vgg16", "auto", ...) and ``left_out`` (module -> why it is not a point), for every module that
     puts out a feature map, as ``nadkit points`` prints them."""
 
-    def __init__(self, points: Sequence[MaskPoint], rule: str, left_out: dict[str, str]):
+    def __init__(self, points: Sequence[MaskPoint], rule: str, left_out: dict[str, str], output=None):
         super().__init__(points)
-        self.rule, self.left_out = rule, left_out
+        self.rule, self.left_out, self.output = rule, left_out, output
 
 
-def mask_points(arch: str | nn.Module, model: nn.Module | Tensor | None = None) -> list[MaskPoint]:
+def select_output(out, output=None):
+    """The logits tensor of a forward's result: ``out`` itself, or ``out[output]`` for a tuple or
+    dict (``output``: the index or key given to ``mask_points(..., output=...)``)."""
+    if output is not None:
+        try:
+            out = out[output]
+        except (KeyError, IndexError, TypeError):
+            keys = list(out) if isinstance(out, dict) else f"0..{len(out) - 1}" if isinstance(out, (tuple, list)) \
+                else "none (it returns a tensor)"
+            raise NadkitError(f"the model's output has no {output!r}; its keys/indices: {keys}; pass "
+                              "mask_points(model, x, output=...) with one of them") from None
+    if not isinstance(out, Tensor):
+        keys = list(out) if isinstance(out, dict) else f"0..{len(out) - 1}" if isinstance(out, (tuple, list)) else ""
+        raise NadkitError(f"the model returns a {type(out).__name__}, not a logits tensor; say which part holds the "
+                          f"logits: mask_points(model, x, output=KEY) (keys/indices: {keys})")
+    return out
+
+
+@contextmanager
+def output_of(model: nn.Module, output=None) -> Iterator[nn.Module]:
+    """Within the block, ``model(x)`` returns the logits its forward's ``output`` part holds."""
+    if output is None:
+        yield model
+        return
+    forward = model.forward
+    model.forward = lambda *a, **k: select_output(forward(*a, **k), output)
+    try:
+        yield model
+    finally:
+        del model.forward
+
+
+@torch.no_grad()
+def check_output(model: nn.Module, x: Tensor, output=None) -> None:
+    """One line unless ``model(x)`` gives (after ``output``) [B, classes] logits; a warning for
+    outputs that already sum to one (softmax probabilities, where NAD's loss expects logits)."""
+    import warnings
+
+    out = select_output(model(x), output)
+    if out.dim() != 2:
+        raise NadkitError(f"the model's output is {list(out.shape)}, not [batch, classes] logits; give a classifier "
+                          "(or pass mask_points(model, x, output=...) for the logits part)")
+    if out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(len(out)).to(out), atol=1e-4):
+        warnings.warn("the model's outputs sum to one (softmax probabilities?); NAD and its accuracies expect "
+                      "logits: leave out the final softmax", stacklevel=3)
+
+
+def mask_points(arch: str | nn.Module, model: nn.Module | Tensor | None = None, names: Sequence[str] | None = None,
+                output=None) -> list[MaskPoint]:
     """The mask points of a network, in either form:
 
     ``mask_points(model, example_inputs)``: for any ``nn.Module`` and an example batch
@@ -90,9 +138,14 @@ def mask_points(arch: str | nn.Module, model: nn.Module | Tensor | None = None) 
 
     ``mask_points(arch, model=None)``: the points of topology ``arch`` (of torchvision's network
     when ``model`` is one), checked against ``model`` when given.
+
+    ``names``: the modules (dotted names of ``model.named_modules()``) to mask instead, each probed
+    like the automatic rule's (a 4-D output, one call per forward). ``output``: for a model whose
+    forward returns a tuple or dict, the index or key of its logits (e.g. ``output=0`` or
+    ``output="logits"``); kept as ``points.output``, used by ``NAD`` and recorded in the result.
     """
     if isinstance(arch, nn.Module):
-        return points_of_model(arch, model)
+        return points_of_model(arch, model, names, output)
     if arch not in POINTS:
         raise NadkitError(f"no mask points for arch {arch!r}; choose one of: {', '.join(POINTS)}; or call "
                           "mask_points(model, example_inputs) for any network")
@@ -135,11 +188,26 @@ def _card_of(model: nn.Module, auto: Sequence[MaskPoint]) -> tuple[str, list[Mas
     return None
 
 
-def points_of_model(model: nn.Module, example_inputs) -> "MaskPoints":
+def points_of_model(model: nn.Module, example_inputs, names: Sequence[str] | None = None,
+                    output=None) -> "MaskPoints":
     """``mask_points(model, example_inputs)``: the card where it applies, else the automatic rule."""
     if not isinstance(model, nn.Module):
         raise NadkitError(f"mask_points takes an nn.Module, got a {type(model).__name__}")
     shape = _example_shape(example_inputs)
+    if names is not None:
+        names = [names] if isinstance(names, str) else list(names)
+        modules = dict(model.named_modules())
+        missing = [n for n in names if n not in modules or not n]
+        if missing:
+            near = [m for m in modules if m and missing[0].split(".")[-1] in m][:3]
+            raise NadkitError(f"the network has no module {missing[0]!r}" + (f" (close: {', '.join(near)})" if near else "")
+                              + "; name modules of model.named_modules(), or leave names out for the automatic rule")
+        points = check_points(model, [MaskPoint(n, n) for n in names])
+        param = next(model.parameters())
+        probe_points(model, points, shape)
+        with output_of(model, output):
+            check_output(model, torch.zeros(1, *shape, device=param.device, dtype=param.dtype))
+        return MaskPoints(points, "named", {}, output)
     auto = auto_points(model, shape)
     card = _card_of(model, auto)
     points, rule = (card[1], f"the authors' points of {card[0]}") if card else \
@@ -152,7 +220,7 @@ def points_of_model(model: nn.Module, example_inputs) -> "MaskPoints":
         inside = next((p.module for p in points if o.name.startswith(p.module + ".")), None)
         left_out[o.name] = o.problem or (f"inside point {inside}, whose output it makes" if inside else
                                          "not the output of a block or stem (the rule keeps one point per unit)")
-    return MaskPoints(points, rule, left_out)
+    return MaskPoints(points, rule, left_out, output)
 
 
 def check_points(model: nn.Module, points: Sequence[MaskPoint]) -> list[MaskPoint]:
@@ -244,4 +312,36 @@ def point_widths(model: nn.Module, points: Sequence[MaskPoint], input_shape: Seq
     param = next(model.parameters())
     with masked(model, points, record=acts):
         model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+    if len(acts) != len(points):
+        counts = {p.name: 0 for p in points}
+        for p in points:  # which point ran other than once
+            seen: list[Tensor] = []
+            with masked(model, [p], record=seen):
+                model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+            counts[p.name] = len(seen)
+        bad = next(n for n, c in counts.items() if c != 1)
+        raise NadkitError(f"mask point {bad!r} runs {counts[bad]} times per forward (a module used more than once, "
+                          "or not at all); mask a module that runs once, e.g. from nadkit.mask_points(model, x)")
+    flat = next((p for p, a in zip(points, acts) if not isinstance(a, Tensor) or a.dim() != 4), None)
+    if flat is not None:
+        got = acts[points.index(flat)]
+        shape = list(got.shape) if isinstance(got, Tensor) else type(got).__name__
+        raise NadkitError(f"mask point {flat.name!r} puts out {shape}, not a [batch, channels, H, W] feature map; "
+                          "mask a convolutional module's output (see nadkit.mask_points(model, x).left_out)")
     return [a.shape[1] for a in acts]
+
+
+def probe_points(model: nn.Module, points: Sequence[MaskPoint], input_shape: Sequence[int]) -> None:
+    """One line unless each point's module can be masked: a 4-D output, one call per forward, not
+    changed in place afterwards (``nadkit.findpoints.probe``); points with ``relu`` take a copy."""
+    from .findpoints import probe
+
+    outputs = probe(model, input_shape)
+    for p in points:
+        o = outputs.get(p.module)
+        if o is None:
+            raise NadkitError(f"mask point {p.name!r}: module {p.module!r} does not run in the network's forward pass; "
+                              "mask a module that runs, e.g. from nadkit.mask_points(model, x)")
+        if o.problem and not (p.relu and o.changed_in_place and o.calls == 1 and o.shape and len(o.shape) == 4):
+            raise NadkitError(f"mask point {p.name!r} cannot be masked: {o.problem}; choose another module (see "
+                              "nadkit.mask_points(model, x).left_out)")

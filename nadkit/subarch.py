@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .errors import NadkitError
 from .files import atomic as _atomic, file_sha256, fsync_dir as _fsync_dir, test_pause as _test_pause
-from .points import MaskPoint, point_widths
+from .points import MaskPoint, masked, output_of, point_widths
 
 if TYPE_CHECKING:
     from .results import Ablation, Evaluation
@@ -112,6 +112,67 @@ class SubArchitectures:
     def points(self) -> list[str]:
         return list(self.masks)
 
+    def __eq__(self, other) -> bool:
+        """The same points, classes, names and masks (values compared exactly), configuration and status."""
+        if not isinstance(other, SubArchitectures):
+            return NotImplemented
+        return (self.points == other.points and self.classes == other.classes
+                and self.class_names == other.class_names and self.config == other.config
+                and self.status == other.status
+                and all(self.masks[p].shape == other.masks[p].shape and torch.equal(self.masks[p].cpu(),
+                                                                                    other.masks[p].cpu())
+                        for p in self.points))
+
+    __hash__ = None  # mutable, like the dataclass it is
+
+    def __repr__(self) -> str:
+        kept = self.kept()
+        cfg = self.config
+        where = cfg.get("arch") or "a network"
+        capped = int((~self.converged & (self.steps >= 0)).sum()) if cfg.get("steps") == "auto" else 0
+        names = ", ".join(self.class_names[:4]) + (", ..." if len(self.classes) > 4 else "")
+        per_point = ", ".join(f"{p} {v:.0%}" for p, v in list(zip(self.points, kept.mean(0).tolist()))[:4]) + \
+            (", ..." if len(self.points) > 4 else "")
+        return (f"<SubArchitectures of {where}: {len(self.classes)} classes ({names}), {len(self.points)} points; "
+                f"beta {cfg.get('beta')}; channels kept {kept.mean().item():.1%} ({per_point})"
+                + (f"; {capped} classes stopped at the step limit" if capped else "") + "; .summary(), .to_frame()>")
+
+    def to_frame(self):
+        """Two pandas DataFrames: per class (steps, state, share of channels kept at each point;
+        index: class names) and per point (channels, mean share kept, classes keeping all or none)."""
+        import pandas as pd
+
+        kept = self.kept()
+        per_class = pd.DataFrame({"class": self.classes, "steps": self.steps.tolist(),
+                                  "state": [self.status.get(str(c), {}).get("state") for c in self.classes],
+                                  **{f"kept:{p}": kept[:, i].tolist() for i, p in enumerate(self.points)}},
+                                 index=pd.Index(self.class_names, name="class_name"))
+        b = self.binary()
+        per_point = pd.DataFrame({"channels": [m.shape[1] for m in b], "kept": kept.mean(0).tolist(),
+                                  "classes_keeping_all": [int(m.all(1).sum()) for m in b],
+                                  "classes_keeping_none": [int((~m).all(1).sum()) for m in b]},
+                                 index=pd.Index(self.points, name="point"))
+        return per_class, per_point
+
+    def summary(self) -> str:
+        """A short text: per point the channels and the share kept (and classes that keep all or
+        none of them), per class the steps and the state of its optimisation."""
+        per_class, per_point = self.to_frame()
+        lines = [f"{len(self.classes)} sub-architectures of {self.config.get('arch') or 'a network'} at beta "
+                 f"{self.config.get('beta')}, {len(self.points)} points",
+                 f"{'point':<14}{'channels':>9}{'kept':>8}  note"]
+        for p, r in per_point.iterrows():
+            note = ", ".join(t for t in (f"{int(r.classes_keeping_all)} classes keep every channel" if r.classes_keeping_all
+                                         else "", f"{int(r.classes_keeping_none)} keep none" if r.classes_keeping_none
+                                         else "") if t)
+            lines.append(f"{p:<14}{int(r.channels):>9}{r.kept:>8.3f}  {note}".rstrip())
+        lines.append(f"{'class':<14}{'steps':>7}  state")
+        for name, r in list(per_class.iterrows())[:20]:
+            lines.append(f"{str(name)[:13]:<14}{int(r.steps):>7}  {r.state}")
+        if len(per_class) > 20:
+            lines.append(f"... {len(per_class) - 20} more classes (all of them: .to_frame())")
+        return "\n".join(lines)
+
     def binary(self) -> list[Tensor]:
         """Eq. 16: the kept channels (mask > 0.5), [classes, channels] per point, in point order."""
         return [m > 0.5 for m in self.masks.values()]
@@ -166,12 +227,14 @@ class SubArchitectures:
 
     def evaluate(self, model: nn.Module, test, class_names: Sequence[str] | None = None,
                  mosaics: int | None = None, top: float | None = None, hit_protocol: str = "paper", seed: int = 0,
-                 chance_draws: int = 999, progress: bool = False) -> "Evaluation":
+                 chance_draws: int = 999, progress: bool = False, allow_other_weights: bool = False) -> "Evaluation":
         """Every figure of ``nadkit evaluate`` for these sub-architectures on ``model`` and the test set
         ``test`` (a ``torch.utils.data.Dataset`` of (image tensor, label), preprocessed as for the
         model, or a nadkit split): accuracy and specificity, similarity with its chance level and
         kappa, hit rate on 2x2 mosaics (``mosaics``, ``top``: the protocol's by default; none under 4
-        classes), confusion and misjudgment. The model is used in eval mode and left as it was."""
+        classes), confusion and misjudgment. The model is used in eval mode and left as it was.
+        A model with other weights than the masks were learned on (sha256) is refused unless
+        ``allow_other_weights=True``."""
         from .checks import frozen
         from .data import as_image_data, class_index, load_batch
         from .evaluation import evaluate_masks, hit_settings
@@ -179,13 +242,45 @@ class SubArchitectures:
 
         mosaics, top = hit_settings(hit_protocol, mosaics, top)
         data = self._test_data(test, class_names)
-        points = self.mask_points_for(model)
+        points = self._checked_model(model, allow_other_weights)
         first = class_index(data.labels, len(data.class_names))[self.classes[0]][:1]
-        with frozen(model):
-            self.check(model, points, tuple(load_batch(data, first).shape[1:]))
+        with frozen(model), output_of(model, self.config.get("output")):
+            self._check_input(model, points, load_batch(data, first))
             report = evaluate_masks(self, model, points, data, mosaics, top, seed, progress, hit_protocol,
                                     chance_draws)
         return Evaluation.from_report(report)
+
+    def _checked_model(self, model: nn.Module, allow_other_weights: bool) -> list[MaskPoint]:
+        """This result's points on ``model``, refused in one line for a model that is no nn.Module, is
+        on the meta device or has other weights than the masks were learned on."""
+        from .checks import model_device
+        from .networks import weights_sha256
+
+        if not isinstance(model, nn.Module):
+            raise NadkitError(f"model must be a torch.nn.Module, got a {type(model).__name__}")
+        model_device(model)
+        known = self.config.get("weights_sha256")
+        if known and not allow_other_weights:
+            now = weights_sha256(model)
+            if now != known:
+                raise NadkitError(f"these masks were learned on other weights (sha256 {known[:12]}, this model has "
+                                  f"{now[:12]}); give the network they were learned on, or pass "
+                                  "allow_other_weights=True")
+        return self.mask_points_for(model)
+
+    def _check_input(self, model: nn.Module, points: list[MaskPoint], batch: Tensor) -> None:
+        """The images fit ``model`` (channels, output), the masks fit its points, and a warning for
+        hit rates at points without space (1x1: a quadrant's share is fixed by construction)."""
+        from .disentangle import check_channels
+        from .points import check_output
+
+        shape = tuple(batch.shape[1:])
+        check_channels(model, shape)
+        param = next(model.parameters())
+        check_output(model, batch.to(param.device, param.dtype))
+        self.check(model, points, shape)
+        if len(self.classes) >= 4:
+            warn_flat_points(model, points, shape, stacklevel=4)
 
     def _test_data(self, test, class_names: Sequence[str] | None):
         """``test`` as nadkit reads data, checked to hold images of every class of these masks."""
@@ -202,7 +297,7 @@ class SubArchitectures:
     def ablate(self, model: nn.Module, test, points: Sequence[str] | None = None, ks: Sequence[int] | None = None,
                draws: int = 100, popularity_draws: int = 10, per_class: int = 20,
                orders: Sequence[str] = ("nad",), train=None, class_names: Sequence[str] | None = None,
-               progress: bool = False) -> "Ablation":
+               progress: bool = False, allow_other_weights: bool = False) -> "Ablation":
         """``nadkit ablate`` in memory: at each of ``points`` (names; default all), zero each class's
         top k channels (by its mask, and by each heuristic of ``orders`` after "nad", which need
         ``train`` images), ``draws`` random and ``popularity_draws`` popularity-matched sets of k,
@@ -217,11 +312,11 @@ class SubArchitectures:
         if len(orders) > 1 and train is None:
             raise NadkitError(f"orders {orders[1:]} score channels on training images; pass train=your training set")
         data = self._test_data(test, class_names)
-        every = self.mask_points_for(model)
+        every = self._checked_model(model, allow_other_weights)
         idx = [self.points.index(p) for p in chosen]
         binary = [self.binary()[i] for i in idx]
         seed = int(self.config.get("seed", 0))
-        with frozen(model):
+        with frozen(model), output_of(model, self.config.get("output")):
             ranks = {"nad": [ranking(self.masks[p]) for p in chosen]}
             if len(orders) > 1:
                 from .baselines import channel_scores
@@ -231,6 +326,9 @@ class SubArchitectures:
                     scores = channel_scores(name, model, [every[i] for i in idx], train_data, self.classes, seed=seed)
                     ranks[name] = [ranking(s) for s in scores]
             x, labels = test_sample(data, self.classes, per_class)
+            from .disentangle import check_channels
+
+            check_channels(model, tuple(x.shape[1:]))
             found = run_points(model, [every[i] for i in idx], binary, ranks, x, labels, self.classes, ks, draws,
                                popularity_draws, seed, progress=progress, positions=idx)
         return Ablation(list(self.classes), list(self.class_names),
@@ -279,6 +377,21 @@ class SubArchitectures:
             raise NadkitError(f"masks at point {bad[0]!r} are not [{len(classes)} classes, channels]; re-run disentangle")
         return cls({p: tensors[p] for p in points}, classes, meta["class_names"], meta["config"], meta["status"],
                    meta.get("provenance"))
+
+
+def warn_flat_points(model: nn.Module, points: Sequence[MaskPoint], input_shape: Sequence[int],
+                     stacklevel: int = 2) -> None:
+    """A warning for points whose output is 1x1: their hit rate on 2x2 mosaics is fixed by construction."""
+    import warnings
+
+    acts: list[Tensor] = []
+    param = next(model.parameters())
+    with torch.no_grad(), masked(model, points, record=acts):
+        model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+    flat = [p.name for p, a in zip(points, acts) if a.shape[-1] * a.shape[-2] == 1]
+    if flat:
+        warnings.warn(f"points {', '.join(flat[:4])} are 1x1 maps: their hit rate on 2x2 mosaics is fixed by "
+                      "construction (about 0.25), not a measure of the class's channels", stacklevel=stacklevel)
 
 
 HISTORY = "history."  # key prefix of a class's optimisation history in its partial file

@@ -89,7 +89,7 @@ def folder(tmp_path):
 
 @pytest.mark.slow
 def test_image_folder_layout_transforms_and_bad_files(folder, tmp_path):
-    data = ImageFolderData(folder, "train", image_size=32)
+    data = ImageFolderData(folder, "train", image_size=32, augment=True)
     assert data.class_names == ["n01", "n02", "n03", "n04"] and len(data) == 25
     bad = data.files.index(str(folder / "train" / "n02" / "9.jpg"))
     with pytest.warns(UserWarning, match="unreadable"):
@@ -191,7 +191,7 @@ def test_decoding_on_the_device_matches_the_pil_path(tmp_path):
             smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 8, generator=gen), size=(60, 80), mode="bilinear")
             Image.fromarray((smooth[0].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "train" / c / f"{i}.jpg", quality=95)
     (tmp_path / "train" / "b" / "9.jpg").write_bytes(b"\xff\xd8 corrupt")
-    data = ImageFolderData(tmp_path, "train", image_size=32)
+    data = ImageFolderData(tmp_path, "train", image_size=32, augment=True)
     from torchvision.io import read_file
 
     idx, seeds = torch.tensor([0, 1, 4]), torch.tensor([11, 12, 13])

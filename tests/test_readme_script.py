@@ -22,6 +22,7 @@ def readme_script() -> str:
 def test_the_readme_script_runs_as_shown(tmp_path, monkeypatch, capsys):
     code = readme_script()
     assert "TensorDataset" in code and "class Net(nn.Module)" in code and "SubArchitectures.load" in code
+    assert "report.summary()" in code and "to_frame()" in code
     monkeypatch.chdir(tmp_path)
     space: dict = {"__name__": "readme"}
     exec(compile(code, str(README), "exec"), space)
@@ -31,4 +32,6 @@ def test_the_readme_script_runs_as_shown(tmp_path, monkeypatch, capsys):
     assert len(report.accuracy.subarch) == 4 and report.hit_rate is not None
     assert set(ablation.points) == set(subs.points)
     assert torch.equal(subs.steps, torch.tensor([20, 20, 20, 20]))
-    assert capsys.readouterr().out.strip()
+    out = capsys.readouterr().out
+    assert report.summary() in out and "0.5: a constant answer" in out and "<SubArchitectures" in out
+    assert "output=0" in README.read_text() and "names=[" in README.read_text()  # the selector, named points

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from typing import Sequence
 from pathlib import Path
 
 import torch
@@ -128,3 +129,15 @@ def input_channels(model: nn.Module) -> int:
     if conv is None:
         raise NadkitError(f"{type(model).__name__} has no Conv2d; NAD masks the channels of a CNN")
     return conv.in_channels
+
+
+def check_channels(model: nn.Module, shape: Sequence[int]) -> None:
+    """One line when the images' channels are not those the network's first convolution takes."""
+    try:
+        wants = input_channels(model)
+    except NadkitError:
+        return
+    if shape[0] != wants:
+        hint = " (grey images for a colour network: images.expand(-1, 3, -1, -1))" if shape[0] == 1 and wants == 3 else ""
+        raise NadkitError(f"the data's images have {shape[0]} channels, the network takes {wants}; give images of "
+                          f"{wants} channels, preprocessed as for training{hint}")

@@ -24,6 +24,7 @@ from .checks import (OBJECTIVES, TARGETS, check_classes, check_nad_settings, mod
                      resolve_device)
 from .data import (ClassBatches, ContrastBatches, ImageData, as_image_data, class_generator, class_index, load_batch,
                    preprocessing_of, step_batches)
+from .anynet import check_channels
 from .errors import NadkitError
 from .fold import fold_batchnorm as fold_batchnorm_into_convs
 from .networks import weights_sha256
@@ -610,20 +611,6 @@ def elbow_sweep(nad: NAD, data: ImageData, classes: Sequence[int], betas: Sequen
             "max_steps": nad.max_steps, "steps_taken": steps.tolist(),
             "converged": res.converged.view(len(betas), len(classes)).tolist(),
             "knee": "Kneedle knee of the binarised masks' loss against log10(beta)"}
-
-
-def check_channels(model: nn.Module, shape: Sequence[int]) -> None:
-    """One line when the images' channels are not those the network's first convolution takes."""
-    from .anynet import input_channels
-
-    try:
-        wants = input_channels(model)
-    except NadkitError:
-        return
-    if shape[0] != wants:
-        hint = " (grey images for a colour network: images.expand(-1, 3, -1, -1))" if shape[0] == 1 and wants == 3 else ""
-        raise NadkitError(f"the data's images have {shape[0]} channels, the network takes {wants}; give images of "
-                          f"{wants} channels, preprocessed as for training{hint}")
 
 
 def warn_result(sub: "SubArchitectures", untuned: bool = False, cli: bool = False) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import NadkitError
-from .findpoints import MaskPoint, auto_points, candidates  # MaskPoint: defined with the rule that finds points
+from .findpoints import MaskPoint, auto_points, candidates, probe  # MaskPoint: defined with the rule that finds points
 
 
 VGG_BLOCKS = (2, 2, 3, 3, 3)
@@ -334,7 +334,6 @@ def point_widths(model: nn.Module, points: Sequence[MaskPoint], input_shape: Seq
 def probe_points(model: nn.Module, points: Sequence[MaskPoint], input_shape: Sequence[int]) -> None:
     """One line unless each point's module can be masked: a 4-D output, one call per forward, not
     changed in place afterwards (``nadkit.findpoints.probe``); points with ``relu`` take a copy."""
-    from .findpoints import probe
 
     outputs = probe(model, input_shape)
     for p in points:

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from .anynet import check_channels
 from .errors import NadkitError
 from .files import atomic as _atomic, file_sha256, fsync_dir as _fsync_dir, test_pause as _test_pause
 from .points import MaskPoint, masked, output_of, point_widths
@@ -271,7 +272,6 @@ class SubArchitectures:
     def _check_input(self, model: nn.Module, points: list[MaskPoint], batch: Tensor) -> None:
         """The images fit ``model`` (channels, output), the masks fit its points, and a warning for
         hit rates at points without space (1x1: a quadrant's share is fixed by construction)."""
-        from .disentangle import check_channels
         from .points import check_output
 
         shape = tuple(batch.shape[1:])
@@ -326,8 +326,7 @@ class SubArchitectures:
                     scores = channel_scores(name, model, [every[i] for i in idx], train_data, self.classes, seed=seed)
                     ranks[name] = [ranking(s) for s in scores]
             x, labels = test_sample(data, self.classes, per_class)
-            from .disentangle import check_channels
-
+    
             check_channels(model, tuple(x.shape[1:]))
             found = run_points(model, [every[i] for i in idx], binary, ranks, x, labels, self.classes, ks, draws,
                                popularity_draws, seed, progress=progress, positions=idx)

@@ -769,7 +769,8 @@ def objective_verdict(arch: str, official: list[dict], contrast_rows: list[dict]
         return (f"with the {name} objective they are specific at {len(rows)} of its {len(ran)} betas, keeping "
                 f"{_span(rows)} of the channels (balanced accuracy {min(bal):.2f} to {max(bal):.2f})")
 
-    text = f"On {arch}, {said('authors', ok['official'], official)}; {said('contrast', ok['contrast'], contrast_rows)}"
+    authors = said("authors'", ok["official"], official)
+    text = f"On {arch}, {authors}; {said('contrast', ok['contrast'], contrast_rows)}"
     if ok["contrast"]:
         text += ("; there NAD beats every simple rule on " + _list([f"*{NAMES[k]}*" for k in own]) if own
                  else "; there NAD beats every simple rule on no finding")
@@ -777,3 +778,19 @@ def objective_verdict(arch: str, official: list[dict], contrast_rows: list[dict]
     return {"network": arch, "specific": {o: [r["beta"] for r in rows] for o, rows in ok.items()},
             "kept": {o: [r["kept"] for r in rows] for o, rows in ok.items()}, "own": own, "cannot": cannot,
             "sentence": text + "."}
+
+
+def contrast_clause(by_arch: dict[str, list[dict]], see: str = "") -> str:
+    """Chapter 01's clause on the objective that sees other classes: on which networks it gives
+    sub-architectures specific to their class with a channel at every point, and how many
+    channels they keep there ("" where it has not run)."""
+    ran = {a: rows for a, rows in by_arch.items() if rows}
+    if not ran:
+        return ""
+    ok = {a: specific_and_sparse(rows) for a, rows in ran.items()}
+    yes = [f"{a} (keeping {_span(rows)} of the channels)" for a, rows in ok.items() if rows]
+    no = [a for a, rows in ok.items() if not rows]
+    text = "an objective that also shows each class other classes' images makes them specific on " + (
+        _list(yes) if yes else "none of the networks it ran on")
+    text += f" but not on {_list(no)}" if yes and no else ""
+    return text + (f" ({see})" if see else "")

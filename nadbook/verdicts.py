@@ -660,3 +660,18 @@ def lead(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str], contra
              "networks" + ("" if len(spec) == n else ": elsewhere they name their class for most images of other classes")
              + (f"; {contrast}" if contrast else "") + ".")
     return " ".join([first, second, third, "The paper's ImageNet and Places365 networks were not run here."])
+
+
+def bullets(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str], most: int = 5) -> str:
+    """A chapter's closing bullets: one per category of the grid that has cells, best first (the
+    last ones merged to keep at most ``most``), each naming its finding-network cells."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        for a, found in verdicts.items():
+            if key in found:
+                groups.setdefault(category(found[key]), []).append(f"{SHORT[key]} on {a}")
+    items = [(CATEGORIES[c][2], cells) for c, cells in ((c, groups.get(c)) for c in CATEGORIES) if cells]
+    while len(items) > most:
+        (a, x), (b, y) = items[-2], items[-1]
+        items[-2:] = [(f"{a}; {b}", x + y)]
+    return "\n".join(f"- *{label}* ({len(cells)}): {'; '.join(cells)}." for label, cells in items)

@@ -743,6 +743,11 @@ def _span(rows: list[dict]) -> str:
     return f"{min(kept):.0%}" if len(kept) == 1 else f"{min(kept):.0%} to {max(kept):.0%}"
 
 
+def _range(values: list[float]) -> str:
+    lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
 def objective_verdict(arch: str, official: list[dict], contrast_rows: list[dict]) -> dict:
     """Per network, the two objectives compared: for each, the betas where the sub-architectures
     are specific and sparse (``specific_and_sparse``) and the share of channels they keep there;
@@ -763,11 +768,12 @@ def objective_verdict(arch: str, official: list[dict], contrast_rows: list[dict]
     def said(name: str, rows: list[dict], ran: list[dict]) -> str:
         if not ran:
             return f"the {name} objective has not run"
+        betas = f"{len(ran)} beta{'s' if len(ran) > 1 else ''} run"
         if not rows:
-            return f"with the {name} objective they are specific at none of its {len(ran)} betas"
+            return f"with the {name} objective they are specific at none of the {betas}"
         bal = [r["nad"]["specific"].estimate for r in rows]
-        return (f"with the {name} objective they are specific at {len(rows)} of its {len(ran)} betas, keeping "
-                f"{_span(rows)} of the channels (balanced accuracy {min(bal):.2f} to {max(bal):.2f})")
+        return (f"with the {name} objective they are specific at {len(rows)} of the {betas}, keeping "
+                f"{_span(rows)} of the channels (balanced accuracy {_range(bal)})")
 
     authors = said("authors'", ok["official"], official)
     text = f"On {arch}, {authors}; {said('contrast', ok['contrast'], contrast_rows)}"
@@ -788,9 +794,9 @@ def contrast_clause(by_arch: dict[str, list[dict]], see: str = "") -> str:
     if not ran:
         return ""
     ok = {a: specific_and_sparse(rows) for a, rows in ran.items()}
-    yes = [f"{a} (keeping {_span(rows)} of the channels)" for a, rows in ok.items() if rows]
+    yes = [f"{a} ({_span(rows)} of channels kept)" for a, rows in ok.items() if rows]
     no = [a for a, rows in ok.items() if not rows]
-    text = "an objective that also shows each class other classes' images makes them specific on " + (
+    text = "an objective that also shows other classes' images makes them specific on " + (
         _list(yes) if yes else "none of the networks it ran on")
-    text += f" but not on {_list(no)}" if yes and no else ""
+    text += f", not on {_list(no)}" if yes and no else ""
     return text + (f" ({see})" if see else "")

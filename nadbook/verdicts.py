@@ -637,29 +637,28 @@ def grid(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> str
 
 
 def lead(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str], contrast: str = "") -> str:
-    """The book's answer in at most four sentences, from the verdicts through a fixed template
-    that a reader of the paper can follow: what reproduces; what a simple rule at the same
-    channel counts does; whether the sub-architectures are specific to their class (and
-    ``contrast``, one sentence on the objective that sees other classes); what was not run."""
+    """The book's answer in four sentences, from the verdicts through a fixed template that a
+    reader of the paper can follow: what reproduces; what a simple rule at the same channel
+    counts does; whether the sub-architectures are specific to their class (and ``contrast``, a
+    clause on the objective that sees other classes); what was not run."""
     nets = list(verdicts)
     n = len(nets)
-    cells = [verdicts[a][k] for k in keys for a in nets if k in verdicts[a]]
-    held = [v for v in cells if v.status == HOLDS]
+    held = [verdicts[a][k] for k in keys for a in nets if k in verdicts[a] and verdicts[a][k].status == HOLDS]
     most = [k for k in keys if 2 * sum(v.key == k for v in held) >= n and any(v.key == k for v in held)]
-    first = (f"On {n} small networks of the paper's four designs, each trained three times on Fashion-MNIST, "
-             f"{len(most)} of the paper's {len(keys)} findings hold on at least half of the networks"
+    first = (f"On {n} small networks of the paper's designs, each trained three times on Fashion-MNIST, "
+             f"{len(most)} of the paper's {len(keys)} findings hold on at least half of them"
              + (f" ({_list([SHORT[k] for k in most])})" if most else "") + ".")
     cats = [category(v) for v in held]
-    second = (f"Where a finding holds ({len(held)} finding-network pairs), a simple rule that keeps as many "
-              f"channels (the most active ones, say) is as good in {cats.count('as good')} and better in "
-              f"{cats.count('rule better')}; NAD is better than every such rule in {cats.count('better')}"
-              + (f", and in {cats.count('untested')} that cannot be tested here" if cats.count("untested") else "")
+    untested = cats.count("untested")
+    second = (f"Where one holds ({len(held)} cases), a simple rule keeping as many channels (the most active, "
+              f"say) is as good in {cats.count('as good')} and better in {cats.count('rule better')}; NAD beats "
+              f"every such rule in {cats.count('better')}" + (f" ({untested} cannot be tested)" if untested else "")
               + ".")
     spec = [a for a in nets if "specific" in verdicts[a] and verdicts[a]["specific"].status == HOLDS]
     third = (f"With the authors' objective the sub-architectures are specific to their class on {len(spec)} of {n} "
-             "networks" + ("" if len(spec) == n else ": elsewhere they name their class for most images of other classes")
+             "networks" + ("" if len(spec) == n else ", elsewhere naming their class for most other images")
              + (f"; {contrast}" if contrast else "") + ".")
-    return " ".join([first, second, third, "The paper's ImageNet and Places365 networks were not run here."])
+    return " ".join([first, second, third, "Not run here: the paper's ImageNet and Places365 networks."])
 
 
 def bullets(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str], most: int = 5) -> str:

@@ -27,7 +27,8 @@ from .settings import Engine, Method, from_config, to_config  # noqa: F401
 from .spec import (Spec, check_settings, check_weights, fit_channels, is_weights_file, nad_defaults,  # noqa: F401
                    network, network_of, parse_classes, passes_in_steps, spec_of, split, warn_defaults, with_network)
 from .ranks import Ranks
-from .subarch import PartialRun, SubArchitectures, history_tensors, read_meta
+from .partial import PartialRun, history_tensors
+from .subarch import SubArchitectures, read_meta
 
 
 def _prepare(spec: Spec):

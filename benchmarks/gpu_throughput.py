@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from nadkit import Engine
 from nadkit.disentangle import NAD
 from nadkit.networks import load_network
 from nadkit.points import mask_points
@@ -52,12 +53,13 @@ def measure(arch: str, data: GPUImages, steps: int, size: int, device: str) -> d
 
     model = load_network(arch, "imagefolder:/synthetic", weights="none").to(device)
     points = mask_points(arch, model)
-    authors = NAD(model, points, beta=0.02, steps=steps, input_shape=(3, size, size), channels_last=False,
-                  fused=False)
+    authors = NAD(model, points, beta=0.02, steps=steps,
+                  engine=Engine(input_shape=(3, size, size), channels_last=False, fused=False))
     authors.run(data, classes[:1], class_batch=1, progress=False)  # warm-up
     t_authors = timed(lambda: authors.run(data, classes[:4], class_batch=1, progress=False), device)
 
-    ours = NAD(model, points, beta=0.02, steps=steps, input_shape=(3, size, size), precision="bf16")
+    ours = NAD(model, points, beta=0.02, steps=steps,
+               engine=Engine(input_shape=(3, size, size), precision="bf16"))
     k = min(len(classes), ours.classes_that_fit())
     ours.run(data, classes[:k], class_batch=k, progress=False)  # warm-up (and cudnn autotuning)
     t_ours = timed(lambda: ours.run(data, classes[:k], class_batch=k, progress=False), device)

@@ -22,6 +22,7 @@ import time
 import torch
 
 from nadkit.data import ClassBatches, fashion_mnist
+from nadkit import Engine
 from nadkit.disentangle import NAD
 from nadkit.fold import fold_batchnorm
 from nadkit.networks import ARCHS, load_network
@@ -37,7 +38,8 @@ def seconds(fn) -> float:
 def measure(arch: str, data, steps: int, rounds: int, per_class: int = 16) -> dict:
     model = load_network(arch)
     points = mask_points(arch, model)
-    nads = {f: NAD(load_network(arch), points, beta=0.02, steps=steps, batch_per_class=per_class, fused=f)
+    nads = {f: NAD(load_network(arch), points, beta=0.02, steps=steps, batch_per_class=per_class,
+                   engine=Engine(fused=f))
             for f in (False, True)}
     classes = list(range(10))
     work = len(classes) * per_class * steps  # image-steps
@@ -61,7 +63,7 @@ def measure(arch: str, data, steps: int, rounds: int, per_class: int = 16) -> di
             "inference": inference(plain, x), "inference_cl": inference(cl, x_cl),
             "inference_folded": inference(folded, x_cl)}
     for f in (False, True):  # warm-up
-        NAD(model, points, steps=2, batch_per_class=per_class, fused=f).run(data, classes, progress=False)
+        NAD(model, points, steps=2, batch_per_class=per_class, engine=Engine(fused=f)).run(data, classes, progress=False)
     for k in ("inference", "inference_cl", "inference_folded"):
         runs[k]()
     times = {k: [] for k in runs}

@@ -27,8 +27,12 @@ from .data import (ClassBatches, ContrastBatches, ImageData, as_image_data, clas
 from .anynet import check_channels
 from .errors import NadkitError
 from .fold import fold_batchnorm as fold_batchnorm_into_convs
+from .elbow import ELBOW_BETAS, binary_loss, elbow_classes, elbow_sweep, knee  # noqa: F401
 from .networks import weights_sha256
+from .objectives import SquaredError, nad_loss, not_named  # noqa: F401
 from .points import MaskPoint, check_points, masked, point_widths, probe_points
+from .settings import (DEFAULT_BETA, Convergence, Engine, Method, check_convergence, is_default_beta,  # noqa: F401
+                       method_of, to_config)
 
 if TYPE_CHECKING:
     from .subarch import SubArchitectures
@@ -39,72 +43,6 @@ def initial_logits(widths: Sequence[int], seed: int, cls: int) -> list[Tensor]:
     """A class's starting logits, N(0, 1) per channel, from the class's own random stream."""
     gen = class_generator(seed, cls, stream=0)
     return [torch.randn(w, generator=gen) for w in widths]
-
-
-class SquaredError(torch.autograd.Function):
-    """Per-image mean squared error of ``a`` against the constant ``r``, [B]: the same as
-    ``(a - r).pow(2).mean((1, 2, 3))`` with one pass over memory each way instead of four."""
-
-    @staticmethod
-    def forward(ctx, a: Tensor, r: Tensor) -> Tensor:
-        d = a - r
-        ctx.save_for_backward(d)
-        return torch.linalg.vector_norm(d, dim=tuple(range(1, d.dim()))).square() / d[0].numel()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (d,) = ctx.saved_tensors
-        return d * (grad * (2.0 / d[0].numel())).view(-1, *([1] * (d.dim() - 1))), None
-
-
-def not_named(logits: Tensor, cls: Tensor) -> Tensor:
-    """-log(1 - p_cls) per image, from the logits [B, classes] (stably: the log-sum-exp of every
-    logit minus that of all but ``cls``): small when the network does not name ``cls``."""
-    rest = logits.scatter(1, cls[:, None], float("-inf"))
-    return torch.logsumexp(logits, 1) - torch.logsumexp(rest, 1)
-
-
-def nad_loss(objective: str, logits: Tensor, labels: Tensor, acts: list[Tensor], ref_acts: list[Tensor],
-             ref_correct: Tensor, masks: list[Tensor], beta: Tensor, per_job: int,
-             errors: list[Tensor] | None = None, own: int | None = None,
-             job_class: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Per-job loss [K] and reconstruction term [K] for one step; images are job-major, ``per_job`` each.
-    ``errors``: each point's per-image mean squared error, when the masked pass computed it
-    (``points.MaskedPoint``); else it is computed from ``acts`` and ``ref_acts``.
-
-    ``official`` (the authors' code): (CE + sum_p MSE_p over the images the original network
-    gets right) / P + beta * sum_p mean(mask_p^2) / P.  ``paper`` (Eq. 13-14): CE + sum_p
-    mean(beta * (mu_p r_p)^2 + (r_p - mu_p r_p)^2) with r_p the original activations.
-    ``contrast``: each job's first ``own`` images are its class's (``job_class``), the rest other classes'; the
-    official terms on its own images, plus the mean of -log(1 - p_c) of the masked network on the
-    others (``not_named``), weighted like the CE term: (CE + sum_p MSE_p + NOT) / P + beta * reg.
-    """
-    k, n_points = len(beta), len(masks)
-    if objective == "contrast":
-        is_own = (torch.arange(per_job, device=logits.device) < own).repeat(k)
-        ce_all = F.cross_entropy(logits, labels, reduction="none").view(k, per_job)
-        ce = ce_all[:, :own].mean(1)
-        other = not_named(logits, job_class.repeat_interleave(per_job)).view(k, per_job)[:, own:].mean(1)
-        ref_correct = ref_correct & is_own
-    else:
-        ce = F.cross_entropy(logits, labels, reduction="none").view(k, per_job).mean(1)
-        other = 0.0
-    if objective in ("official", "contrast"):
-        weight = ref_correct.view(k, per_job).float()
-        weight = weight / weight.sum(1, keepdim=True).clamp_min(1.0)
-        if errors is None:
-            errors = [SquaredError.apply(a, r) for a, r in zip(acts, ref_acts)]
-        mse = sum(e.view(k, per_job).mul(weight).sum(1) for e in errors)
-        rec = (ce + mse + other) / n_points
-        reg = sum(m.pow(2).mean(1) for m in masks) / n_points
-        return rec + beta * reg, rec
-    local = 0.0
-    for m, r in zip(masks, ref_acts):
-        mu = m.repeat_interleave(per_job, 0)[:, :, None, None]
-        err = (r * (1 - mu)) ** 2
-        local = local + (beta.repeat_interleave(per_job)[:, None, None, None] * (mu * r) ** 2 + err
-                         ).mean((1, 2, 3)).view(k, per_job).mean(1)
-    return ce + local, ce
 
 
 @dataclass
@@ -148,39 +86,6 @@ def concat(parts: Sequence[NADResult]) -> NADResult:
                      flips, snaps)
 
 
-@dataclass(frozen=True)
-class Convergence:
-    """When a class's masks have stopped changing: every ``window`` steps, the binarised masks are
-    compared with those of the last check; the class has converged when, at every point, at most
-    ``tol`` of the channels (rounded down, at least one) differ, at ``patience`` checks in a row.
-    ``max_steps`` is the guard.
-
-    Net change, not every flip: Eq. 15 moves each point by a fixed step forever, so a channel
-    whose gate sits at the threshold flips back and forth every step at any stage; counting it
-    would never stop. Measured on the embedded VGG16 (beta 0.3): after 400 steps 0-3% of a
-    point's channels differ from 100 steps before and two seeds agree at 0.96-1.00 (at 200 steps:
-    up to 19% and 0.50), while 20-100% of the channels flip at least once per 100 steps."""
-
-    max_steps: int = 2000
-    window: int = 100
-    tol: float = 0.05
-    patience: int = 2
-
-    def allowed(self, widths: Sequence[int]) -> Tensor:
-        return torch.tensor([max(1, int(self.tol * w)) for w in widths])
-
-
-def check_convergence(convergence: Convergence, snapshot_every: int | None) -> None:
-    """One line unless ``convergence`` is a usable ``Convergence`` and ``snapshot_every`` None or >= 1."""
-    if not isinstance(convergence, Convergence):
-        raise NadkitError(f"convergence must be a nadkit.disentangle.Convergence, got a {type(convergence).__name__}")
-    c = convergence
-    if c.max_steps < 1 or c.window < 1 or c.patience < 1 or not 0 <= c.tol < 1:
-        raise NadkitError(f"{c} is not usable: max_steps, window and patience must be >= 1, tol in [0, 1)")
-    if snapshot_every is not None and (not isinstance(snapshot_every, int) or snapshot_every < 1):
-        raise NadkitError(f"snapshot_every must be None or an integer >= 1, got {snapshot_every!r}")
-
-
 def class_status(res: NADResult, j: int, auto: bool) -> dict:
     """Job ``j``'s status as a result records it: ``state`` (converged, max_steps when ``auto``
     stopped at its guard, done after a fixed number of steps, skipped when the network got none of
@@ -188,20 +93,6 @@ def class_status(res: NADResult, j: int, auto: bool) -> dict:
     skipped, steps = int(res.skipped_steps[j]), int(res.steps[j])
     state = "skipped" if skipped == steps else "converged" if res.converged[j] else "max_steps" if auto else "done"
     return {"state": state, "steps": steps, "skipped_steps": skipped, "unreadable_images": int(res.unreadable[j])}
-
-
-def elbow_classes(classes: Sequence[int], n: int) -> list[int]:
-    """``n`` of ``classes``, spread evenly from the first to the last."""
-    if len(classes) <= n:
-        return list(classes)
-    return sorted({classes[round(i * (len(classes) - 1) / (n - 1))] for i in range(n)})
-
-
-class _DefaultBeta(float):
-    """NAD's default beta, told apart from a beta the caller gave (the untuned-beta warning)."""
-
-
-DEFAULT_BETA = _DefaultBeta(0.02)
 
 
 class NAD:
@@ -214,48 +105,56 @@ class NAD:
     step limit, points where every class keeps every channel or none. NAD works on a frozen copy of ``model``: the
     caller's model keeps its training mode, ``requires_grad`` and memory format.
 
+    The settings come in two typed objects: the method's (``Method``: beta, lr, steps,
+    batch_per_class, objective, target, seed, convergence), which change the masks, and the
+    engine's (``Engine``: device, workers, precision, channels_last, decode_on_device, fused,
+    snapshot_every, input_shape), which say where and how they are computed. The method's may
+    also be given as keywords: ``NAD(model, points, beta=0.3, steps=20)`` is
+    ``NAD(model, points, Method(beta=0.3, steps=20))``.
+
     Args:
         model: the trained classification network (any ``nn.Module`` that maps images to logits;
             a forward returning a tuple or dict: name the logits with ``mask_points(..., output=)``).
         points: where channels are masked: ``nadkit.mask_points(model, example_inputs)`` (its
             ``output`` selects the logits of a tuple/dict output), or ``MaskPoint``s of your own;
             each is probed on the model (a 4-D output, one call per forward, not changed in place).
-        beta: the sparsity weight (> 0; the authors use 0.02-5.0), or ``"elbow"``: ``fit`` first runs
-            the Elbow sweep (``elbow_sweep``) on up to four of the classes and takes its knee.
-        lr: the step of Eq. 15 (> 0): every point's logits move by ``lr`` per step.
-        steps: ``"auto"`` (the default) runs each class until its binarised masks stop changing
+        method: the method's settings (default ``Method()``; ``help(nadkit.Method)``):
+            beta: the sparsity weight (> 0; the authors use 0.02-5.0), or ``"elbow"``: ``fit`` first
+            runs the Elbow sweep (``elbow_sweep``) on up to four of the classes and takes its knee.
+            lr: the step of Eq. 15 (> 0): every point's logits move by ``lr`` per step.
+            steps: ``"auto"`` (the default) runs each class until its binarised masks stop changing
             (``convergence``), as Algorithm 1's "until convergence"; an int runs exactly that many.
-        batch_per_class: images of each class per step.
-        objective: ``"official"`` (the authors' released code), ``"paper"`` (Eq. 13-14), or
+            batch_per_class: images of each class per step.
+            objective: ``"official"`` (the authors' released code), ``"paper"`` (Eq. 13-14), or
             ``"contrast"``: the official objective, and each step also shows the class as many
             images of the other classes, on which the masked network is asked not to name it.
-        target: what the masked network must keep: ``"label"`` (the authors') or ``"prediction"``
-            (the network's own output: for networks that get few images right).
-        seed: every random draw (initial masks, images) comes from ``(seed, class)``.
-        input_shape: one image's shape (C, H, W); default: read from the data ``fit`` is given.
-        workers: image-reading processes (image folders only).
-        precision: ``"fp32"`` or ``"bf16"`` (autocast; for GPUs).
-        channels_last: convolutions in channels_last memory format (default: for image inputs).
-        decode_on_device: image folders: decode JPEGs on the device (nvJPEG).
-        convergence: when ``steps="auto"`` stops a class, and its guard ``max_steps``.
-        snapshot_every: keep the binarised masks every this many steps (``NADResult.snapshots``).
-        fused: run on a copy whose BatchNorms are folded into the convolutions before them, with
-            each point's mask product and error in one function (``points.MaskedPoint``): faster,
-            the same masks up to the last bits of ``fused=False`` (the reference arithmetic).
-        device: where NAD runs ("cpu", "cuda", "cuda:N"); default: where ``model`` is.
+            target: what the masked network must keep: ``"label"`` (the authors') or
+            ``"prediction"`` (the network's own output: for networks that get few images right).
+            seed: every random draw (initial masks, images) comes from ``(seed, class)``.
+            convergence: when ``steps="auto"`` stops a class, and its guard ``max_steps``.
+        engine: the engine's settings (default ``Engine()``; ``help(nadkit.Engine)``): device
+            (default: where ``model`` is), workers, precision ("fp32" or "bf16"), channels_last,
+            decode_on_device, fused (BatchNorms folded and the mask step fused: faster, the same
+            masks up to the last bits of ``fused=False``, the reference arithmetic),
+            snapshot_every, input_shape (default: read from the data ``fit`` is given).
+        settings: (keywords) the method's settings by name, replacing those of ``method``.
     """
 
-    def __init__(self, model: nn.Module, points: Sequence[MaskPoint], beta: float | str = DEFAULT_BETA, lr: float = 0.1,
-                 steps: int | str = "auto", batch_per_class: int = 16, objective: str = "official",
-                 target: str = "label", seed: int = 0,
-                 input_shape: Sequence[int] | None = None, workers: int = 0, precision: str = "fp32",
-                 channels_last: bool | None = None, decode_on_device: bool = False,
-                 convergence: Convergence = Convergence(), snapshot_every: int | None = None,
-                 fused: bool = True, device: str | torch.device | None = None):
+    def __init__(self, model: nn.Module, points: Sequence[MaskPoint], method: Method | None = None,
+                 engine: Engine | None = None, **settings):
         if not isinstance(model, nn.Module):
             raise NadkitError(f"model must be a torch.nn.Module, got a {type(model).__name__}")
+        method = method_of(method, settings)
+        engine = Engine() if engine is None else engine
+        if not isinstance(engine, Engine):
+            raise NadkitError(f"engine must be a nadkit.Engine, got a {type(engine).__name__}")
+        beta, lr, steps, batch_per_class = method.beta, method.lr, method.steps, method.batch_per_class
+        objective, target, seed, convergence = method.objective, method.target, method.seed, method.convergence
+        device, workers, precision, fused = engine.device, engine.workers, engine.precision, engine.fused
+        snapshot_every, input_shape = engine.snapshot_every, engine.input_shape
         check_nad_settings(beta, lr, steps, batch_per_class, objective, target, precision, workers, seed)
         check_convergence(convergence, snapshot_every)
+        self.method, self.engine = method, engine
         self.output = getattr(points, "output", None)  # tuple/dict outputs: mask_points(..., output=...)
         self.points, self.fused = check_points(model, points), fused
         self.device = resolve_device(device) if device is not None else model_device(model)
@@ -271,15 +170,15 @@ class NAD:
 
             forward, output = self.model.forward, self.output
             self.model.forward = lambda *a, **k: select_output(forward(*a, **k), output)
-        self.beta_untuned = isinstance(beta, _DefaultBeta)
+        self.beta_untuned = is_default_beta(beta)
         beta = beta if isinstance(beta, str) else float(beta)
         self.beta, self.lr, self.steps, self.batch_per_class = beta, lr, steps, batch_per_class
         self.objective, self.target, self.seed, self.workers = objective, target, seed, workers
         self.convergence, self.snapshot_every = convergence, snapshot_every
-        self.decode_on_device = decode_on_device  # image folders: JPEG decoding on the device (nvJPEG)
+        self.decode_on_device = engine.decode_on_device  # image folders: JPEG decoding on the device (nvJPEG)
         self.autocast = precision == "bf16"  # bf16 autocast if asked
         self.precision = precision
-        self._channels_last = channels_last
+        self._channels_last = engine.channels_last
         self.input_shape: tuple[int, ...] | None = None
         self._widths: list[int] | None = None
         if input_shape is not None:
@@ -380,18 +279,10 @@ class NAD:
 
     def config(self, data=None, preprocessing: dict | str | None = None) -> dict:
         """What defines this run, as a result records it (``SubArchitectures.config``)."""
-        cfg = {"arch": None, "dataset": None, "weights": None, "weights_sha256": self.weights_sha256,
-               "objective": self.objective, "beta": self.beta, "lr": self.lr, "steps": self.steps,
-               "batch_per_class": self.batch_per_class, "seed": self.seed, "device": self.device.type,
-               "precision": self.precision}
-        if self.steps == "auto":
-            cfg["convergence"] = asdict(self.convergence)
-        if self.snapshot_every:
-            cfg["snapshot_every"] = self.snapshot_every
-        if self.target != "label":
-            cfg["target"] = self.target
-        if self.fused:
-            cfg["fused"] = True
+        method = Method(**{f: getattr(self, f) for f in ("beta", "lr", "steps", "batch_per_class", "objective",
+                                                          "target", "seed", "convergence")})  # beta: the Elbow's
+        cfg = {"arch": None, "dataset": None, "weights": None, "weights_sha256": self.weights_sha256}
+        cfg |= to_config(method, self.engine, self.device.type)
         cfg["points"] = [p.module for p in self.points]
         cfg["mask_points"] = [asdict(p) for p in self.points]
         cfg["input_shape"] = list(self.input_shape) if self.input_shape else None
@@ -558,59 +449,6 @@ class NAD:
                 lg[rows] -= self.lr * F.normalize(g, dim=1)
         rec[active] = r.detach()
         return rec, active
-
-
-@torch.no_grad()
-def binary_loss(nad: NAD, data: ImageData, classes: Sequence[int], binary: list[Tensor], per_class: int = 64) -> Tensor:
-    """Per-class loss of binarised masks on a fixed batch: cross-entropy plus the relative
-    reconstruction error ||r~ - r||^2 / ||r||^2 averaged over points. Relative, so that dropping
-    the channels that carry a layer's signal costs the same at every layer (a plain MSE barely
-    notices a collapsed sub-architecture, whose dropped channels are mostly zero after ReLU)."""
-    x, y = ClassBatches(data, list(classes), per_class, seed=nad.seed + 7_777).next(train=False)
-    x, y = x.to(nad.device), y.to(nad.device)
-    ref: list[Tensor] = []
-    with masked(nad.model, nad.points, record=ref):
-        nad.model(x)
-    owner = torch.arange(len(classes), device=x.device).repeat_interleave(per_class)
-    acts: list[Tensor] = []
-    with masked(nad.model, nad.points, [b.float().to(nad.device) for b in binary], owner, record=acts):
-        out = nad.model(x)
-    k = len(classes)
-    ce = F.cross_entropy(out, y, reduction="none").view(k, per_class).mean(1)
-    rel = sum((a - r).pow(2).sum((1, 2, 3)).view(k, per_class).sum(1) / r.pow(2).sum((1, 2, 3)).view(k, per_class).sum(1)
-              for a, r in zip(acts, ref)) / len(acts)
-    return (ce + rel).cpu()
-
-
-def knee(x: Sequence[float], y: Sequence[float]) -> int:
-    """Index of the knee of an increasing convex curve y(x) (Kneedle: max of normalised x - y)."""
-    xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
-    xn = (xt - xt.min()) / (xt.max() - xt.min()).clamp_min(1e-12)
-    yn = (yt - yt.min()) / (yt.max() - yt.min()).clamp_min(1e-12)
-    return int(torch.argmax(xn - yn))
-
-
-ELBOW_BETAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # covers the authors' 0.02-5.0
-
-
-def elbow_sweep(nad: NAD, data: ImageData, classes: Sequence[int], betas: Sequence[float] = ELBOW_BETAS,
-                progress: bool = True) -> dict:
-    """The Elbow method: fit ``classes`` at every beta (side by side in one class-batched run) and
-    take the knee of the binarised masks' loss against log(beta): the largest beta before the loss
-    takes off. (The knee of loss against kept channels is ill-posed here: past the knee, channels
-    collapse to a few per layer within one grid step, and that far point looks like the best trade.)"""
-    jobs = [(c, b) for b in betas for c in classes]
-    res = nad.run(data, [c for c, _ in jobs], betas=[b for _, b in jobs], progress=progress)
-    binary = [m > 0.5 for m in res.masks]
-    kept = torch.stack([b.float().mean(1) for b in binary], 1).mean(1).view(len(betas), len(classes)).mean(1)
-    loss = binary_loss(nad, data, [c for c, _ in jobs], binary).view(len(betas), len(classes)).mean(1)
-    best = knee(torch.tensor(betas).log10().tolist(), loss.tolist())
-    steps = res.steps.view(len(betas), len(classes))
-    return {"classes": list(classes), "betas": list(betas), "kept": [round(v, 4) for v in kept.tolist()],
-            "loss": [round(v, 5) for v in loss.tolist()], "beta": betas[best], "steps": nad.steps,
-            "max_steps": nad.max_steps, "steps_taken": steps.tolist(),
-            "converged": res.converged.view(len(betas), len(classes)).tolist(),
-            "knee": "Kneedle knee of the binarised masks' loss against log10(beta)"}
 
 
 def warn_result(sub: "SubArchitectures", untuned: bool = False, cli: bool = False) -> None:

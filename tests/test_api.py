@@ -304,7 +304,7 @@ def test_nadkit_evaluate_reuses_the_preprocessing_recorded_in_python(tmp_path, c
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         subs = nadkit.NAD(model, nadkit.mask_points(model, (3, 32, 32)), beta=0.1, steps=1, batch_per_class=2,
-                          target="prediction", input_shape=(3, 32, 32)).fit(train, progress=False)
+                          target="prediction", engine=nadkit.Engine(input_shape=(3, 32, 32))).fit(train, progress=False)
         ours = subs.evaluate(model, test, mosaics=2, chance_draws=9)
     assert subs.config["preprocessing"]["mean"] == pre["mean"] and not subs.config["preprocessing"]["augment"]
     folder = subs.save(tmp_path / "mine")

@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nadkit import Engine
 from nadkit.disentangle import NAD, Convergence, initial_logits, knee, nad_loss
 from nadkit.networks import build_network, load_network
 from nadkit.points import mask_points, masked
@@ -56,7 +57,7 @@ def test_until_convergence_classes_stop_on_their_own(vgg, train_data):
     for a, b in zip(together.masks, apart.masks):
         assert (a - b).abs().max() < 1e-2 and torch.equal(a > 0.5, b > 0.5)
     # a converged class's masks changed at most tol of each point's channels over its last window
-    history = NAD(model, points, beta=0.3, lr=0.5, batch_per_class=4, steps=80, snapshot_every=5)
+    history = NAD(model, points, beta=0.3, lr=0.5, batch_per_class=4, steps=80, engine=Engine(snapshot_every=5))
     snaps = history.run(train_data, [0, 5, 9], progress=False).snapshots
     allowed = torch.tensor([max(1, int(0.1 * w)) for w in nad.widths])
     for j in range(3):
@@ -107,7 +108,7 @@ def _acts(model, points, x):
 @pytest.mark.slow
 def test_update_is_a_normalised_step_per_class_and_point(vgg, train_data):
     model, points = vgg
-    nad = NAD(model, points, lr=0.1, steps=1, batch_per_class=8, input_shape=(1, 32, 32))
+    nad = NAD(model, points, lr=0.1, steps=1, batch_per_class=8, engine=Engine(input_shape=(1, 32, 32)))
     start = [torch.stack(z) for z in zip(*(initial_logits(nad.widths, 0, c) for c in (3, 5)))]
     res = nad.run(train_data, [3, 5], progress=False)
     for s, m in zip(start, res.masks):

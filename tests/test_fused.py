@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from nadkit import Engine
 from nadkit.disentangle import NAD
 from nadkit.fold import fold_batchnorm, foldable_pairs
 from nadkit.networks import ARCHS, load_network
@@ -78,7 +79,7 @@ def test_masked_point_gradients_are_exact():
 def test_fused_and_reference_steps_learn_the_same_masks(arch, train_data):
     model = load_network(arch)
     points = mask_points(arch, model)
-    runs = [NAD(model, points, steps=8, batch_per_class=4, lr=0.5, fused=f).run(train_data, [2, 7], progress=False)
+    runs = [NAD(model, points, steps=8, batch_per_class=4, lr=0.5, engine=Engine(fused=f)).run(train_data, [2, 7], progress=False)
             for f in (False, True)]
     assert runs[1].flips.sum() > 0, "no mask flipped: the test would prove nothing"
     for a, b in zip(runs[0].masks, runs[1].masks):

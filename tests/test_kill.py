@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nadkit.subarch import PartialRun, SubArchitectures
+from nadkit.partial import PartialRun
+from nadkit.subarch import SubArchitectures
 
 pytestmark = pytest.mark.slow  # runs NAD, trains, builds the book or opens a browser: not in make quick
 

@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 import nadkit
 from nadkit import NAD, NadkitError, SubArchitectures, cli, pipeline
 from nadkit.disentangle import Convergence
+from nadkit.settings import ENGINE_FIELDS, Engine
 from nadkit.points import MaskPoint
 
 
@@ -69,7 +70,8 @@ BAD = [
 @pytest.mark.parametrize("kwargs,words", BAD, ids=[str(k) for k, _ in BAD])
 def test_every_bad_argument_of_nad_is_one_line_that_says_what_to_do(net, kwargs, words):
     with pytest.raises(ValueError) as e:
-        NAD(net, points_of(net), **kwargs)
+        engine = {k: kwargs.pop(k) for k in list(kwargs) if k in ENGINE_FIELDS}
+        NAD(net, points_of(net), engine=Engine(**engine), **kwargs)
     assert isinstance(e.value, NadkitError) and words in str(e.value) and "\n" not in str(e.value)
 
 
@@ -87,9 +89,9 @@ def test_bad_points_classes_and_shapes_are_one_line(net, data):
     with pytest.raises(NadkitError, match="lists? a class twice"):
         nad.fit(data, classes=[1, 1], progress=False)
     with pytest.raises(NadkitError, match="does not run on \\[1, 32, 32\\] images.*input_shape"):
-        _ = NAD(net, points_of(net), input_shape=(1, 32, 32)).widths
+        _ = NAD(net, points_of(net), engine=Engine(input_shape=(1, 32, 32))).widths
     with pytest.raises(NadkitError, match="the data's images are \\[3, 12, 12\\] but input_shape is"):
-        NAD(net, points_of(net), steps=1, input_shape=(3, 16, 16)).fit(data, [0], progress=False)
+        NAD(net, points_of(net), steps=1, engine=Engine(input_shape=(3, 16, 16))).fit(data, [0], progress=False)
 
 
 @pytest.mark.slow
@@ -266,5 +268,33 @@ def test_help_of_nad_documents_every_constructor_argument():
     import inspect
 
     doc = NAD.__doc__
-    for name in list(inspect.signature(NAD.__init__).parameters)[1:]:
+    params = list(inspect.signature(NAD.__init__).parameters)[1:]
+    assert len(params) <= 8, params  # the method's settings in Method, the engine's in Engine
+    for name in params:
         assert f"\n        {name}:" in doc, name
+    for name in list(nadkit.Method.__dataclass_fields__) + list(nadkit.Engine.__dataclass_fields__):
+        assert name in doc, name
+
+
+def test_settings_write_and_read_the_config_results_record():
+    import dataclasses
+
+    from nadkit.settings import Method, from_config, to_config
+
+    method, engine = Method(beta=0.3, steps=40, target="prediction"), Engine(precision="bf16", snapshot_every=5)
+    cfg = to_config(method, engine, "cpu")
+    assert list(cfg) == ["objective", "beta", "lr", "steps", "batch_per_class", "seed", "device", "precision",
+                         "snapshot_every", "target", "fused"]
+    back_method, back_engine = from_config(cfg)
+    assert to_config(back_method, back_engine, "cpu") == cfg
+    assert dataclasses.replace(back_method, convergence=method.convergence) == method  # steps=40: no convergence kept
+    auto = to_config(Method(), Engine(fused=False), "cuda")
+    assert auto["convergence"] == {"max_steps": 2000, "window": 100, "tol": 0.05, "patience": 2} and "fused" not in auto
+    assert from_config(auto)[0] == Method()
+
+
+def test_an_engine_setting_given_as_a_keyword_says_where_it_goes(net):
+    with pytest.raises(NadkitError, match=r"engine=nadkit.Engine\(fused=...\)"):
+        NAD(net, points_of(net), fused=False)
+    with pytest.raises(NadkitError, match="no setting 'betta'"):
+        NAD(net, points_of(net), betta=0.3)

@@ -10,17 +10,14 @@ smallest p, after multiplicity, decides, never "no"). Intervals are bootstrap in
 classes clipped to the measure's range (``RANGES``); over three instances no interval is given.
 NAD's own on the overlap findings is one test pooled over the instances (``stats.swap_pooled``).
 
-For one network, a finding's verdict carries its status over the trained instances (holds, not
-shown at this scale, inconsistent across instances, not testable here), the points where it holds
-by name, its effect with a 95% interval (over instances: a t interval, since three instances give
-a bootstrap nothing to resample), the strongest rival at the same channel counts (the heuristic
-of ``book.BASELINE_METHODS`` whose effect is largest) with its effect, and whether the finding is
-**NAD's own**: NAD's effect exceeds every heuristic's, tested on the finding's unit (the class:
-a one-sided Wilcoxon test per instance over classes, for the two Dif findings a QAP test on the
-class-pair similarities, for the three overlap findings classes' sets swapped between NAD and the
-heuristic, replicated on ``REPLICATE`` instances and the other way on none;
-where the unit is the instance, three instances cannot make a test significant, so the column
-says "not testable" and gives the count).
+For one network, a finding's verdict carries its status over the trained instances, the points
+where it holds by name, its effect (over classes with a bootstrap interval for the class-unit
+findings, over instances without one), the strongest rival at the same channel counts (the
+heuristic of ``book.BASELINE_METHODS`` whose effect is largest) with its effect, and whether NAD
+beats every heuristic, tested on the finding's unit (the class: Wilcoxon over classes; the Dif
+findings: QAP on the class-pair similarities; the overlap findings: classes' sets swapped between
+NAD and the heuristic, pooled over the instances). ``lead`` and ``grid`` write the book's first
+screen from these verdicts, ``bullets`` a chapter's closing bullets.
 """
 
 from __future__ import annotations

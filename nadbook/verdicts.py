@@ -610,7 +610,9 @@ def grid(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> str
     from html import escape
 
     nets = list(verdicts)
-    head = "<tr><th>finding</th>" + "".join(f"<th>{escape(a)}</th>" for a in nets) + "</tr>"
+    pad = "padding:2px 4px"
+    head = (f'<tr><th style="{pad}">finding</th>'
+            + "".join(f'<th style="{pad};overflow-wrap:anywhere">{escape(a)}</th>' for a in nets) + "</tr>")
     rows = []
     for key in keys:
         cells = []
@@ -622,14 +624,14 @@ def grid(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> str
             bg, fg, label = CATEGORIES[category(v)]
             fx = v.effect.estimate if v.effect is not None else float("nan")
             text = sig(fx, signed=key not in UNSIGNED) if np.isfinite(fx) else "&ndash;"
-            cells.append(f'<td style="background:{bg};text-align:center"><a style="color:{fg}" '
+            cells.append(f'<td style="background:{bg};text-align:center;{pad}"><a style="color:{fg}" '
                          f'href="{CHAPTER[key]}.html" title="{escape(label + ": " + v.sentence())}">{text}</a></td>')
-        rows.append(f"<tr><td>{escape(SHORT[key])}</td>{''.join(cells)}</tr>")
+        rows.append(f'<tr><td style="{pad}">{escape(SHORT[key])}</td>{"".join(cells)}</tr>')
     legend = " ".join(f'<span style="background:{bg};color:{fg};border:1px solid #999;padding:0 4px;'
                       f'white-space:nowrap">{escape(label)}</span>' for bg, fg, label in CATEGORIES.values())
     units = "; ".join(f"{SHORT[k]}: {EFFECTS[k][0]}" for k in keys)
-    return (f'<table class="verdict-grid" style="font-size:0.85em;border-collapse:collapse">{head}{"".join(rows)}'
-            f'</table>\n<p style="font-size:0.8em;line-height:1.9">{legend}</p>\n'
+    return (f'<div style="overflow-x:auto"><table class="verdict-grid" style="font-size:0.8em;'
+            f'border-collapse:collapse">{head}{"".join(rows)}</table></div>\n<p style="font-size:0.8em;line-height:1.9">{legend}</p>\n'
             f'<p style="font-size:0.75em">In each cell the effect ({escape(units)}).</p>')
 
 

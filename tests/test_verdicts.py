@@ -213,3 +213,33 @@ def test_the_power_table_reads_planted_effect_to_rejection_rate():
              "replicates": 100}]
     text = power_table(rows)
     assert "| 0 (0.00) | 0 | 0.05 (100 replicates) |" in text and "| 4 (0.25) | +0.11 | 1.00" in text
+
+
+def test_the_first_screen_says_each_category_in_plain_words_and_counts_what_the_verdicts_say():
+    """``lead`` and ``grid`` from planted verdicts: every category shows in the grid with its
+    colour, the answer counts them, stays short and speaks without the book's jargon."""
+    from nadbook.verdicts import (CANNOT, CATEGORIES, HOLDS, NOT_SHOWN, Effect, NetworkVerdict, category, grid,
+                                  lead)
+
+    def v(net, key, status, own=None, note=""):
+        return NetworkVerdict(net, key, status, 3, 3, effect=Effect(0.3), rival="taylor", rival_effect=Effect(0.2),
+                              own=own, own_note=note)
+
+    found = {"a": {"more": v("a", "more", HOLDS, True), "hit": v("a", "hit", HOLDS, False, "behind on 2 of 3"),
+                   "specific": v("a", "specific", NOT_SHOWN)},
+             "b": {"more": v("b", "more", HOLDS, False), "hit": v("b", "hit", HOLDS, None),
+                   "specific": v("b", "specific", CANNOT)}}
+    keys = ["more", "hit", "specific"]
+    cats = {category(x) for f in found.values() for x in f.values()}
+    assert cats == {"better", "rule better", "no", "as good", "untested", "cannot"}
+    html = grid(found, keys)
+    for c in cats:
+        assert CATEGORIES[c][0] in html
+    assert html.count("<tr>") == 1 + len(keys) and 'href="06_where.html"' in html
+    text = lead(found, keys, "")
+    assert "2 of the paper's 3 findings" in text  # more and hit hold on both networks
+    assert "as good in 1 and better in 1; NAD beats every such rule in 1 (1 cannot be tested)" in text
+    assert "specific to their class on 0 of 2 networks" in text
+    assert len(text.split()) <= 130
+    for jargon in ("NAD's own", "kept share", "Holm", "class as unit"):
+        assert jargon not in text

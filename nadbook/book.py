@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from nadkit import pipeline
 from nadkit.data import mosaics
 
-from nadbook import REPO_ROOT
+from nadbook import REPO_ROOT, matched
 from nadkit.checks import OBJECTIVES
 from nadkit.disentangle import ELBOW_BETAS
 from nadkit.metrics import (class_accuracy, collapsed, cross_accuracy, hit_rate, hit_rate_by_class, misjudgment, predict,
@@ -231,7 +231,24 @@ def instance_folders(source: str, s: Settings, progress: bool = True) -> list[Pa
     the folder itself for a result folder. Findings replicate over these, not over NAD seeds."""
     if Path(source, "meta.json").exists():
         return [Path(source)]
-    return [folder(source, s, s.seeds[0], instance_option(i), progress) for i in trained_instances(source, s)]
+    first, *others = trained_instances(source, s)
+    ref = folder(source, s, s.seeds[0], instance_option(first), progress)
+    return [ref, *(like(ref, source, s, instance_option(i), progress=progress) for i in others)]
+
+
+def like(reference: Path, arch: str, s: Settings, weights: str | None, target: str = "label",
+         progress: bool = True, strict: bool = False) -> Path | None:
+    """The run of ``arch`` (``weights``) at the reference run's sparsity (``nadbook.matched``: its
+    kept share within ``matched.TOLERANCE``, searched for from the reference's beta). In the smoke
+    profile (four classes, a few steps: no sparsity to match) the run at the same beta. Where no
+    comparable run exists: the run at the same beta, or with ``strict`` None."""
+    if profile() == "smoke":
+        return folder(arch, s, s.seeds[0], weights, progress, target)
+    beta = json.loads((reference / "meta.json").read_text())["config"]["beta"]
+    hit = matched.search(matched.kept(reference), float(beta),
+                         lambda b: folder(arch, replace(s, beta=b), s.seeds[0], weights, progress, target),
+                         f"{arch} ({weights or 'instance 0'})", progress)
+    return hit[1] if hit is not None else None if strict else folder(arch, s, s.seeds[0], weights, progress, target)
 
 
 def _over(source: str, s: Settings, over: str, progress: bool) -> list[Path]:
@@ -692,10 +709,44 @@ def main(argv: list[str] | None = None) -> None:
         if objective not in OBJECTIVES:
             raise SystemExit("sweep --objective takes official (the authors' code), paper (Eq. 13) or contrast")
         run(archs, instance, betas, objective)
+    elif command == "match":
+        match(archs)
     elif command == "ship":
         ship(precompute(archs=archs or None))
     else:
         precompute(archs=archs or None)
+
+
+def match(args: list[str]) -> None:
+    """``match ARCH [--objective O] [--beta B] (--instance N | --permuted)``: the run of instance N
+    (or of the label-permuted network) at the sparsity of instance 0's run at beta B (default: the
+    card's), searched for as the book does (``like``), then, for an instance, everything the
+    sparsity chapter reads of it (``sparsity.at_beta``)."""
+    usage = "e.g. match vgg16 --objective contrast --beta 0.4 --instance 1, or match vgg16 --permuted"
+    arch, *rest = args or [""]
+    opts = dict(zip(rest[::2], rest[1::2])) if "--permuted" not in rest else {"--permuted": ""} | dict(
+        zip([r for r in rest if r != "--permuted"][::2], [r for r in rest if r != "--permuted"][1::2]))
+    if arch not in ARCHS or not set(opts) <= {"--objective", "--beta", "--instance", "--permuted"} \
+            or ("--instance" in opts) == ("--permuted" in opts):
+        raise SystemExit(f"match takes a network of {', '.join(ARCHS)} and --instance 1 or 2 or --permuted: {usage}")
+    objective = opts.get("--objective", "official")
+    if objective not in OBJECTIVES or opts.get("--instance", "1") not in ("1", "2"):
+        raise SystemExit(f"match --objective takes {', '.join(OBJECTIVES)}, --instance 1 or 2: {usage}")
+    try:
+        beta = float(opts["--beta"]) if "--beta" in opts else None
+    except ValueError:
+        raise SystemExit(f"match --beta takes a number: {usage}") from None
+    s = replace(Settings.of(archs=arch), beta=beta, objective=objective)
+    reference = folder(arch, s)
+    if "--permuted" in opts:
+        found = like(reference, arch, s, "permuted", SANITY_TARGET, strict=True)
+    else:
+        found = like(reference, arch, s, instance_option(int(opts["--instance"])), strict=True)
+        if found is not None:
+            from nadbook.sparsity import at_beta
+            at_beta(found, s)
+    print(f"{arch}: no run keeps {matched.kept(reference):.3f} within {matched.TOLERANCE}" if found is None else
+          f"{arch}: {found.name} keeps {matched.kept(found):.3f} (reference {matched.kept(reference):.3f})")
 
 
 # --- the convergence study ---------------------------------------------------------------------

@@ -237,17 +237,23 @@ def instance_folders(source: str, s: Settings, progress: bool = True) -> list[Pa
 
 
 def like(reference: Path, arch: str, s: Settings, weights: str | None, target: str = "label",
-         progress: bool = True, strict: bool = False) -> Path | None:
+         progress: bool = True, strict: bool = False, compute: bool = True) -> Path | None:
     """The run of ``arch`` (``weights``) at the reference run's sparsity (``nadbook.matched``: its
     kept share within ``matched.TOLERANCE``, searched for from the reference's beta). In the smoke
     profile (four classes, a few steps: no sparsity to match) the run at the same beta. Where no
-    comparable run exists: the run at the same beta, or with ``strict`` None."""
+    comparable run exists: the run at the same beta, or with ``strict`` None. Without ``compute``
+    only runs already there are visited (None where the search needs one that is not)."""
     if profile() == "smoke":
         return folder(arch, s, s.seeds[0], weights, progress, target)
+
+    def run(b: float) -> Path | None:
+        at = replace(s, beta=b)
+        there = run_dir(at.run_config(arch, s.seeds[0], weights, target))
+        return folder(arch, at, s.seeds[0], weights, progress, target) if compute else \
+            there if (there / "meta.json").exists() else None
+
     beta = json.loads((reference / "meta.json").read_text())["config"]["beta"]
-    hit = matched.search(matched.kept(reference), float(beta),
-                         lambda b: folder(arch, replace(s, beta=b), s.seeds[0], weights, progress, target),
-                         f"{arch} ({weights or 'instance 0'})", progress)
+    hit = matched.search(matched.kept(reference), float(beta), run, f"{arch} ({weights or 'instance 0'})", progress)
     return hit[1] if hit is not None else None if strict else folder(arch, s, s.seeds[0], weights, progress, target)
 
 

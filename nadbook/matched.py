@@ -63,17 +63,20 @@ def nearest(runs: dict[float, Path], share: float) -> tuple[float, Path, float] 
     return b, f, kept(f)
 
 
-def search(share: float, start: float, run: Callable[[float], Path], name: str = "",
+def search(share: float, start: float, run: Callable[[float], Path | None], name: str = "",
            progress: bool = True) -> tuple[float, Path, float] | None:
     """The run that keeps ``share`` of the channels within ``TOLERANCE``: ``run(beta)`` (the
     converged run at that beta, computed where it is not there yet, resumable) from ``start``, then
     at each ``next_beta`` of the runs visited, at most ``MAX_RUNS``; (beta, folder, kept), or None
-    where the search ends without one (the masks jump past the share: no comparable run exists).
+    where the search ends without one (the masks jump past the share: no comparable run exists)
+    or ``run`` gives None (a run it needs is not there).
     Only the runs it visits count, so the search takes the same path wherever it runs."""
     runs: dict[float, Path] = {}
     beta = start
     while len(runs) < MAX_RUNS and beta not in runs:
-        runs[beta] = run(beta)
+        if (found := run(beta)) is None:
+            return None  # a run the search needs is not there (and is not to be computed)
+        runs[beta] = found
         if progress and len(runs) > 1:
             print(f"matching {name} to kept {share:.3f}: beta {beta:g} keeps {kept(runs[beta]):.3f}", flush=True)
         if (hit := nearest(runs, share)) is not None:

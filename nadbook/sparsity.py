@@ -120,7 +120,7 @@ def chapter(archs: list[str], s: book.Settings, instance: int = 0, progress: boo
 def used(arch: str, s: book.Settings, instance: int = 0) -> list:
     """The run folders the sparsity chapter reads for ``arch``, their findings computed: what
     ``book.precompute`` ships. Each beta of the sweep that has run, the chosen betas' runs on the
-    other instances (``REPLICATED``, with the ablation of the first instance's), the paper
+    other instances at its kept share (``replicated_betas``, ``contrast_chosen``; with the ablation of the first instance's), the paper
     objective's runs (``OBJECTIVE_BETAS``), each with its heuristics' runs."""
     out: list[Path] = []
 
@@ -129,21 +129,36 @@ def used(arch: str, s: book.Settings, instance: int = 0) -> list:
             folder = folder_at(arch, r["beta"], settings, inst)
             out.extend([folder, *(book.baseline_folder(folder, m) for m in book.BASELINE_METHODS)])
 
+    def matched(settings: book.Settings, betas: tuple[float, ...]) -> None:
+        for b in betas:
+            for i in settings.instances:
+                if i != instance and (f := matched_folder(arch, b, settings, i, compute=True)) is not None:
+                    at_beta(f, settings)
+                    out.extend([f, *(book.baseline_folder(f, m) for m in book.BASELINE_METHODS)])
+
     add(summary(arch, s, instance, progress=True), s, instance)
-    for b in REPLICATED.get(arch, ()):
+    for b in replicated_betas([arch]).get(arch, ()):
         if b in ablated_betas([arch]).get(arch, ()):
             ablation_at(arch, b, s)  # cached inside the run's folder
-        for i in s.instances:
-            if i != instance:
-                add(summary(arch, s, i, progress=True, betas=(b,)), s, i)
+    matched(s, replicated_betas([arch]).get(arch, ()))
     paper = replace(s, objective="paper")
     add(summary(arch, paper, instance, progress=True, betas=OBJECTIVE_BETAS.get(arch, ())), paper, instance)
     seen = replace(s, objective="contrast")
     add(summary(arch, seen, instance, progress=True, betas=CONTRAST_BETAS.get(arch, ())), seen, instance)
-    for b, insts in CONTRAST_REPLICATED.get(arch, {}).items():
-        for i in insts:
-            add(summary(arch, seen, i, progress=True, betas=(b,)), seen, i)
+    matched(seen, contrast_chosen(arch, seen))
     return out
+
+
+def matched_folder(arch: str, beta: float, s: book.Settings, instance: int, compute: bool = False) -> Path | None:
+    """The run of trained ``instance`` at the sparsity of instance 0's run at ``beta``
+    (``book.like``: its kept share within ``nadbook.matched.TOLERANCE``, searched for from
+    ``beta``); None where instance 0's run is not there, no comparable run exists, or (without
+    ``compute``) the search's runs have not all run."""
+    reference = folder_at(arch, beta, s)
+    if not (reference / "meta.json").exists():
+        return None
+    return book.like(reference, arch, replace(s, beta=beta), book.instance_option(instance), strict=True,
+                     compute=compute)
 
 
 # The findings the sweep follows, and how each one's effect is read off a run's ``Finding``.
@@ -469,26 +484,28 @@ def ablation_at(arch: str, beta: float, s: book.Settings | None = None, progress
     return book.ablation_of(folder, s.device, progress) if (folder / "meta.json").exists() else None
 
 
-# The betas run on all three trained instances, with
-# ``python -m nadbook.book sweep ARCH --instance 1 --betas B`` (and 2). First the one ``informative``
-# picks on instance 0's sweep (vgg16: 3 findings with NAD above every heuristic at 0.6; resnet50: 4
-# at 1.6; densenet121: 1 at 0.3, 0.75 and 1.0, so the sparsest; darts: 1 at every measurable beta
-# but 1.0, so the sparsest, 4.0); chapter 05b's ablation runs at it (``ablated_betas``). Then the
-# sparsest beta whose sub-architectures are specific to their class and keep a channel at every
-# point (``sparsest_specific``), where that is not the card's beta: resnet50 0.6, darts 1.3 (vgg16
-# has none; densenet121's is its card's 0.1, already on three instances).
-REPLICATED: dict[str, tuple[float, ...]] = {"vgg16": (0.6,), "resnet50": (1.6, 0.6), "densenet121": (1.0,),
-                                            "darts": (4.0, 1.3)}
+# The betas judged on all three trained instances, by a rule fixed before their replication:
+# the one ``informative`` picks on instance 0's sweep (measurable, specific, no empty point, NAD
+# ahead of every heuristic on the most findings), where chapter 05b's ablation runs
+# (``ablated_betas``), and the sparsest such beta (``sparsest_specific``). The other instances run
+# at the kept share of instance 0's run there (``matched_folder``), not at the same beta.
 PER_RUN = ("fewer", "more", "structure", "hit", "misjudged beyond chance")  # one value per run
 
 
 def replicated_betas(archs: list[str]) -> dict[str, tuple[float, ...]]:
-    """The betas the chapter judges on three instances: ``REPLICATED`` in the full profile; in the
+    """The betas the chapter judges on three instances: ``chosen`` on each sweep in the full profile; in the
     smoke profile (the tests) the first network's first beta, whose three instances' runs the
     other chapters already make, so the chapter's code runs on them."""
     if book.profile() == "smoke":
         return {archs[0]: (BETAS[archs[0]][0],)}
-    return {a: b for a, b in REPLICATED.items() if a in archs}
+    return {a: bs for a in archs if (bs := chosen(summary(a, progress=False)))}
+
+
+def chosen(rows: list[dict]) -> tuple[float, ...]:
+    """The betas of a sweep (``at_beta`` rows) chosen for replication: ``informative``'s, then
+    ``sparsest_specific``'s where it differs; none where no beta may be chosen."""
+    picks = [r["beta"] for r in (informative(rows), sparsest_specific(rows)) if r is not None]
+    return tuple(dict.fromkeys(picks))
 
 
 def ablated_betas(archs: list[str]) -> dict[str, tuple[float, ...]]:
@@ -556,10 +573,11 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
     from nadbook.verdicts import network_verdicts
 
     s = s or book.Settings.of(archs=arch)
-    rows = [summary(arch, s, i, progress, betas=(beta,), compute=compute) for i in s.instances]
-    if not all(rows):
+    first = summary(arch, s, s.instances[0], progress, betas=(beta,), compute=compute)
+    others = [matched_folder(arch, beta, s, i, compute) for i in s.instances[1:]] if first else []
+    if not first or not all(others):
         return None
-    rows = [r[0] for r in rows]
+    rows = [first[0], *(at_beta(f, s, progress) for f in others)]
     points = SubArchitectures.load(folder_at(arch, beta, s)).points
     found = network_verdicts(f"{arch} at beta {beta:g}", points, [r["nad"] for r in rows],
                              {m: [r["rivals"][m] for r in rows] for m in rows[0]["rivals"]})
@@ -575,7 +593,7 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
                    "by swapping classes' sets" if key in SET_UNIT else "class by class")
             v.own, v.own_note = c["own"], (f"tested {how} against every heuristic on the instances the "
                                            "beta was not chosen on")
-    return {"verdicts": found, "kept": [r["kept"] for r in rows],
+    return {"verdicts": found, "kept": [r["kept"] for r in rows], "betas": [r["beta"] for r in rows],
             "measurable": [measurable(r)[0] for r in rows], "class unit": by_class}
 
 
@@ -673,9 +691,16 @@ OBJECTIVE_BETAS: dict[str, tuple[float, ...]] = {
 # transition lies lower, so 0.6 and 0.3 ran next).
 CONTRAST_BETAS: dict[str, tuple[float, ...]] = {
     "vgg16": (0.3, 0.4, 0.45, 0.5, 0.6, 0.7), "resnet50": (0.3, 0.6, 1.0, 1.3, 1.6, 2.0)}
-# The contrast objective's chosen beta (the sparsest specific with no empty point on instance 0)
-# run on the other trained instances: {beta: instances}, as far as run.
-CONTRAST_REPLICATED: dict[str, dict[float, tuple[int, ...]]] = {}
+
+
+def contrast_chosen(arch: str, s: book.Settings | None = None) -> tuple[float, ...]:
+    """The contrast objective's beta judged on all three instances (the other two at its kept
+    share, ``matched_folder``): the sparsest specific one with no empty point on instance 0
+    (``sparsest_specific``), once the sweep has run; none in the smoke profile."""
+    if book.profile() == "smoke":
+        return ()
+    r = sparsest_specific(contrast(arch, s, progress=False))
+    return (r["beta"],) if r is not None else ()
 
 
 def objectives(arch: str, s: book.Settings | None = None, progress: bool = True, compute: bool = False,

@@ -500,13 +500,25 @@ def sanity(arch: str, weights: str, s: Settings, progress: bool = True) -> tuple
 
 # The data-randomisation test (Adebayo et al. 2018): the network trained on permuted labels
 # (``--weights permuted``), NAD with its own prediction as the target at the card's beta and at
-# a denser one, where the card's empties most class-points of this network (chapter 08).
-PERMUTED_BETAS = {"vgg16": (None, 0.1)}
+# the beta where it keeps the trained run's share of channels (``permuted_matched``; the card's
+# beta empties most class-points of this network), chapter 08.
+PERMUTED_ARCHS = ("vgg16",)
 
 
 def permuted(arch: str, beta: float | None, s: Settings, progress: bool = True) -> tuple[SubArchitectures, dict, dict]:
     """NAD on the label-permuted network at ``beta`` (None: the card's), as ``sanity`` returns."""
     return sanity(arch, "permuted", replace(s, beta=beta), progress)
+
+
+def permuted_matched(arch: str, s: Settings, progress: bool = True,
+                     compute: bool = True) -> tuple[SubArchitectures, dict, dict] | None:
+    """NAD on the label-permuted network at the trained run's kept share (``like``: within
+    ``matched.TOLERANCE``), as ``sanity`` returns; None where no comparable run exists (its masks
+    jump from whole to collapsed) or, without ``compute``, where the search's runs are not all there."""
+    out = like(folder(arch, s, progress=progress), arch, s, "permuted", SANITY_TARGET, progress, strict=True,
+               compute=compute)
+    return None if out is None else (SubArchitectures.load(out), _evaluated(out, s, "paper", progress),
+                                     _controls(out, s, progress))
 
 
 AUGMENTED_ARCHS = ("vgg16",)  # NAD with the authors' augmentation (chapter 04), first instance and seed
@@ -563,9 +575,12 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
         if arch in AUGMENTED_ARCHS:
             augmented(arch, s)
             used.append(folder(arch, s, s.seeds[0], augment="authors"))
-        for beta in PERMUTED_BETAS.get(arch, ()) if s.beta is None else ():
-            permuted(arch, beta, s)
-            used.append(sanity_folder(arch, "permuted", replace(s, beta=beta)))
+        if arch in PERMUTED_ARCHS and s.beta is None:
+            permuted(arch, None, s)
+            used.append(sanity_folder(arch, "permuted", s))
+            if (m := permuted_matched(arch, s)) is not None:
+                used.append(run_dir(replace(s, beta=m[0].config["beta"]).run_config(
+                    arch, s.seeds[0], "permuted", SANITY_TARGET)))
         for method, runs in baselines(arch, s).items():
             for run in runs:
                 control_hit_by_class(run["folder"], s)  # the hit rate compared class by class

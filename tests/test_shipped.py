@@ -37,20 +37,28 @@ def test_a_shipped_result_is_recomputed_exactly(tmp_path):
     sums inside a convolution, and so the last bits, depend on the thread count. They also depend
     on the CPU (oneDNN picks its kernels by instruction set), and hundreds of optimiser steps
     amplify them: on this machine the recomputation is bit-identical, on another CPU mask values
-    moved by 4e-4 (CI, 2026-12-01). What must not move is the sub-architecture itself."""
+    moved by 4e-4 (CI, 2026-12-01). What must not move is the sub-architecture itself.
+
+    Two of the ten classes are recomputed, the two that ran longest: a class's masks depend only
+    on its own images and seed (tests/test_disentangle.py: class-batched equals one class at a
+    time), so they are the shipped run's rows, at a fifth of the CPU time."""
     config, folder = shipped_vgg16()
     assert folder.is_relative_to(book.SHIPPED), "the book's vgg16 run is not shipped"
     shipped = SubArchitectures.load(folder)
+    longest = sorted(shipped.status, key=lambda c: (-shipped.status[c]["steps"], int(c)))[:2]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        again = book.pipeline.disentangle(book._spec(config), tmp_path / "again", progress=False)
+        again = book.pipeline.disentangle(book._spec(dict(config, classes=",".join(longest))), tmp_path / "again",
+                                          progress=False)
     finally:
         torch.set_num_threads(threads)
-    assert again.config == shipped.config and again.status == shipped.status
+    rows = [shipped.classes.index(int(c)) for c in longest]
+    assert again.classes == [int(c) for c in longest]
+    assert again.status == {c: shipped.status[c] for c in longest}
     for point in shipped.points:
-        assert torch.equal(again.masks[point] > 0.5, shipped.masks[point] > 0.5), point
-        assert (again.masks[point] - shipped.masks[point]).abs().max() < 5e-3, point
+        assert torch.equal(again.masks[point] > 0.5, shipped.masks[point][rows] > 0.5), point
+        assert (again.masks[point] - shipped.masks[point][rows]).abs().max() < 5e-3, point
 
 
 @pytest.mark.skipif(not os.environ.get("CI") and not os.environ.get("NADKIT_RECOMPUTE"),

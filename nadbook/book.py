@@ -96,7 +96,19 @@ def results_root() -> Path:
     return Path(os.environ.get("NADKIT_RESULTS", REPO_ROOT / "runs" / "book"))
 
 
-def _key(config: dict) -> str:
+# The version of the code that computes each kind of cached result. Raise one when a change moves
+# its numbers: every cached and shipped file of that kind then stops counting (its key moves, so it
+# is recomputed, and `make reproduce` ships the new one). Version 1 is the code the shipped files
+# were computed with; it is left out of the key, so introducing versions moved no shipped key.
+CODE_VERSIONS = {"run": 1, "evaluation": 1, "controls": 1, "p-uniform": 1, "random-chance": 1,
+                 "control-hit": 1, "control-hit-class": 1}
+
+
+def _key(config: dict, kind: str) -> str:
+    """The cache key of a result of ``kind`` computed with ``config``: a hash of both and of the
+    kind's code version (``CODE_VERSIONS``)."""
+    version = CODE_VERSIONS[kind]
+    config = config | ({"code": version} if version > 1 else {})
     return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -180,7 +192,7 @@ def _spec(cfg: dict) -> pipeline.Spec:
 
 def run_dir(config: dict) -> Path:
     """The folder of a run: shipped in ``data/results/`` when there, else under ``runs/book/``."""
-    name = f"{config['arch']}-{_key(config)}"
+    name = f"{config['arch']}-{_key(config, 'run')}"
     return SHIPPED / name if (SHIPPED / name).is_dir() else results_root() / name
 
 
@@ -282,7 +294,7 @@ def _evaluated(out: Path, s: Settings, protocol: str, progress: bool) -> dict:
     mosaics = s.mosaics if protocol == "paper" else min(s.mosaics, 100)
     top = s.top if protocol == "paper" else 0.10
     key = _test_key({'mosaics': mosaics, 'top': top, 'seed': 0, 'protocol': protocol})
-    path = _cache(out, f"evaluation-{_key(key)}.json")
+    path = _cache(out, f"evaluation-{_key(key, 'evaluation')}.json")
     if not path.exists():
         report = pipeline.evaluate(out, mosaics, top, 0, s.device, progress=progress, hit_protocol=protocol,
                                    chance_draws=chance_draws(), test_per_class=test_per_class())
@@ -362,7 +374,8 @@ def agreement_of(runs) -> dict:
 
 def _controls(out: Path, s: Settings, progress: bool) -> dict:
     draws, n = HIT_DRAWS, max(4, s.mosaics // 20)
-    path = _cache(out, f"controls-{_key(_test_key({'mosaics': n, 'top': s.top, 'seed': 0, 'draws': draws}))}.json")
+    key = _test_key({'mosaics': n, 'top': s.top, 'seed': 0, 'draws': draws})
+    path = _cache(out, f"controls-{_key(key, 'controls')}.json")
     if path.exists():
         return json.loads(path.read_text())
     sub = SubArchitectures.load(out)
@@ -659,6 +672,26 @@ def _reproduce_network(arch: str) -> tuple[list[str], float]:
     return [str(f) for f in used], seconds[arch]
 
 
+def _precompute_network(arch: str) -> list[str]:
+    """One network of ``precompute_over``, in its own process on one thread: its run folders."""
+    torch.set_num_threads(1)
+    return [str(f) for f in precompute(archs=[arch])]
+
+
+def precompute_over(jobs: int, archs: list[str] | None = None) -> list[Path]:
+    """``precompute``, the networks shared out over ``jobs`` one-thread processes (two small
+    networks' convolutions gain little from a second thread; two processes use both cores)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nadbook import book  # by name, so that spawned processes find it when this runs as __main__
+
+    archs = archs or Settings.of().archs
+    context = multiprocessing.get_context("spawn")  # no forked OpenMP or torch state
+    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(archs))), mp_context=context) as pool:
+        return [Path(f) for folders_ in pool.map(book._precompute_network, archs) for f in folders_]
+
+
 def reproduce(archs: list[str] | None = None, jobs: int = 2) -> tuple[list[Path], dict[str, float]]:
     """Recompute everything the book reads for ``archs`` from scratch, networks shared out over
     ``jobs`` one-thread processes (bit for bit what one process gives: each network's arithmetic
@@ -689,6 +722,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args = sys.argv[1:] if argv is None else argv
     command, archs = (args[0], args[1:]) if args else ("precompute", [])
+    if command == "precompute":
+        command = ""
     if command == "reproduce":
         jobs = 2
         if archs[:1] == ["--jobs"]:
@@ -734,6 +769,10 @@ def main(argv: list[str] | None = None) -> None:
         match(archs)
     elif command == "ship":
         ship(precompute(archs=archs or None))
+    elif archs[:1] == ["--jobs"]:
+        if len(archs) < 2 or not archs[1].isdigit() or int(archs[1]) < 1:
+            raise SystemExit("precompute --jobs takes a whole number of processes, e.g. --jobs 2")
+        precompute_over(int(archs[1]), archs[2:] or None)
     else:
         precompute(archs=archs or None)
 
@@ -831,7 +870,7 @@ def uniform_p(out: Path, s: Settings, progress: bool = True) -> list[float] | No
     from nadkit.overlap import point_test
 
     draws = verdict_draws()
-    path = _cache(out, f"p-uniform-{_key({'draws': draws, 'seed': 0})}.json")
+    path = _cache(out, f"p-uniform-{_key({'draws': draws, 'seed': 0}, 'p-uniform')}.json")
     if not path.exists():
         masks = [b.numpy() for b in SubArchitectures.load(out).binary()]
         if len(masks[0]) < 3:
@@ -879,7 +918,7 @@ def random_report(out: Path, s: Settings, progress: bool = True) -> dict:
     """The measures against chance (``pipeline.with_chance``) of random sub-architectures with
     the channel counts of the run in ``out``, read with the network's own confusions: the
     control of the findings that any channel choice at those counts would show. Cached."""
-    path = _cache(out, f"random-chance-{_key({'draws': chance_draws(), 'seed': 0})}.json")
+    path = _cache(out, f"random-chance-{_key({'draws': chance_draws(), 'seed': 0}, 'random-chance')}.json")
     if not path.exists():
         sub = SubArchitectures.load(out)
         report = _evaluated(out, s, "paper", progress)
@@ -909,7 +948,7 @@ def _control_hits(out: Path, s: Settings, progress: bool, name: str, summarise) 
     """The hit rates of the run in ``out`` on the control's mosaics, ``summarise(hits, quadrant
     classes, classes)``, cached under ``name`` and the mosaics' settings."""
     n = max(4, s.mosaics // 20)
-    path = _cache(out, f"{name}-{_key(_test_key({'mosaics': n, 'top': s.top, 'seed': 0}))}.json")
+    path = _cache(out, f"{name}-{_key(_test_key({'mosaics': n, 'top': s.top, 'seed': 0}), name)}.json")
     if not path.exists():
         sub = SubArchitectures.load(out)
         model, points, test = network_of(sub, s.device)

@@ -64,7 +64,7 @@ def html(tmp_path_factory) -> Path:
     jb = Path(sys.executable).parent / "jupyter-book"
     # as `make` does: compute what the chapters read first (the smoke profile's, nothing else), so
     # that the cells only read it and no first cell runs into the cell timeout
-    pre = subprocess.run([sys.executable, "-m", "nadbook.book", "precompute"], env=env, capture_output=True,
+    pre = subprocess.run([sys.executable, "-m", "nadbook.book", "precompute", "--jobs", "2"], env=env, capture_output=True,
                          text=True)
     assert pre.returncode == 0, pre.stderr[-3000:]
     config = out / "_config.yml"  # the book's, with the smoke profile's cell timeout

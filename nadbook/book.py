@@ -101,7 +101,7 @@ def results_root() -> Path:
 # is recomputed, and `make reproduce` ships the new one). Version 1 is the code the shipped files
 # were computed with; it is left out of the key, so introducing versions moved no shipped key.
 CODE_VERSIONS = {"run": 1, "evaluation": 1, "controls": 1, "p-uniform": 1, "random-chance": 1,
-                 "control-hit": 1, "control-hit-class": 1}
+                 "control-hit": 1, "control-hit-class": 1, "power": 1}
 
 
 def _key(config: dict, kind: str) -> str:
@@ -554,6 +554,41 @@ def label(source: str) -> str:
     return cfg["arch"] if cfg["dataset"] == "fashion-mnist" else f"{cfg['arch']} ({data})"
 
 
+# The power tables of chapter 02: replicates per planted effect (pooled swap tests, the uneven
+# finding's own test) and the latter's null draws; the smoke profile's fewer.
+POWER = {"full": {"swap_reps": 100, "uneven_reps": 40, "uneven_draws": 199},
+         "smoke": {"swap_reps": 10, "uneven_reps": 5, "uneven_draws": 49}}
+
+
+def power_folder() -> Path:
+    """Where the power tables of the profile are cached (``power-KEY/power.json``, shipped)."""
+    name = f"power-{_key(POWER[profile()], 'power')}"
+    return SHIPPED / name if (SHIPPED / name).is_dir() else results_root() / name
+
+
+def power(progress: bool = True) -> dict[str, list[dict]]:
+    """What the tests can see (chapter 02): each test's rejection rate against a planted
+    alternative of growing size, on synthetic sets of the size of a small network's layer
+    (``nadkit.stats.pooled_power``, ``uneven_power``): NAD against a rule on *more* (one core
+    shared by every class) and on *uneven* (a core per group of classes, two groups), pooled over
+    three instances; and the *uneven* finding's own test at one point. Cached."""
+    from nadkit.files import atomic
+    from nadkit.stats import pooled_power, uneven_power
+
+    c = POWER[profile()]
+    path = power_folder() / "power.json"
+    if not path.exists():
+        jobs = {"more, NAD against a rule (pooled class swaps)": lambda: pooled_power(reps=c["swap_reps"]),
+                "uneven, NAD against a rule (pooled class swaps)": lambda: pooled_power(
+                    effects=(0, 2, 4, 6), reps=c["swap_reps"], reduce="spread", groups=2),
+                "uneven, its own test (one point, swap null)": lambda: uneven_power(
+                    reps=c["uneven_reps"], draws=c["uneven_draws"])}
+        out = {name: job() for name, job in tqdm(jobs.items(), desc="power tables", disable=not progress)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic(path, lambda tmp: tmp.write_text(json.dumps(out, indent=1) + "\n"))
+    return json.loads(path.read_text())
+
+
 def precompute(s: Settings | None = None, archs: list[str] | None = None,
                seconds: dict[str, float] | None = None) -> list[Path]:
     """Compute, with progress bars, everything the chapters read at their default parameters, so
@@ -563,6 +598,9 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
 
     s = s or Settings.of()
     used = []
+    if (archs or s.archs)[0] == s.archs[0]:  # once, with the first network (``precompute_over``)
+        power()
+        used.append(power_folder())
     for arch in tqdm(archs or s.archs, desc=f"book results ({profile()} profile)", unit="network"):
         start = time.perf_counter()
         used.append(run_dir(elbow_config(arch, s)))

@@ -146,7 +146,8 @@ def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> Ve
     kept, its 95% band where ``low`` and ``high`` are given, filled markers where the finding
     holds, the marker's shape by ``at`` (one of ``SHAPES_AT``; no legend: the text says it). ``data``: dicts
     with ``network``, ``finding``, ``method``, ``beta``, ``kept``, ``effect``, ``low``, ``high``
-    (None: no interval), ``holds`` and ``at``."""
+    (None: no interval), ``holds`` and ``at``, and optionally ``beats`` (true: a star, where NAD is
+    better than every simple rule)."""
     nets = list(dict.fromkeys(r["network"] for r in data))
     findings = list(dict.fromkeys(r["finding"] for r in data))
     x = {"field": "kept", "type": "quantitative", "title": "share of channels kept", "scale": {"domain": [0, 1]}}
@@ -172,7 +173,8 @@ def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> Ve
              "mark": {"type": "area", "opacity": 0.15},
              "encoding": {"y": {"field": "low", "type": "quantitative"}, "y2": {"field": "high"}}},
             {"mark": {"type": "line"},
-             "encoding": {"y": {"field": "effect", "type": "quantitative", "title": "effect"},
+             "encoding": {"y": {"field": "effect", "type": "quantitative",
+                                "title": "effect (in the finding's unit, above)"},
                           "strokeDash": dash, "strokeWidth": width,
                           "order": {"field": "kept"}}},
             {"mark": {"type": "point", "size": 50},
@@ -182,6 +184,10 @@ def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> Ve
                           "shape": {"field": "at", "type": "nominal", "legend": None,  # said in the text
                                     "scale": {"domain": SHAPES_AT, "range": ["circle", "triangle-up", "square"]}},
                           "tooltip": tooltip}},
+            {"transform": [{"filter": "datum.beats === true"}],
+             "mark": {"type": "point", "shape": "star", "size": 260, "filled": True, "stroke": "black",
+                      "strokeWidth": 1},
+             "encoding": {"y": {"field": "effect", "type": "quantitative"}, "tooltip": tooltip}},
         ],
     })
 

@@ -556,17 +556,19 @@ def table(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
 
 
 def power_table(rows: list[dict] | None = None, **kwargs) -> str:
-    """The pooled class-swap test's power against a planted alternative (``stats.pooled_power``,
-    computed with ``kwargs`` unless ``rows`` are given) as a markdown table: planted effect ->
-    rejection rate at ALPHA (at 0 the test's level)."""
+    """A test's power against a planted alternative (rows of ``stats.pooled_power`` or
+    ``uneven_power``, computed with ``kwargs`` when not given) as a markdown table: planted core
+    -> rejection rate at ALPHA (at 0 the test's level)."""
     from nadkit.stats import pooled_power
 
     rows = rows if rows is not None else pooled_power(**kwargs)
-    lines = ["| planted shared core (channels, share of a set) | difference per instance | rejection rate |",
-             "| --- | --- | --- |"]
+    diff = all("difference per instance" in r for r in rows)
+    lines = ["| planted core (channels, share of a set) |" + (" difference per instance |" if diff else "")
+             + " rejection rate |", "| --- |" + (" --- |" if diff else "") + " --- |"]
     for r in rows:
-        lines.append(f"| {r['planted core']} ({r['share of set']:.2f}) | {sig(r['difference per instance'])} | "
-                     f"{r['rejection rate']:.2f} ({r['replicates']} replicates) |")
+        lines.append(f"| {r['planted core']} ({r['share of set']:.2f}) |"
+                     + (f" {sig(r['difference per instance'])} |" if diff else "")
+                     + f" {r['rejection rate']:.2f} ({r['replicates']} replicates) |")
     return "\n".join(lines)
 
 

@@ -300,28 +300,37 @@ def swap_pooled(dists: Sequence[np.ndarray], draws: int = RESAMPLES, seed: int =
             "p_floor": floor, "instances": len(dists)}
 
 
-def pooled_power(effects: Sequence[int] = (0, 2, 4, 6, 8), instances: int = 3, classes: int = 10,
+def planted_sets(rng: np.random.Generator, core: int, classes: int = 10, channels: int = 64, size: int = 16,
+                 groups: int = 1) -> np.ndarray:
+    """[classes, channels] random sets of ``size`` channels, the classes split into ``groups``
+    groups whose members share a core of ``core`` channels (one core for all with one group: the
+    classes overlap more than chance; one per group: they overlap unevenly, within groups)."""
+    x = np.zeros((classes, channels), dtype=bool)
+    for i in range(classes):
+        g = i * groups // classes
+        own = np.arange(g * core, (g + 1) * core)
+        rest = np.setdiff1d(np.arange(channels), own)
+        x[i, own] = True
+        x[i, rng.choice(rest, size - core, replace=False)] = True
+    return x
+
+
+def pooled_power(effects: Sequence[int] = (0, 1, 2, 3, 4), instances: int = 3, classes: int = 10,
                  channels: int = 64, size: int = 16, points: int = 3, reps: int = 100, reduce: str = "max",
-                 draws: int = 999, seed: int = 0) -> list[dict]:
+                 draws: int = 999, seed: int = 0, groups: int = 1) -> list[dict]:
     """The power of the pooled class-swap test (``swap_pooled``) against a planted alternative, on
     synthetic sets: per instance, ``classes`` sets of ``size`` of ``channels`` channels at each of
-    ``points`` points; the rival's are random, NAD's share a core of ``effect`` channels at the
-    last point (effect 0: the null, NAD's sets random too). Returns per planted effect the
-    rejection rate at ALPHA over ``reps`` replicates (with the planted effect's kappa-scale size,
-    the mean difference of the statistic), so that the book can show planted effect -> rejection
-    rate; at 0 the rate is the test's level."""
+    ``points`` points; the rival's are random, NAD's share cores of ``effect`` channels at the
+    last point (``planted_sets``: one core for all classes, or with ``groups`` one per group of
+    classes; effect 0: the null, NAD's sets random too). Returns per planted effect the
+    rejection rate at ALPHA over ``reps`` replicates (with the mean difference of the statistic
+    per instance), so that the book can show planted effect -> rejection rate; at 0 the rate is
+    the test's level."""
     rng = np.random.default_rng(seed)
 
     def sets(core: int) -> list[np.ndarray]:
-        out = []
-        for p in range(points):
-            x = np.zeros((classes, channels), dtype=bool)
-            c = core if p == points - 1 else 0
-            for i in range(classes):
-                x[i, :c] = True
-                x[i, c + rng.choice(channels - c, size - c, replace=False)] = True
-            out.append(x)
-        return out
+        return [planted_sets(rng, core if p == points - 1 else 0, classes, channels, size, groups)
+                for p in range(points)]
 
     rows = []
     for effect in effects:
@@ -334,6 +343,25 @@ def pooled_power(effects: Sequence[int] = (0, 2, 4, 6, 8), instances: int = 3, c
         rows.append({"planted core": int(effect), "share of set": effect / size,
                      "difference per instance": float(np.nanmean(gaps)), "rejection rate": rejected / reps,
                      "replicates": reps})
+    return rows
+
+
+def uneven_power(effects: Sequence[int] = (0, 2, 4, 6), groups: int = 2, classes: int = 10, channels: int = 64,
+                 size: int = 16, reps: int = 40, draws: int = 199, seed: int = 0) -> list[dict]:
+    """The power of the "uneven" finding's own test at one point (``overlap.point_test`` against
+    the swap null: class sizes and channel popularities kept, one-sided on the spread of the
+    pairs' Jaccard) against planted class groups (``planted_sets``: ``groups`` groups of classes,
+    each sharing a core of ``effect`` channels): per planted core, the rejection rate at ALPHA
+    over ``reps`` replicates with ``draws`` null draws each (at 0 the test's level)."""
+    from .overlap import point_test
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for effect in effects:
+        p = [point_test(planted_sets(rng, effect, classes, channels, size, groups), "swap", draws, seed=r)["p"]
+             for r in range(reps)]
+        rows.append({"planted core": int(effect), "share of set": effect / size,
+                     "rejection rate": float(np.mean(np.asarray(p) < ALPHA)), "replicates": reps})
     return rows
 
 

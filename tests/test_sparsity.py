@@ -192,6 +192,21 @@ def test_the_chosen_beta_is_judged_over_three_instances_as_the_cards_are(smoke):
     assert sparsity.replication("vgg16", 0.123, s, progress=False) is None  # not run: nothing
 
 
+def test_the_chapters_give_one_verdict_per_finding_network_and_setting(smoke):
+    """Chapters 01, 05, 06, 07 and 09 read ``book.verdicts`` (the card's beta over the trained
+    instances); chapter 05c judges its chosen betas with ``sparsity.replication``, and where that
+    beta is the card's (the smoke profile's, and in the full profile resnet50's and darts's) the
+    setting is the same: so must every finding's verdict be, its status and NAD against the rules."""
+    s = book.Settings.of(archs="vgg16")
+    (beta,) = sparsity.replicated_betas(["vgg16"])["vgg16"]
+    assert beta == book.model_card("vgg16")["nad"]["beta"]  # the card's, in the smoke profile
+    rep = sparsity.replication("vgg16", beta, s, progress=False, compute=True)["verdicts"]
+    card = book.verdicts("vgg16", s, progress=False)
+    assert set(rep) == set(card)
+    for key in card:
+        assert (rep[key].status, rep[key].own) == (card[key].status, card[key].own), key
+
+
 def test_the_hit_rate_is_confirmed_class_by_class_only_on_the_instances_it_was_not_chosen_on():
     level = [[0.3 + 0.01 * c, 0.9] for c in range(10)]
     ahead = [[0.4 + 0.01 * c, 0.9] for c in range(10)]

@@ -241,3 +241,18 @@ def test_the_pooled_swap_test_finds_a_planted_core_over_instances_and_not_a_null
     assert swap_pooled(tied)["p_floor"] == pytest.approx(1 / 8)
     table = pooled_power(effects=(0, 4), reps=20, points=1)
     assert table[0]["rejection rate"] <= 0.2 and table[1]["rejection rate"] >= 0.8
+
+
+def test_planted_groups_make_the_overlap_uneven_and_the_uneven_test_sees_them():
+    """Two groups of five classes, each sharing a core: within a group the sets overlap more than
+    across, so the uneven finding's own test (swap null) rejects more often as the core grows,
+    and at no core holds its level."""
+    from nadkit.overlap import jaccard_rows
+    from nadkit.stats import planted_sets, uneven_power
+
+    x = planted_sets(np.random.default_rng(0), 6, groups=2)
+    assert (x.sum(1) == 16).all() and x[:5, :6].all() and x[5:, 6:12].all()
+    j = jaccard_rows(x)
+    assert j[0, 1] > j[0, 9]  # the same group overlaps more than across groups
+    rows = uneven_power(effects=(0, 6), reps=12, draws=49)
+    assert rows[0]["rejection rate"] <= 0.25 and rows[1]["rejection rate"] >= 0.5

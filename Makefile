@@ -3,8 +3,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: all setup lock book test quick bench vgg16 reproduce clean
-all: book
+.PHONY: all setup lock book check test quick bench vgg16 reproduce clean
+all: book check
 
 setup:
 	bash scripts/setup.sh
@@ -20,6 +20,11 @@ book: setup
 	chapter and show the cell; rerun that chapter alone: $(BIN)/papermill book/CHAPTER.ipynb \
 	out.ipynb --execution-timeout 1200" >&2; exit 1; }
 	@echo "book: open _build/html/index.html"
+
+# the page checks of tests/test_book.py (Chromium at 1280 and 390 px: widths, console, Vega
+# warnings, "nan", raw reprs, unresolved references) on the full profile's build
+check: setup
+	NADKIT_HTML=$(CURDIR)/_build/html timeout 900 $(BIN)/python -m pytest tests/test_book.py
 
 # the smoke profile's results go to a folder of this run (NADKIT_RESULTS), shared by the book test's
 # precompute and build and nbmake's chapters, then removed: never runs/book, so a run's cost does

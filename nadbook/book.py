@@ -719,40 +719,36 @@ def _precompute_network(arch: str) -> list[str]:
 def precompute_over(jobs: int, archs: list[str] | None = None) -> list[Path]:
     """``precompute``, the networks shared out over ``jobs`` one-thread processes (two small
     networks' convolutions gain little from a second thread; two processes use both cores)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from nadbook import book  # by name, so that spawned processes find it when this runs as __main__
+    from nadbook import book, tasks  # by name, so that the workers find it; Dask only when asked for
 
     archs = archs or Settings.of().archs
-    context = multiprocessing.get_context("spawn")  # no forked OpenMP or torch state
-    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(archs))), mp_context=context) as pool:
-        return [Path(f) for folders_ in pool.map(book._precompute_network, archs) for f in folders_]
+    return [Path(f) for folders_ in tasks.run(book._precompute_network, archs, jobs, what="networks")
+            for f in folders_]
 
 
-def reproduce(archs: list[str] | None = None, jobs: int = 2) -> tuple[list[Path], dict[str, float]]:
-    """Recompute everything the book reads for ``archs`` from scratch, networks shared out over
-    ``jobs`` one-thread processes (bit for bit what one process gives: each network's arithmetic
-    is unchanged). Returns the run folders and each network's wall time and the total."""
-    import multiprocessing
+def reproduce(archs: list[str] | None = None, jobs: int = 2,
+              scheduler: str | None = None) -> tuple[list[Path], dict[str, float]]:
+    """Recompute everything the book reads for ``archs`` from scratch, each network a task
+    (``nadbook.tasks``: Dask, a local cluster of ``jobs`` one-thread workers, or the scheduler
+    at ``scheduler``), bit for bit what one process gives: each network's arithmetic is
+    unchanged. Returns the run folders and each network's wall time and the total."""
     import time
-    from concurrent.futures import ProcessPoolExecutor
 
-    from nadbook import book  # by name, so that spawned processes find it when this runs as __main__
+    from nadbook import book, tasks  # by name, so that the workers find it; Dask only when asked for
 
     archs = archs or Settings.of().archs
     start, used, seconds = time.perf_counter(), [], {}
-    context = multiprocessing.get_context("spawn")  # no forked OpenMP or torch state
-    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(archs))), mp_context=context) as pool:
-        for arch, (folders_, wall) in zip(archs, pool.map(book._reproduce_network, archs)):
-            used += [Path(f) for f in folders_]
-            seconds[arch] = wall
+    for arch, (folders_, wall) in zip(archs, tasks.run(book._reproduce_network, archs, jobs, scheduler,
+                                                       what="networks")):
+        used += [Path(f) for f in folders_]
+        seconds[arch] = wall
     seconds["total"] = time.perf_counter() - start
     return used, seconds
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m nadbook.book [precompute|reproduce [--jobs N]|ship|beta|sweep] [ARCH ...]``: compute
+    """``python -m nadbook.book [precompute [--jobs N]|reproduce [--jobs N] [--scheduler ADDRESS]|ship|beta|sweep|match]
+    [ARCH ...]``: compute
     what the book reads (reusing shipped results); recompute every shipped result from scratch
     (networks over N one-thread processes, default 2) and ship it; ship what was computed; or
     choose the cards' beta with the Elbow sweep; or run the sparsity sweep (``nadbook.sparsity``)."""
@@ -763,17 +759,23 @@ def main(argv: list[str] | None = None) -> None:
     if command == "precompute":
         command = ""
     if command == "reproduce":
-        jobs = 2
-        if archs[:1] == ["--jobs"]:
-            if len(archs) < 2 or not archs[1].isdigit() or int(archs[1]) < 1:
-                raise SystemExit("reproduce --jobs takes a whole number of processes, e.g. --jobs 2")
-            jobs, archs = int(archs[1]), archs[2:]
+        jobs, scheduler = 2, None
+        while archs[:1] in (["--jobs"], ["--scheduler"]):
+            if archs[0] == "--jobs":
+                if len(archs) < 2 or not archs[1].isdigit() or int(archs[1]) < 1:
+                    raise SystemExit("reproduce --jobs takes a whole number of processes, e.g. --jobs 2")
+                jobs = int(archs[1])
+            elif len(archs) < 2:
+                raise SystemExit("reproduce --scheduler takes a Dask scheduler's address, e.g. tcp://host:8786")
+            else:
+                scheduler = archs[1]
+            archs = archs[2:]
         unknown = [a for a in archs if a not in ARCHS]
         if unknown:
             raise SystemExit(f"unknown network(s) {', '.join(unknown)}: choose from {', '.join(ARCHS)}")
-        used, seconds = reproduce(archs or None, jobs)
+        used, seconds = reproduce(archs or None, jobs, scheduler)
         ship(used)
-        print(f"reproduced in {jobs} one-thread process(es), wall time:")
+        print(f"reproduced on {scheduler or f'{jobs} one-thread process(es)'}, wall time:")
         for arch, t in seconds.items():
             print(f"  {arch:<12} {t / 60:7.1f} min")
     elif command == "beta":

@@ -811,6 +811,21 @@ def objective_verdict(arch: str, official: list[dict], contrast_rows: list[dict]
             "sentence": text + "."}
 
 
+def replicated_clause(where: str, rep: dict) -> str:
+    """One bullet on a beta judged on every trained instance (``replication``): the kept shares
+    (each instance at instance 0's, ``matched_folder``), whether the sub-architectures are
+    specific to their class over the instances, and the findings where NAD beats every simple
+    rule there."""
+    found = rep["verdicts"]
+    spec = found.get("specific")
+    own = [f"*{NAMES[k]}*" for k, v in found.items() if v.status == "holds" and v.own]
+    said = ("specific to their class" if spec is not None and spec.status == "holds" else
+            f"not shown specific to their class ({spec.status if spec is not None else 'not measured'})")
+    return (f"{where}, on all {len(rep['kept'])} trained instances (kept {_range(rep['kept'])}): {said}; "
+            + ("NAD beats every simple rule on " + _list(own) if own else "NAD beats every simple rule on no finding")
+            + ".")
+
+
 def contrast_clause(by_arch: dict[str, list[dict]], see: str = "") -> str:
     """Chapter 01's clause on the objective that sees other classes: on which networks it gives
     sub-architectures specific to their class with a channel at every point, and how many

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Sequence
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from .errors import NadkitError
+from .sanity import untrained
+from .statedict import fit_state, read_state
 
 KINDS = ("torchvision", "timm")
 
@@ -113,8 +115,6 @@ def cached_weights(arch: str) -> Path:
 
 def load_external(arch: str, weights: str | Path | None, num_classes: int) -> nn.Module:
     """The network ``arch`` with ``weights``: None (the cache; a callable's own), "none", or a file."""
-    from .statedict import fit_state, read_state
-    from .sanity import untrained
 
     model = untrained(lambda: build_external(arch, num_classes))
     if weights == "none" or (weights is None and split_arch(arch)[0] not in KINDS):

@@ -8,10 +8,19 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
+from . import pipeline
+from .anynet import input_channels, is_external
 from .errors import NadkitError
-from .networks import ARCHS
+from .files import atomic
+from .findpoints import candidates
+from .networks import ARCHS, check_arch
+from .pipeline import ablation
+from .results import ablation_text, report_text
+from .subarch import SubArchitectures
+from .train import default_out, train_network
 
 ARCH_HELP = (f"one of {', '.join(ARCHS)} (embedded), torchvision:NAME, timm:NAME, or package.module:function "
              "(a callable that returns the nn.Module)")
@@ -198,8 +207,6 @@ def network_options(args: argparse.Namespace) -> dict:
 def print_preprocessing(folder: str, network: dict) -> None:
     """One line on stderr: the preprocessing evaluate/ablate apply to an image folder (the recorded one,
     or the options' where given)."""
-    from . import pipeline
-    from .subarch import SubArchitectures
 
     sub = pipeline.with_network(SubArchitectures.load(folder), **network)
     if str(sub.config.get("dataset") or "").startswith("imagefolder:"):
@@ -219,7 +226,6 @@ def floats_arg(text: str) -> list[float]:
 
 def print_ablation(r: dict) -> None:
     """Per point: selectivity at the matrix k for NAD and its controls (mean over classes)."""
-    from .results import ablation_text
 
     print(ablation_text(r["classes"], list(r["config"]["orders"]), r["results"], r["matrix_k"]))
 
@@ -233,16 +239,12 @@ def ints_arg(text: str, what: str) -> list[int]:
 
 def print_report(r: dict) -> None:
     """The per-point and per-class tables and the summary figures, as plain text (``Evaluation.summary()``)."""
-    from .results import report_text
 
     print(report_text(r))
 
 
 def print_points(arch: str, dataset: str, image_size: int = 224) -> None:
     """``nadkit points``: every module with a 4-D output, its shape, and the auto rule's choice."""
-    from . import pipeline
-    from .anynet import input_channels, is_external
-    from .findpoints import candidates
 
     spec = pipeline.Spec(arch, dataset, image_size=image_size, weights="none")
     classes = len(pipeline.split(spec, "test").class_names)
@@ -271,14 +273,11 @@ def print_points(arch: str, dataset: str, image_size: int = 224) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from . import pipeline
 
     if getattr(args, "out", None) == "" or getattr(args, "folder", None) == "":
         raise NadkitError("an empty folder name was given; name the folder (e.g. --out runs/vgg16)")
 
     if args.command == "train":
-        from .networks import check_arch
-        from .train import default_out, train_network
 
         out = args.out or default_out(check_arch(args.arch, external=False))
         card = train_network(check_arch(args.arch, external=False), epochs=args.epochs, seed=args.seed, out=out,
@@ -322,11 +321,9 @@ def run(args: argparse.Namespace) -> None:
                                    test_per_class=args.test_per_class, network=network)
         print_report(report)
         if args.json:
-            from .files import atomic
 
             atomic(Path(args.json), lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
     elif args.command == "ablate":
-        from .pipeline import ablation
 
         ks = None if args.k == "auto" else ints_arg(args.k, "--k")
         points = [p.strip() for p in args.points.split(",") if p.strip()] if args.points else None
@@ -343,7 +340,6 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    import warnings
 
     try:
         args = build_parser().parse_args(argv)

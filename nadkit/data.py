@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .errors import NadkitError
+from .imagefolder import prefetch, prefetch_raw
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -275,7 +277,6 @@ def step_batches(data: ImageData, sampler: ClassBatches, steps: int, train: bool
     classes) in ``workers`` processes, or read there and decoded on ``decode_device``.
     """
     if hasattr(data, "read"):
-        from .imagefolder import prefetch, prefetch_raw
 
         plan = [sampler.next_indices() for _ in range(steps)]
         batches = prefetch_raw(data, plan, decode_device, train=train, workers=workers) if decode_device is not None \
@@ -394,7 +395,6 @@ def check_images(images: Tensor, owner=None) -> Tensor:
                           "preprocessing, e.g. a division by a zero std)")
     if not getattr(owner, "_range_warned", False) and images.numel() and \
             (not floating or (float(images.min()) >= 0 and float(images.max()) > 2.0 ** 5)):
-        import warnings
 
         if owner is not None:
             owner._range_warned = True

@@ -25,14 +25,16 @@ from .checks import (OBJECTIVES, TARGETS, check_classes, check_nad_settings, mod
 from .data import (ClassBatches, ContrastBatches, ImageData, as_image_data, class_generator, class_index, load_batch,
                    preprocessing_of, step_batches)
 from .anynet import check_channels
+from .elbow import ELBOW_BETAS, binary_loss, elbow_classes, elbow_sweep, knee  # noqa: F401
 from .errors import NadkitError
 from .fold import fold_batchnorm as fold_batchnorm_into_convs
-from .elbow import ELBOW_BETAS, binary_loss, elbow_classes, elbow_sweep, knee  # noqa: F401
 from .networks import weights_sha256
 from .objectives import SquaredError, nad_loss, not_named  # noqa: F401
-from .points import MaskPoint, check_points, masked, point_widths, probe_points
+from .points import MaskPoint, check_output, check_points, masked, point_widths, probe_points, select_output
 from .settings import (DEFAULT_BETA, Convergence, Engine, Method, check_convergence, is_default_beta,  # noqa: F401
                        method_of, to_config)
+from .subarch import SubArchitectures
+from .version import __version__
 
 if TYPE_CHECKING:
     from .subarch import SubArchitectures
@@ -166,7 +168,6 @@ class NAD:
             # a folded copy when BatchNorms fold (10-20% of a step): the same network, up to the last bits
             self.model, self.folded = fold_batchnorm_into_convs(self.model, {p.module for p in self.points})
         if self.output is not None:
-            from .points import select_output
 
             forward, output = self.model.forward, self.output
             self.model.forward = lambda *a, **k: select_output(forward(*a, **k), output)
@@ -227,7 +228,6 @@ class NAD:
             batch = load_batch(data, first)
             shape = tuple(batch.shape[1:])
             check_channels(self.model, shape)
-            from .points import check_output
 
             param = next(self.model.parameters())
             check_output(self.model, batch.to(param.device, param.dtype))
@@ -256,7 +256,6 @@ class NAD:
         to the images, recorded in the result (default: what the data set says of itself).
         Returns the masks with the points, classes, configuration and per-class status.
         """
-        from .subarch import SubArchitectures
 
         if class_batch is not None and (not isinstance(class_batch, int) or class_batch < 1):
             raise NadkitError(f"class_batch must be an integer >= 1 (or None: all classes at once), got {class_batch!r}")
@@ -291,7 +290,6 @@ class NAD:
 
     def provenance(self) -> dict:
         """What made a result: nadkit's and torch's versions, the device, the weights' sha256."""
-        from .version import __version__
 
         return {"nadkit": __version__, "torch": torch.__version__, "device": self.device.type,
                 "weights": None, "weights_sha256": self.weights_sha256}

@@ -26,8 +26,7 @@ import numpy as np
 from scipy import stats
 
 from .overlap import holm
-from .stats import (ALPHA, CONSTANT_SHARE, SPECIFIC_MIN, mean_interval, mis_relation, specific_run, specificity,  # noqa: F401
-                    top_confusion_among_similar)
+from .stats import (ALPHA, CONSTANT_SHARE, SPECIFIC_MIN, mean_interval, mis_relation, specific_run, specificity, swap_ahead, top_confusion_among_similar)  # noqa: F401
 
 REPLICATE = 2  # instances on which a finding must hold (of three)
 FULL = 1 - 1e-9  # a chance overlap (or kept share) at or above this: every set is the whole layer
@@ -107,7 +106,6 @@ def versus_nad(found: dict[str, Finding], nad_sets, sets) -> dict[str, Finding]:
     """A heuristic's findings ``found`` (its run at NAD's channel counts, whose kept channels per
     point are ``sets``) with NAD's run (``nad_sets``) set against it on each overlap finding of
     ``SET_UNIT`` by swapping classes' sets (``stats.swap_ahead``), in ``Finding.nad_swap``."""
-    from .stats import swap_ahead
 
     nad_sets, sets = [np.asarray(b) for b in nad_sets], [np.asarray(b) for b in sets]
     for key, reduce in SET_UNIT.items():

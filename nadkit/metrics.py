@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data import ImageData, SubsetImages, mosaics
+from .data import ImageData, SubsetImages, class_index, mosaics
 from .errors import NadkitError
 from .points import MaskPoint, masked
 
@@ -213,7 +213,6 @@ def cross_accuracy(model: nn.Module, points: Sequence[MaskPoint], binary: Sequen
     """[sub-architecture, true class]: the share of that class's images that the sub-architecture
     of class ``classes[k]`` predicts as its own class. The diagonal is its accuracy; a row that is
     high everywhere is a sub-architecture that outputs its class whatever the input."""
-    from .data import class_index
 
     index = class_index(data.labels, len(data.class_names))
     sample = torch.cat([i[:per_class] for i in index])

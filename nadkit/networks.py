@@ -8,8 +8,8 @@ with a JSON card beside them.
 
 from __future__ import annotations
 
-import os
 import json
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from .darts import DARTS
 from .errors import NadkitError
 from .sanity import CASCADE_SEED, randomize_top, untrained
 from .statedict import fit_state, read_state, weights_sha256  # noqa: F401  (weights_sha256 re-exported)
+from .anynet import is_external, load_external, split_arch
+from .paper import build_paper_network, torchvision_state
 
 ARCHS = ("vgg16", "resnet50", "densenet121", "darts")
 
@@ -179,7 +181,6 @@ BUILDERS = {"vgg16": VGG16, "resnet50": ResNet50, "densenet121": DenseNet121, "d
 
 def check_arch(arch: str, external: bool = True) -> str:
     """``arch`` if it names an embedded topology (or, with ``external``, a network by string)."""
-    from .anynet import is_external, split_arch
 
     if external and is_external(arch):
         split_arch(arch)
@@ -248,7 +249,6 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
     user's cache), a file, or "none" (random). Any other network by string (``nadkit.anynet``):
     weights from the library's cache (default), a file, or "none".
     """
-    from .anynet import is_external, load_external
 
     check_arch(arch)
     if is_external(arch):
@@ -281,7 +281,6 @@ def load_network(arch: str, dataset: str = "fashion-mnist", weights: str | Path 
         elif weights != "none":
             load_weights(model, weights or models_dir() / f"{arch}.safetensors", arch)
     elif dataset.startswith("imagefolder:"):
-        from .paper import build_paper_network, torchvision_state
 
         model = untrained(lambda: build_paper_network(arch, num_classes))
         if weights in (None, "torchvision"):

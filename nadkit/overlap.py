@@ -14,6 +14,8 @@ numpy and scipy only.
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import permutations
+from math import factorial
 from typing import Callable
 
 import numpy as np
@@ -181,8 +183,6 @@ def qap_test(sim: np.ndarray, statistic: Callable[[np.ndarray], float], draws: i
     """QAP (Mantel-style) test of ``statistic(sim)``: the class labels of the whole [K, K]
     matrix are permuted (rows and columns together), so a pair counted twice in a symmetric
     matrix moves as one. Exact (every permutation) when K! <= ``draws``."""
-    from itertools import permutations
-    from math import factorial
 
     sim = np.asarray(sim, dtype=float)
     k = sim.shape[0]

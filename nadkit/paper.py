@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .darts import DARTS
 from .errors import NadkitError
 
 TORCHVISION = {"vgg16": "VGG16_Weights", "resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights"}
@@ -36,7 +37,6 @@ def build_paper_network(arch: str, num_classes: int = 1000) -> nn.Module:
     if arch in TORCHVISION:
         return getattr(tvm, arch)(weights=None, num_classes=num_classes)
     if arch == "darts":
-        from .darts import DARTS
 
         return DARTS(num_classes=num_classes, in_channels=3, width=48, imagenet_stems=True)
     raise NadkitError(f"unknown arch {arch!r}; choose one of: vgg16, resnet50, densenet121, darts")

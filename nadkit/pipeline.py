@@ -26,9 +26,11 @@ from .points import mask_points  # noqa: F401
 from .settings import Engine, Method, from_config, to_config  # noqa: F401
 from .spec import (Spec, check_settings, check_weights, fit_channels, is_weights_file, nad_defaults,  # noqa: F401
                    network, network_of, parse_classes, passes_in_steps, spec_of, split, warn_defaults, with_network)
-from .ranks import Ranks
+from .baselines import baseline_masks, channel_scores
 from .partial import PartialRun, history_tensors
-from .subarch import SubArchitectures, read_meta
+from .ranks import Ranks
+from .subarch import SubArchitectures, read_meta, warn_flat_points
+from .version import __version__
 
 
 def _prepare(spec: Spec):
@@ -194,7 +196,6 @@ def _refuse_other_beta(found: dict, config: dict, out: Path) -> None:
 def provenance(config: dict) -> dict:
     """What made a result: nadkit's and torch's versions, the device, the weights' sha256 (and the
     seed of random weights)."""
-    from .version import __version__
 
     device = config.get("device", "cpu")
     if device == "cuda" and torch.cuda.is_available():
@@ -275,7 +276,6 @@ def baseline(folder: str | Path, method: str, out: str | Path, per_class: int = 
     """A result folder ``out`` whose sub-architectures keep, per class and point, as many channels as
     the NAD result in ``folder``, chosen by a heuristic (``nadkit.baselines``) instead of NAD; every
     figure of ``evaluate`` then compares like with like."""
-    from .baselines import baseline_masks
 
     sub = with_network(SubArchitectures.load(folder), **(network or {}))
     model, points, _ = network_of(sub, device, allow_other_weights)
@@ -304,7 +304,6 @@ def evaluate(folder: str | Path, mosaics: int | None = None, top: float | None =
     sub = with_network(SubArchitectures.load(folder), **(network or {}))
     model, points, test = network_of(sub, device, allow_other_weights, test_per_class)
     if len(sub.classes) >= 4:
-        from .subarch import warn_flat_points
 
         warn_flat_points(model, points, tuple(test.load(torch.tensor([0])).shape[1:]))
     report = evaluate_masks(sub, model, points, test, mosaics, top, seed, progress, hit_protocol, chance_draws)
@@ -321,7 +320,6 @@ def ablation(folder: str | Path, out: str | Path | None = None, points: Sequence
     the same command resumes; a finished one is loaded. Returns ``ablate.load(out)``. A job, so it
     lives here beside ``evaluate``; the arithmetic it runs is ``nadkit.ablate``'s (called through the
     module, so that a test's stand-in for ``ablate.save_point`` is the one used)."""
-    from .baselines import channel_scores
 
     sub = with_network(SubArchitectures.load(folder), **(network or {}))
     out = Path(out) if out is not None else Path(folder) / "ablation"

@@ -9,6 +9,7 @@ every dense block and transition and the final norm for DenseNet121, two stems a
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -115,7 +116,6 @@ def output_of(model: nn.Module, output=None) -> Iterator[nn.Module]:
 def check_output(model: nn.Module, x: Tensor, output=None) -> None:
     """One line unless ``model(x)`` gives (after ``output``) [B, classes] logits; a warning for
     outputs that already sum to one (softmax probabilities, where NAD's loss expects logits)."""
-    import warnings
 
     out = select_output(model(x), output)
     if out.dim() != 2:

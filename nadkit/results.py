@@ -7,8 +7,9 @@ K is the number of classes with sub-architectures, P of mask points, n of channe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import numpy as np
+from .necessity import selectivity
+from dataclasses import dataclass, field
 from torch import Tensor
 
 
@@ -174,7 +175,6 @@ class PointAblation:
     def selectivity(self, order: str = "nad", k: int | None = None) -> np.ndarray:
         """Drop on the ablated class minus the mean drop on the others at ``k`` channels (default
         ``matrix_k``): [K] for a ranking, [draws, K] for "random" and "popularity"."""
-        from .necessity import selectivity
 
         return selectivity(self.to_tensors(), order, self.matrix_k if k is None else k)
 
@@ -307,7 +307,6 @@ def report_text(r: dict) -> str:
 def ablation_text(classes: list, orders: list[str], results: dict[str, dict], matrix_k: dict[str, int]) -> str:
     """``nadkit ablate``'s table (``Ablation.summary()`` gives the same): per point, selectivity at
     the matrix k for NAD and its controls, mean over classes."""
-    from .necessity import selectivity
 
     names = list(orders) + ["popularity", "random"]
     lines = [f"selectivity (drop on the class - mean drop on the others, balanced accuracy), mean over "

@@ -17,7 +17,9 @@ from .data import first_per_class, load_split
 from .errors import NadkitError
 from .evaluation import recorded_points
 from .findpoints import resolve_points
+from .imagefolder import ImageFolderData
 from .networks import check_arch, load_network, model_card, weights_sha256
+from .paper import authors_defaults
 from .points import mask_points
 from .settings import Convergence, Engine, Method
 from .subarch import SubArchitectures
@@ -107,7 +109,6 @@ def fit_channels(data, model):
 def split(spec: Spec, which: str):
     """The "train" or "test" split of the spec's data set (validation for image folders)."""
     if spec.dataset.startswith("imagefolder:"):
-        from .imagefolder import ImageFolderData
 
         return ImageFolderData(spec.dataset.split(":", 1)[1], "train" if which == "train" else "val", spec.image_size,
                                spec.mean, spec.std, spec.resize, augment=which == "train" and spec.augment == "authors")
@@ -178,7 +179,6 @@ def nad_defaults(arch: str, dataset: str) -> dict:
     """NAD's defaults: the embedded network's card, or the authors' settings at paper scale."""
     if dataset == "fashion-mnist":
         return model_card(arch, dataset).get("nad", {})
-    from .paper import authors_defaults
 
     return authors_defaults(arch, dataset)
 

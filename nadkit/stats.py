@@ -6,7 +6,8 @@ otherwise it is "not shown at this scale"."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from itertools import combinations
+from itertools import combinations, permutations, product
+from math import factorial
 from typing import Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ from scipy import stats
 from torch import Tensor
 
 from .sanity import CONSTANT_SHARE, others_taken  # noqa: F401 (findings and the chapters read them here)
+from .overlap import agreement, expected_jaccard, jaccard_rows, kappa, permutation_p, point_test, qap_test
 
 
 ALPHA = 0.05
@@ -79,7 +81,6 @@ def same_class_agreement(runs: Sequence[Sequence[Tensor]]) -> np.ndarray:
 def seed_agreement(runs: Sequence[Sequence[Tensor]]) -> dict[str, np.ndarray]:
     """Same-class agreement of every pair of seeds against chance: raw Jaccard, its expectation
     for random sets of the same two sizes, and kappa, each [pairs * classes, points]."""
-    from .overlap import agreement
 
     rows: dict[str, list] = {"jaccard": [], "expected": [], "kappa": []}
     for a, b in combinations(runs, 2):
@@ -138,7 +139,6 @@ def misjudgment_test(sim, conf, classes: Sequence[int], min_rate: float = 0.02, 
     classes. With ``expected`` (the similarity that random channels of the same sizes give, per
     pair) the Dif is split into its size part, Dif(expected), and the chance-corrected part,
     Dif(sim - expected), each with its own QAP p."""
-    from .overlap import qap_test
 
     sim = np.asarray(sim, dtype=float)
     mis = mis_relation(conf, classes, min_rate)
@@ -167,10 +167,7 @@ def dif_ahead(sim, rival, mis: np.ndarray, draws: int = RESAMPLES, seed: int = 0
     twice. Exact (every permutation) when K! <= ``draws``. Returns the observed difference, both
     one-sided p-values (same permutations) and the smallest p the test can give (``p_floor``); a
     difference below float resolution everywhere returns NaN p-values (nothing to test)."""
-    from itertools import permutations
-    from math import factorial
 
-    from .overlap import permutation_p
 
     d = np.asarray(sim, dtype=float) - np.asarray(rival, dtype=float)
     mis = np.asarray(mis, dtype=bool)
@@ -217,9 +214,7 @@ def swap_ahead(nad: Sequence[np.ndarray], rival: Sequence[np.ndarray], reduce: s
     one-sided p-values and the smallest p the test can give; NaN p-values where no assignment
     moves the statistic beyond float resolution (the sets do not differ where it is read:
     nothing to test)."""
-    from itertools import product
 
-    from .overlap import expected_jaccard, jaccard_rows, kappa
 
     if reduce not in ("max", "min", "spread"):
         raise ValueError(f"unknown reduce {reduce!r}; choose max, min or spread")
@@ -353,7 +348,6 @@ def uneven_power(effects: Sequence[int] = (0, 2, 4, 6), groups: int = 2, classes
     pairs' Jaccard) against planted class groups (``planted_sets``: ``groups`` groups of classes,
     each sharing a core of ``effect`` channels): per planted core, the rejection rate at ALPHA
     over ``reps`` replicates with ``draws`` null draws each (at 0 the test's level)."""
-    from .overlap import point_test
 
     rng = np.random.default_rng(seed)
     rows = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -19,10 +20,18 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .anynet import check_channels
+from .ablate import check_arguments, matrix_k, ranking, run_points, test_sample
+from .anynet import check_channels, is_external
+from .baselines import channel_scores
+from .checks import frozen, model_device
+from .data import as_image_data, class_index, load_batch
 from .errors import NadkitError
+from .evaluation import evaluate_masks, hit_settings, recorded_points
 from .files import atomic as _atomic, file_sha256, fsync_dir as _fsync_dir, test_pause as _test_pause
-from .points import MaskPoint, masked, output_of, point_widths
+from .networks import weights_sha256
+from .points import MaskPoint, check_output, check_points, mask_points, masked, output_of, point_widths
+from .results import Ablation, Evaluation, PointAblation
+from .version import __version__
 
 if TYPE_CHECKING:
     from .results import Ablation, Evaluation
@@ -211,12 +220,9 @@ class SubArchitectures:
     def mask_points_for(self, model: nn.Module) -> list[MaskPoint]:
         """The points these masks were learned at, as ``model``'s (checked to be its modules): those
         ``NAD.fit`` recorded, else the topology's card for an embedded arch, else the modules named."""
-        from .anynet import is_external
-        from .points import check_points, mask_points
 
         cfg = self.config
         if cfg.get("mask_points"):
-            from .evaluation import recorded_points
 
             return recorded_points(cfg, model)
         if cfg.get("points"):
@@ -235,10 +241,6 @@ class SubArchitectures:
         classes), confusion and misjudgment. The model is used in eval mode and left as it was.
         A model with other weights than the masks were learned on (sha256) is refused unless
         ``allow_other_weights=True``."""
-        from .checks import frozen
-        from .data import as_image_data, class_index, load_batch
-        from .evaluation import evaluate_masks, hit_settings
-        from .results import Evaluation
 
         mosaics, top = hit_settings(hit_protocol, mosaics, top)
         data = self._test_data(test, class_names)
@@ -253,8 +255,6 @@ class SubArchitectures:
     def _checked_model(self, model: nn.Module, allow_other_weights: bool) -> list[MaskPoint]:
         """This result's points on ``model``, refused in one line for a model that is no nn.Module, is
         on the meta device or has other weights than the masks were learned on."""
-        from .checks import model_device
-        from .networks import weights_sha256
 
         if not isinstance(model, nn.Module):
             raise NadkitError(f"model must be a torch.nn.Module, got a {type(model).__name__}")
@@ -271,7 +271,6 @@ class SubArchitectures:
     def _check_input(self, model: nn.Module, points: list[MaskPoint], batch: Tensor) -> None:
         """The images fit ``model`` (channels, output), the masks fit its points, and a warning for
         hit rates at points without space (1x1: a quadrant's share is fixed by construction)."""
-        from .points import check_output
 
         shape = tuple(batch.shape[1:])
         check_channels(model, shape)
@@ -283,7 +282,6 @@ class SubArchitectures:
 
     def _test_data(self, test, class_names: Sequence[str] | None):
         """``test`` as nadkit reads data, checked to hold images of every class of these masks."""
-        from .data import as_image_data
 
         data = as_image_data(test, class_names)
         counts = torch.bincount(data.labels, minlength=max(len(data.class_names), max(self.classes) + 1))
@@ -302,10 +300,6 @@ class SubArchitectures:
         ``train`` images), ``draws`` random and ``popularity_draws`` popularity-matched sets of k,
         and keep only the class's channels; measure every class on the first ``per_class`` test
         images of each. ``ks``: default 1, 2, 4, ... up to the largest set and the median set."""
-        from .ablate import check_arguments, matrix_k, ranking, run_points, test_sample
-        from .checks import frozen
-        from .data import as_image_data
-        from .results import Ablation, PointAblation
 
         orders, chosen = check_arguments(self.points, points, orders, draws, popularity_draws, per_class, ks)
         if len(orders) > 1 and train is None:
@@ -318,7 +312,6 @@ class SubArchitectures:
         with frozen(model), output_of(model, self.config.get("output")):
             ranks = {"nad": [ranking(self.masks[p]) for p in chosen]}
             if len(orders) > 1:
-                from .baselines import channel_scores
 
                 train_data = as_image_data(train, class_names)
                 for name in orders[1:]:
@@ -338,7 +331,6 @@ class SubArchitectures:
         renamed in last. A folder holds a result exactly when its ``meta.json`` does, and a kill at
         any moment leaves either that result or none (never masks of one run and meta of another).
         ``extra``: further safetensors files (name -> tensors), covered by the same checksums."""
-        from .version import __version__
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -380,7 +372,6 @@ class SubArchitectures:
 def warn_flat_points(model: nn.Module, points: Sequence[MaskPoint], input_shape: Sequence[int],
                      stacklevel: int = 2) -> None:
     """A warning for points whose output is 1x1: their hit rate on 2x2 mosaics is fixed by construction."""
-    import warnings
 
     acts: list[Tensor] = []
     param = next(model.parameters())

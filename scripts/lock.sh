@@ -9,6 +9,8 @@ tools=$(mktemp -d)
 trap 'rm -rf "$tools"' EXIT
 python3 -m venv "$tools"
 "$tools/bin/pip" install -q --disable-pip-version-check uv==0.13.9
+# the current lock as uv's preferences: a new dependency adds its packages, the others keep their pins
+grep -v '^#' requirements.lock > requirements.lock.new
 "$tools/bin/uv" pip compile pyproject.toml scripts/pins.in --extra book --extra test --extra timm \
     --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
     --no-header --annotation-style line --output-file requirements.lock.new

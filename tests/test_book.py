@@ -55,6 +55,10 @@ def test_every_chapter_is_in_the_table_of_contents():
 
 @pytest.fixture(scope="session")
 def html(tmp_path_factory) -> Path:
+    """The smoke profile's book, built here; or, with ``NADKIT_HTML``, a book built already (``make
+    check`` points it at the full profile's ``_build/html``, so the page checks read that one)."""
+    if os.environ.get("NADKIT_HTML"):
+        return Path(os.environ["NADKIT_HTML"])
     out = tmp_path_factory.mktemp("book")
     # the results of `make test`'s run (NADKIT_RESULTS, shared with nbmake's chapters, which then only
     # read them), else a folder of this session: never runs/book, so that the cost of this test does
@@ -95,6 +99,11 @@ PHONE = {"width": 390, "height": 844}
 MIN_TEXT_PT = 9  # the smallest text of a figure, at the size it is shown (1 pt = 4/3 CSS px)
 
 
+# Text that a page must not show: "nan" (a number that was not computed), a Python object's repr,
+# and MyST roles left unresolved.
+TEXT_DEFECTS = re.compile(r"\bnan\b|\bNaN\b|object at 0x|Settings\(|<nadkit\.|\{(?:doc|term|cite|ref|numref)\}")
+
+
 def read_every_page(html: Path) -> dict[str, list[str]]:
     """Every page of the built book opened in Chromium, at 1280 px and at 390 px: what each
     check found, per check (an empty list: nothing). The checks:
@@ -109,13 +118,16 @@ def read_every_page(html: Path) -> dict[str, list[str]]:
     - ``phone``: at 390 px, a page wider than the screen;
     - ``figure text``: Vega figures' texts smaller than MIN_TEXT_PT at their rendered size
       (matplotlib's PNGs are checked on the saved figures: tests/test_plots.py);
-    - ``math errors``: equations MathJax could not typeset (it shows the error in their place).
+    - ``math errors``: equations MathJax could not typeset (it shows the error in their place);
+    - ``vega warnings``: Vega's console warnings (an infinite extent: a band with nothing to draw);
+    - ``text``: at 1280 px, the page's visible text with "nan", a raw object's repr or a
+      cross-reference left as MyST source (``TEXT_DEFECTS``).
     """
     from playwright.sync_api import sync_playwright
 
     found: dict[str, list[str]] = {k: [] for k in ("images", "explorer", "outside", "failed", "console",
                                                   "tables", "equations", "code", "phone", "figure text",
-                                                  "math errors")}
+                                                  "math errors", "vega warnings", "text")}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         for viewport in (DESKTOP, PHONE):
@@ -125,6 +137,8 @@ def read_every_page(html: Path) -> dict[str, list[str]]:
                 where = f"{path.relative_to(html)} at {viewport['width']} px"
                 page.on("console", lambda m, w=where: found["console"].append(f"{w}: {m.text}")
                         if m.type == "error" else None)
+                page.on("console", lambda m, w=where: found["vega warnings"].append(f"{w}: {m.text}")
+                        if m.type == "warning" and ("extent" in m.text or "vega" in m.text.lower()) else None)
                 page.on("pageerror", lambda e, w=where: found["console"].append(f"{w}: {e}"))
                 page.on("request", lambda r: found["outside"].append(r.url)
                         if not r.url.startswith(("file:", "data:", "about:", "blob:")) else None)
@@ -149,6 +163,8 @@ def read_every_page(html: Path) -> dict[str, list[str]]:
                     found["equations"] += [f"{where}: {e}" for e in equations_wider_than_the_column(page)]
                     found["code"] += [f"{where}: {c}" for c in scrolled_code(page)]
                     found["figure text"] += [f"{where}: {t}" for t in small_figure_text(page)]
+                    found["text"] += [f"{where}: ...{m.string[max(0, m.start() - 40):m.end() + 40]}..."
+                                      for m in TEXT_DEFECTS.finditer(page.inner_text("main"))]
                 else:
                     found["phone"] += [f"{where}: {w}" for w in wider_than_the_screen(page)]
                 context.close()
@@ -164,7 +180,8 @@ def browsed(html) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("check", ["images", "explorer", "outside", "failed", "console", "tables",
-                                   "equations", "code", "phone", "figure text", "math errors"])
+                                   "equations", "code", "phone", "figure text", "math errors",
+                                   "vega warnings", "text"])
 @pytest.mark.slow
 def test_every_page_in_a_browser(browsed, check):
     """Each check of ``read_every_page``, on every page of the book."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nadbook import book
 from nadkit.findings import NAMES, SET_UNIT
-from nadbook.verdicts import CANNOT, CLASS_UNIT, PAIR_UNIT
+from nadbook.verdicts import CANNOT, CLASS_UNIT, HOLDS, PAIR_UNIT
 
 BETAS: dict[str, tuple[float, ...]] = {
     # card 0.3; Elbow kept share 0.83 at 0.3, 0.098 at 1.0; all ten classes: 0.78 at 0.4 with no
@@ -826,15 +826,24 @@ def replicated_clause(where: str, rep: dict) -> str:
             + ".")
 
 
-def contrast_clause(by_arch: dict[str, list[dict]], see: str = "") -> str:
+def contrast_clause(by_arch: dict[str, list[dict]], see: str = "", reps: dict[str, dict] | None = None) -> str:
     """Chapter 01's clause on the objective that sees other classes: on which networks it gives
     sub-architectures specific to their class with a channel at every point, and how many
-    channels they keep there ("" where it has not run)."""
+    channels they keep there ("" where it has not run); with ``reps`` (``replication`` of each
+    network's ``contrast_chosen`` beta, by network), whether that holds on every trained instance."""
     ran = {a: rows for a, rows in by_arch.items() if rows}
     if not ran:
         return ""
     ok = {a: specific_and_sparse(rows) for a, rows in ran.items()}
-    yes = [f"{a} ({_span(rows)} of channels kept)" for a, rows in ok.items() if rows]
+
+    def where(a: str, rows: list[dict]) -> str:
+        rep = (reps or {}).get(a)
+        spec = rep["verdicts"].get("specific") if rep else None
+        on = ("" if rep is None else f"; on all {len(rep['kept'])} trained instances" if spec is not None
+              and spec.status == HOLDS else "; not on all trained instances")
+        return f"{a} ({_span(rows)} of channels kept{on})"
+
+    yes = [where(a, rows) for a, rows in ok.items() if rows]
     no = [a for a, rows in ok.items() if not rows]
     text = "an objective that also shows other classes' images makes them specific on " + (
         _list(yes) if yes else "none of the networks it ran on")

@@ -671,7 +671,10 @@ def class_unit_sentence(reps: dict[str, dict], keys: tuple[str, ...] = CONFIRMED
 
 
 def _p3(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    """"p = 0.012" or "p < 0.001" (``stats.p_text``)."""
+    from nadkit.stats import p_text
+
+    return "p " + ("" if p < 0.001 else "= ") + p_text(p)
 
 
 # The betas at which the paper's Eq. 13 objective (``--objective paper``) is run beside the

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from nadbook.verdicts import sig
+from nadkit.stats import p_text
 
 
 def kind(column: str) -> str:
@@ -37,7 +38,7 @@ def cell(x, how: str = "number", signed: bool = False, missing: str = "n/a") -> 
     if not math.isfinite(x):
         return missing
     if how == "p":
-        return "< 0.001" if x < 0.001 else f"{x:.3f}"
+        return p_text(x)
     if how == "percent":
         return f"{x:+.1f}" if signed else f"{x:.1f}"
     if x == int(x) and abs(x) < 1e15:

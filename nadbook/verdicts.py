@@ -182,13 +182,6 @@ class NetworkVerdict:
             return self.status
         return HOLDS_BETTER if self.outdone else HOLDS_AS_GOOD
 
-    def own_text(self) -> str:
-        if self.status != "holds":
-            return "-"
-        if self.own is None:
-            return f"{CANNOT} ({self.own_note})"
-        return ("yes" if self.own else "no") + (f" ({self.own_note})" if self.own_note else "")
-
     def sentence(self) -> str:
         """The verdict in words, written from the numbers."""
         what = EFFECTS[self.key][0]

@@ -26,7 +26,8 @@ import numpy as np
 from scipy import stats
 
 from .overlap import holm
-from .stats import (ALPHA, CONSTANT_SHARE, SPECIFIC_MIN, mean_interval, mis_relation, specific_run, specificity, swap_ahead, top_confusion_among_similar)  # noqa: F401
+from .stats import (ALPHA, CONSTANT_SHARE, SPECIFIC_MIN, mean_interval, mis_relation, p_text,  # noqa: F401
+                    specific_run, specificity, swap_ahead, top_confusion_among_similar)
 
 REPLICATE = 2  # instances on which a finding must hold (of three)
 FULL = 1 - 1e-9  # a chance overlap (or kept share) at or above this: every set is the whole layer
@@ -253,17 +254,17 @@ def of_run(report: dict, control: dict | None = None, hit: list[float] | None = 
         pairs = {"matrix": report["similarity_matrix"],
                  "misjudged_as": mis_relation(report["confusion"], report["classes"], mis["min_rate"]).tolist()}
         out["misjudged"] = Finding(mis["p_qap"] < ALPHA, mis["dif"],
-                                   f"Dif {100 * mis['dif']:+.2f}, QAP p = {_p(mis['p_qap'])}",
+                                   f"Dif {100 * mis['dif']:+.2f}, QAP p = {p_text(mis['p_qap'])}",
                                    near=near(mis["p_qap"]), **pairs)
         out["misjudged beyond chance"] = Finding(
             mis["p_qap_delta"] < ALPHA, mis["dif_delta"],
             f"Dif beyond chance {100 * mis['dif_delta']:+.2f} (size part {100 * mis['dif_size']:+.2f}), "
-            f"QAP p = {_p(mis['p_qap_delta'])}", near=near(mis["p_qap_delta"]), **pairs)
+            f"QAP p = {p_text(mis['p_qap_delta'])}", near=near(mis["p_qap_delta"]), **pairs)
     top = top_confusion_among_similar(report["similarity_matrix"], report["confusion"], report["classes"])
     if top["classes"]:
         out["top confusion"] = Finding(top["p"] < ALPHA, top["hits"] / top["classes"],
                                        f"{top['hits']}/{top['classes']} classes (chance {top['chance']:.2f}), "
-                                       f"binomial p = {_p(top['p'])}")
+                                       f"binomial p = {p_text(top['p'])}")
     return out
 
 
@@ -279,10 +280,6 @@ def _top_share(report: dict) -> float:
     """The share of the test images that the whole network assigns to its most frequent answer."""
     conf = np.asarray(report["confusion"], dtype=float)
     return float(conf.sum(0).max() / max(conf.sum(), 1))
-
-
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def replicated(runs: list[dict[str, Finding]], need: int = REPLICATE) -> dict[str, dict]:

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageData, SubsetImages, class_index, mosaics
 from .errors import NadkitError
+from .overlap import jaccard_rows, pair_mean
 from .points import MaskPoint, masked
 
 
@@ -62,19 +63,14 @@ def confusion(pred: Tensor, labels: Tensor, num_classes: int) -> Tensor:
 
 
 def jaccard_matrix(binary: Tensor) -> Tensor:
-    """Jaccard similarity |A and B| / |A or B| of every pair of rows of a [K, C] boolean tensor
-    (two empty sets count as identical)."""
-    b = binary.float()
-    inter = b @ b.T
-    size = b.sum(1)
-    union = size[:, None] + size[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
+    """Jaccard similarity of every pair of rows of a [K, C] boolean tensor (``overlap.jaccard_rows``:
+    two empty sets count as identical)."""
+    return jaccard_rows(binary)
 
 
 def mean_pairwise(matrix: Tensor) -> float:
-    """Mean of the off-diagonal entries (all pairs of distinct classes)."""
-    k = matrix.shape[0]
-    return float((matrix.sum() - matrix.diagonal().sum()) / max(k * (k - 1), 1))
+    """Mean of the off-diagonal entries (all pairs of distinct classes): ``overlap.pair_mean``."""
+    return pair_mean(matrix)
 
 
 def similarity(binary: Sequence[Tensor]) -> tuple[list[float], Tensor]:

@@ -8,7 +8,7 @@ other. A stronger null keeps every class's size *and* every channel's popularity
 randomisation of the class x channel matrix), so hub channels kept by most classes do not pass
 for class structure. Matrices of classes (similarity against confusion) are compared by
 permuting the class labels of one matrix as a whole (QAP), never entries within rows.
-numpy and scipy only.
+numpy and scipy only (the Jaccard and the pair mean also take torch tensors).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ DRAWS = 999
 def _expected(a: int, b: int, n: int) -> float:
     lo, hi = max(0, a + b - n), min(a, b)
     if a + b == 0:
-        return 1.0  # two empty sets count as identical (``metrics.jaccard_matrix``)
+        return 1.0  # two empty sets count as identical (``jaccard_rows``)
     if lo == hi:  # one possible intersection (a set empty or full): exact, no pmf rounding
         return lo / (a + b - lo)
     k = np.arange(lo, hi + 1)
@@ -66,8 +66,17 @@ def overlap_p(k: int, a: int, b: int, n: int, alternative: str = "greater") -> f
     return float(min(1.0, 2 * min(greater, less)))
 
 
-def jaccard_rows(x: np.ndarray) -> np.ndarray:
-    """Jaccard of every pair of rows of a [K, C] boolean matrix, [K, K] (empty pairs: 1)."""
+def jaccard_rows(x):
+    """Jaccard |A and B| / |A or B| of every pair of rows of a [K, C] boolean matrix, [K, K]; two
+    empty sets count as identical (1). The one Jaccard of nadkit: a numpy array is computed in
+    float64, a torch tensor stays a tensor in float32 (``metrics.similarity``, whose shipped
+    numbers it keeps bit for bit)."""
+    if not isinstance(x, np.ndarray) and hasattr(x, "float"):  # a torch tensor
+        b = x.float()
+        inter = b @ b.T
+        size = b.sum(1)
+        union = size[:, None] + size[None, :] - inter
+        return (inter / union.clamp_min(1)).where(union > 0, inter.new_ones(()))
     x = np.asarray(x, dtype=float)
     inter = x @ x.T
     size = x.sum(1)
@@ -85,9 +94,12 @@ def chance(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"jaccard": j, "expected": e, "kappa": kappa(j, e)}
 
 
-def pair_mean(m: np.ndarray) -> float:
-    """Mean of the off-diagonal entries of a [K, K] matrix, NaNs left out."""
+def pair_mean(m) -> float:
+    """Mean of the off-diagonal entries of a [K, K] matrix (all pairs of distinct classes): the one
+    pair mean of nadkit. numpy: NaNs left out; a torch tensor: in its own float32 arithmetic."""
     k = m.shape[0]
+    if not isinstance(m, np.ndarray) and hasattr(m, "diagonal"):  # a torch tensor
+        return float((m.sum() - m.diagonal().sum()) / max(k * (k - 1), 1))
     off = m[~np.eye(k, dtype=bool)]
     return float(np.nanmean(off)) if np.isfinite(off).any() else float("nan")
 

@@ -220,13 +220,6 @@ class Ablation:
         return (f"<Ablation: {len(self.classes)} classes, {len(self.points)} points; NAD selectivity (mean over "
                 f"classes) {head}; .summary(), .to_frame()>")
 
-    @classmethod
-    def from_folder_result(cls, meta: dict) -> "Ablation":
-        """The typed form of ``nadkit.ablate.load``'s dict (a finished ``nadkit ablate`` folder)."""
-        return cls(meta["classes"], meta["class_names"],
-                   {p: PointAblation.from_tensors(meta["results"][p], meta["matrix_k"][p]) for p in meta["points"]})
-
-
 
 # ---- readable forms: the CLI's tables (``nadkit evaluate``, ``nadkit ablate``) and Python's summary() ----
 

@@ -28,6 +28,11 @@ RESAMPLES = 9_999
 SPECIFIC_MIN = 0.6     # balanced accuracy of a sub-architecture as a detector of its class
 
 
+def p_text(p: float) -> str:
+    """A p-value as the book and the CLI print it: "< 0.001", else three decimals."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def attainable(dist: np.ndarray, tol: float = 1e-12) -> float:
     """The smallest one-sided p a permutation test can give from its null distribution ``dist``
     (every enumerated assignment, the observed one among them): the share of assignments tied at

@@ -590,10 +590,11 @@ def power(progress: bool = True) -> dict[str, list[dict]]:
 
 
 def precompute(s: Settings | None = None, archs: list[str] | None = None,
-               seconds: dict[str, float] | None = None) -> list[Path]:
+               seconds: dict[str, float] | None = None, searches: bool = True) -> list[Path]:
     """Compute, with progress bars, everything the chapters read at their default parameters, so
     that building the book shows its progress and the notebooks only load and plot. Returns the
-    run folders used; ``seconds`` receives each network's wall time."""
+    run folders used; ``seconds`` receives each network's wall time. Without ``searches`` the
+    searches for matched sparsity (``like``) use only the runs there are (to ship while some run)."""
     import time
 
     s = s or Settings.of()
@@ -622,14 +623,14 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
             used.append(sanity_folder(arch, w, s))
         if profile() == "full" and s.beta is None:
             from nadbook.sparsity import used as sweep_used
-            used += sweep_used(arch, s)  # the sparsity sweep, as far as it has run
+            used += sweep_used(arch, s, searches=searches)  # the sparsity sweep, as far as it has run
         if arch in AUGMENTED_ARCHS:
             augmented(arch, s)
             used.append(folder(arch, s, s.seeds[0], augment="authors"))
         if arch in PERMUTED_ARCHS and s.beta is None:
             permuted(arch, None, s)
             used.append(sanity_folder(arch, "permuted", s))
-            if (m := permuted_matched(arch, s)) is not None:
+            if (m := permuted_matched(arch, s, compute=searches)) is not None:
                 used.append(run_dir(replace(s, beta=m[0].config["beta"]).run_config(
                     arch, s.seeds[0], "permuted", SANITY_TARGET)))
         for method, runs in baselines(arch, s).items():

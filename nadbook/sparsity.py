@@ -117,7 +117,7 @@ def chapter(archs: list[str], s: book.Settings, instance: int = 0, progress: boo
     return {a: rows for a in archs if (rows := summary(a, s, instance, progress))}
 
 
-def used(arch: str, s: book.Settings, instance: int = 0) -> list:
+def used(arch: str, s: book.Settings, instance: int = 0, searches: bool = True) -> list:
     """The run folders the sparsity chapter reads for ``arch``, their findings computed: what
     ``book.precompute`` ships. Each beta of the sweep that has run, the chosen betas' runs on the
     other instances at its kept share (``replicated_betas``, ``contrast_chosen``; with the ablation of the first instance's), the paper
@@ -132,7 +132,7 @@ def used(arch: str, s: book.Settings, instance: int = 0) -> list:
     def matched(settings: book.Settings, betas: tuple[float, ...]) -> None:
         for b in betas:
             for i in settings.instances:
-                if i != instance and (f := matched_folder(arch, b, settings, i, compute=True)) is not None:
+                if i != instance and (f := matched_folder(arch, b, settings, i, compute=searches)) is not None:
                     at_beta(f, settings)
                     out.extend([f, *(book.baseline_folder(f, m) for m in book.BASELINE_METHODS)])
 

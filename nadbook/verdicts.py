@@ -128,8 +128,7 @@ class Effect:
             return "n/a"
         s = self.signed
         if not np.isfinite(self.low):
-            return f"{sig(self.estimate, signed=s)} (no interval: {self.n} " \
-                   f"{self.unit[:-1] if self.n == 1 else self.unit})"
+            return f"{sig(self.estimate, signed=s)} ({self.n} {self.unit[:-1] if self.n == 1 else self.unit})"
         return f"{sig(self.estimate, signed=s)} [{sig(self.low, signed=s)}, {sig(self.high, signed=s)}]"
 
 
@@ -655,9 +654,11 @@ def lead(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str], contra
     return " ".join([first, second, third, "Not run here: the paper's ImageNet and Places365 networks."])
 
 
-def bullets(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str], most: int = 5) -> str:
+def bullets(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str], most: int = 5,
+            named: int = 4) -> str:
     """A chapter's closing bullets: one per category of the grid that has cells, best first (the
-    last ones merged to keep at most ``most``), each naming its finding-network cells."""
+    last ones merged to keep at most ``most``), each with its count and its first ``named``
+    finding-network cells (the grid shows them all)."""
     groups: dict[str, list[str]] = {}
     for key in keys:
         for a, found in verdicts.items():
@@ -667,4 +668,6 @@ def bullets(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str], mos
     while len(items) > most:
         (a, x), (b, y) = items[-2], items[-1]
         items[-2:] = [(f"{a}; {b}", x + y)]
-    return "\n".join(f"- *{label}* ({len(cells)}): {'; '.join(cells)}." for label, cells in items)
+    return "\n".join(f"- *{label}* ({len(cells)}): {'; '.join(cells[:named])}"
+                     + (f"; {len(cells) - named} more in the grid" if len(cells) > named else "") + "."
+                     for label, cells in items)

@@ -127,8 +127,11 @@ def curves(data: Sequence[Mapping], title: str, y: str | None = None, on_top: Se
                            {"calculate": "test(/^(chance|random)/, datum.series) ? "
                                          "'chance or random draw' : 'measured'", "as": "kind"}],
              "encoding": encoding,
-             "layer": [{"transform": [{"filter": f"!({top})"}], "mark": line},
-                       {"transform": [{"filter": top}], "mark": line | {"strokeWidth": 2.5}}]}
+             # every layer draws every series (a filter that leaves a layer empty makes Vega warn of
+             # an infinite extent): the second, thick, shows only the series on top
+             "layer": [{"mark": line},
+                       {"mark": line | {"strokeWidth": 2.5},
+                        "encoding": {"opacity": {"condition": {"test": top, "value": 1}, "value": 0}}}]}
     return VegaLite({
         "params": [_select("network", nets), _select("measure", measures)],
         "title": {"text": {"expr": "network + ': ' + measure + " + json.dumps(f" — {title}")}},
@@ -161,6 +164,10 @@ def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> Ve
     dash = {"condition": {"test": "datum.method === 'random'", "value": [4, 3]}, "value": [1, 0]}
     width = {"condition": {"test": f"datum.method === {json.dumps(on_top)}", "value": 3}, "value": 1.5}
     cleaned = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in data]
+    for r in cleaned:  # no interval: a band of no width (an empty band layer makes Vega warn)
+        if r.get("low") is None or r.get("high") is None:
+            r["low"] = r["high"] = r.get("effect")
+        r.setdefault("beats", False)
     return VegaLite({
         "params": [_select("network", nets), _select("finding", findings)],
         "title": {"text": {"expr": "network + ': ' + finding"}, "subtitle": title, "subtitleFontSize": 12},
@@ -169,8 +176,7 @@ def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> Ve
         "transform": [{"filter": "datum.network === network && datum.finding === finding"}],
         "encoding": {"x": x, "color": color},
         "layer": [
-            {"transform": [{"filter": "isValid(datum.low)"}],
-             "mark": {"type": "area", "opacity": 0.15},
+            {"mark": {"type": "area", "opacity": 0.15},
              "encoding": {"y": {"field": "low", "type": "quantitative"}, "y2": {"field": "high"}}},
             {"mark": {"type": "line"},
              "encoding": {"y": {"field": "effect", "type": "quantitative",
@@ -184,10 +190,10 @@ def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> Ve
                           "shape": {"field": "at", "type": "nominal", "legend": None,  # said in the text
                                     "scale": {"domain": SHAPES_AT, "range": ["circle", "triangle-up", "square"]}},
                           "tooltip": tooltip}},
-            {"transform": [{"filter": "datum.beats === true"}],
-             "mark": {"type": "point", "shape": "star", "size": 260, "filled": True, "stroke": "black",
+            {"mark": {"type": "point", "shape": "star", "size": 260, "filled": True, "stroke": "black",
                       "strokeWidth": 1},
-             "encoding": {"y": {"field": "effect", "type": "quantitative"}, "tooltip": tooltip}},
+             "encoding": {"y": {"field": "effect", "type": "quantitative"}, "tooltip": tooltip,
+                          "opacity": {"condition": {"test": "datum.beats === true", "value": 1}, "value": 0}}},
         ],
     })
 

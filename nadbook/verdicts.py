@@ -538,12 +538,13 @@ def table(verdicts: dict[str, dict[str, NetworkVerdict]], keys: list[str]) -> st
             if v is None:
                 continue
             rival = f"{v.rival}: {v.rival_effect.text()}" if v.rival else ""
-            rows.append(f"| {NAMES[key] if first else ''} | {a} | {v.word} ({v.holds_in}/{v.instances}) | "
-                        f"{_where(v)}{' (†)' if v.near else ''} | {v.effect.text() if v.effect else ''} | "
-                        f"{rival} | {_own_cell(v)} |")
+            where = _where(v)
+            rows.append(f"| {NAMES[key] if first else ''} | {a} | {v.word} ({v.holds_in}/{v.instances})"
+                        f"{'; ' + where if where else ''}{' (†)' if v.near else ''} | "
+                        f"{v.effect.text() if v.effect else ''} | {rival} | {_own_cell(v)} |")
             first = False
-    head = ("| finding | network | verdict (instances) | where | effect [95% CI] "
-            "| best heuristic, same counts | NAD's own |\n|" + " --- |" * 7)
+    head = ("| finding | network | verdict (instances); where | effect "
+            "| best heuristic, same counts | NAD's own |\n|" + " --- |" * 6)
     return "\n".join([head, *rows])
 
 

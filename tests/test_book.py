@@ -104,6 +104,12 @@ MIN_TEXT_PT = 9  # the smallest text of a figure, at the size it is shown (1 pt 
 TEXT_DEFECTS = re.compile(r"\bnan\b|\bNaN\b|object at 0x|Settings\(|<nadkit\.|\{(?:doc|term|cite|ref|numref)\}")
 
 
+# The page's text less its code (cells' inputs, code blocks, inline code): what a reader reads.
+PROSE = """() => { const m = document.querySelector("main").cloneNode(true);
+    m.querySelectorAll("pre, code, .cell_input, script, style").forEach(e => e.remove());
+    return m.textContent; }"""
+
+
 def read_every_page(html: Path) -> dict[str, list[str]]:
     """Every page of the built book opened in Chromium, at 1280 px and at 390 px: what each
     check found, per check (an empty list: nothing). The checks:
@@ -164,7 +170,7 @@ def read_every_page(html: Path) -> dict[str, list[str]]:
                     found["code"] += [f"{where}: {c}" for c in scrolled_code(page)]
                     found["figure text"] += [f"{where}: {t}" for t in small_figure_text(page)]
                     found["text"] += [f"{where}: ...{m.string[max(0, m.start() - 40):m.end() + 40]}..."
-                                      for m in TEXT_DEFECTS.finditer(page.inner_text("main"))]
+                                      for m in TEXT_DEFECTS.finditer(page.evaluate(PROSE))]
                 else:
                     found["phone"] += [f"{where}: {w}" for w in wider_than_the_screen(page)]
                 context.close()

@@ -56,7 +56,9 @@ def test_curves_say_what_they_draw_tooltips_rounded_axis_titled_dashes_explained
     assert enc["strokeDash"]["legend"]["encode"]["symbols"]["update"]["stroke"]["value"]  # drawn, not transparent
     assert spec["config"]["axis"]["labelFontSize"] >= 12  # 9 pt
     top = [layer for layer in lines["layer"] if layer["mark"].get("strokeWidth")]
-    assert len(top) == 1 and "NAD" in top[0]["transform"][0]["filter"]  # NAD drawn last, on top
+    assert len(top) == 1 and lines["layer"][-1] is top[0]  # NAD drawn last, on top
+    assert "NAD" in top[0]["encoding"]["opacity"]["condition"]["test"]  # and only NAD there
+    assert all("transform" not in layer for layer in lines["layer"])  # no layer left empty: no Vega warning
 
 
 def test_mosaics_cover_every_class_and_the_explorer_offers_the_class_s_first():

@@ -269,6 +269,26 @@ def like(reference: Path, arch: str, s: Settings, weights: str | None, target: s
     return hit[1] if hit is not None else None if strict else folder(arch, s, s.seeds[0], weights, progress, target)
 
 
+def searched(reference: Path, arch: str, s: Settings, weights: str | None, target: str = "label") -> list[Path]:
+    """The runs that ``like``'s search for the reference run's sparsity visits, as far as they are
+    there: shipped with the run it finds, so that a fresh clone's search takes the same path
+    without computing anything."""
+    if profile() == "smoke":
+        return []
+    seen: list[Path] = []
+
+    def run(b: float) -> Path | None:
+        there = run_dir(replace(s, beta=b).run_config(arch, s.seeds[0], weights, target))
+        if not (there / "meta.json").exists():
+            return None
+        seen.append(there)
+        return there
+
+    beta = json.loads((reference / "meta.json").read_text())["config"]["beta"]
+    matched.search(matched.kept(reference), float(beta), run, progress=False)
+    return seen
+
+
 def _over(source: str, s: Settings, over: str, progress: bool) -> list[Path]:
     if over not in ("seeds", "instances"):
         raise ValueError(f"over must be seeds or instances, got {over!r}")
@@ -618,6 +638,9 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
             random_report(f, s)  # the findings' random control (chapters 01 and 09)
             uniform_p(f, s)      # the verdicts' p against random channels, with enough draws
             used.append(f)
+        reference, *others = trained_instances(arch, s)
+        for i in others:  # the runs the searches for matched sparsity visited
+            used += searched(folder(arch, s, s.seeds[0], instance_option(reference)), arch, s, instance_option(i))
         for w in sanity_weights(arch) if arch in SANITY_ARCHS else []:
             sanity(arch, w, s)
             used.append(sanity_folder(arch, w, s))
@@ -630,9 +653,8 @@ def precompute(s: Settings | None = None, archs: list[str] | None = None,
         if arch in PERMUTED_ARCHS and s.beta is None:
             permuted(arch, None, s)
             used.append(sanity_folder(arch, "permuted", s))
-            if (m := permuted_matched(arch, s, compute=searches)) is not None:
-                used.append(run_dir(replace(s, beta=m[0].config["beta"]).run_config(
-                    arch, s.seeds[0], "permuted", SANITY_TARGET)))
+            if permuted_matched(arch, s, compute=searches) is not None:
+                used += searched(folder(arch, s), arch, s, "permuted", SANITY_TARGET)
         for method, runs in baselines(arch, s).items():
             for run in runs:
                 control_hit_by_class(run["folder"], s)  # the hit rate compared class by class

@@ -135,6 +135,8 @@ def used(arch: str, s: book.Settings, instance: int = 0, searches: bool = True) 
                 if i != instance and (f := matched_folder(arch, b, settings, i, compute=searches)) is not None:
                     at_beta(f, settings)
                     out.extend([f, *(book.baseline_folder(f, m) for m in book.BASELINE_METHODS)])
+                    out.extend(book.searched(folder_at(arch, b, settings), arch, replace(settings, beta=b),
+                                             book.instance_option(i)))
 
     add(summary(arch, s, instance, progress=True), s, instance)
     for b in replicated_betas([arch]).get(arch, ()):

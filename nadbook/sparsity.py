@@ -151,7 +151,8 @@ def used(arch: str, s: book.Settings, instance: int = 0, searches: bool = True) 
     return out
 
 
-def matched_folder(arch: str, beta: float, s: book.Settings, instance: int, compute: bool = False) -> Path | None:
+def matched_folder(arch: str, beta: float, s: book.Settings, instance: int, compute: bool = False,
+                   progress: bool = True) -> Path | None:
     """The run of trained ``instance`` at the sparsity of instance 0's run at ``beta``
     (``book.like``: its kept share within ``nadbook.matched.TOLERANCE``, searched for from
     ``beta``); None where instance 0's run is not there, no comparable run exists, or (without
@@ -159,8 +160,8 @@ def matched_folder(arch: str, beta: float, s: book.Settings, instance: int, comp
     reference = folder_at(arch, beta, s)
     if not (reference / "meta.json").exists():
         return None
-    return book.like(reference, arch, replace(s, beta=beta), book.instance_option(instance), strict=True,
-                     compute=compute)
+    return book.like(reference, arch, replace(s, beta=beta), book.instance_option(instance), progress=progress,
+                     strict=True, compute=compute)
 
 
 # The findings the sweep follows, and how each one's effect is read off a run's ``Finding``.
@@ -576,7 +577,7 @@ def replication(arch: str, beta: float, s: book.Settings | None = None, progress
 
     s = s or book.Settings.of(archs=arch)
     first = summary(arch, s, s.instances[0], progress, betas=(beta,), compute=compute)
-    others = [matched_folder(arch, beta, s, i, compute) for i in s.instances[1:]] if first else []
+    others = [matched_folder(arch, beta, s, i, compute, progress) for i in s.instances[1:]] if first else []
     if not first or not all(others):
         return None
     rows = [first[0], *(at_beta(f, s, progress) for f in others)]

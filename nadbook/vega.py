@@ -140,6 +140,9 @@ def curves(data: Sequence[Mapping], title: str, y: str | None = None, on_top: Se
     })
 
 
+# a five-pointed star (Vega has no "star" symbol; a name it does not know is read as an SVG path)
+STAR = ("M0,-1L0.235,-0.324L0.951,-0.309L0.38,0.124L0.588,0.809L0,0.4L-0.588,0.809L-0.38,0.124"
+        "L-0.951,-0.309L-0.235,-0.324Z")
 SHAPES_AT = ["card's beta", "sweep", "collapsed (not measurable)"]  # circle, triangle, square
 
 
@@ -190,7 +193,7 @@ def against_kept(data: Sequence[Mapping], title: str, on_top: str = "NAD") -> Ve
                           "shape": {"field": "at", "type": "nominal", "legend": None,  # said in the text
                                     "scale": {"domain": SHAPES_AT, "range": ["circle", "triangle-up", "square"]}},
                           "tooltip": tooltip}},
-            {"mark": {"type": "point", "shape": "star", "size": 260, "filled": True, "stroke": "black",
+            {"mark": {"type": "point", "shape": STAR, "size": 260, "filled": True, "stroke": "black",
                       "strokeWidth": 1},
              "encoding": {"y": {"field": "effect", "type": "quantitative"}, "tooltip": tooltip,
                           "opacity": {"condition": {"test": "datum.beats === true", "value": 1}, "value": 0}}},

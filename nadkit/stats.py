@@ -59,6 +59,9 @@ class Verdict:
         return finding if self.holds else "not shown at this scale"
 
     def interval(self, scale: float = 1.0, digits: int = 2) -> str:
+        """The 95% interval as text; "(no spread)" where there is none (every value equal, or one)."""
+        if np.isnan(self.low) or np.isnan(self.high):
+            return "(no spread)"
         return f"[{scale * self.low:+.{digits}f}, {scale * self.high:+.{digits}f}]"
 
     def to_dict(self) -> dict:

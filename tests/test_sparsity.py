@@ -274,9 +274,16 @@ def test_the_sweep_figure_carries_every_method_and_marks_where_each_holds():
             for m in ("NAD", "taylor", "random")]
     fig = vega.against_kept(data, "title")
     values = fig.spec["data"]["values"]
-    assert [v["low"] for v in values] == [None] * 3  # NaN is no interval, not an invalid JSON number
+    # NaN is no interval, not an invalid JSON number: a band of no width at the effect
+    assert [(v["low"], v["high"]) for v in values] == [(0.1, 0.1)] * 3
     assert "NaN" not in fig.html() and "vgg16" in fig.html()
     assert {p["name"] for p in fig.spec["params"]} == {"network", "finding"}
+    # every symbol's shape is one Vega draws by name or an SVG path (an unknown name breaks the page)
+    named = {"circle", "square", "cross", "diamond", "triangle-up", "triangle-down", "triangle-left",
+             "triangle-right", "triangle", "arrow", "wedge", "stroke"}
+    shapes = [layer["mark"].get("shape") for layer in fig.spec["layer"]]
+    shapes += fig.spec["layer"][2]["encoding"]["shape"]["scale"]["range"]
+    assert all(s is None or s in named or s.startswith("M") for s in shapes)
 
 
 def test_the_papers_objective_is_recorded_only_when_chosen_and_changes_the_key():

@@ -16,6 +16,7 @@ def test_interval_excludes_zero_only_for_a_real_shift():
     assert not mean_interval(rng.normal(0.0, 0.5, 30)).holds
     # no spread: no interval, so nothing holds (a constant sample cannot support one)
     assert not mean_interval([0.2] * 10).holds
+    assert mean_interval([0.2] * 10).interval() == "(no spread)"  # never "[+nan, +nan]"
 
 
 def test_seed_agreement_against_chance():

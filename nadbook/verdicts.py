@@ -390,6 +390,8 @@ def network_verdicts(network: str, points: list[str], nad: list[dict[str, Findin
                 undecided = [m for m, (o, _) in owns.items() if o is None]
                 m = best if not undecided or best in undecided else undecided[0]
                 v.own, v.own_note = (None if undecided else True), owns[m][1] + f" against {m}"
+        if v.status != HOLDS:  # better than every rule at what? only a finding that holds is compared
+            v.own = None
         out[key] = v
     return out
 

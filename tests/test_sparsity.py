@@ -192,6 +192,7 @@ def test_the_chosen_beta_is_judged_over_three_instances_as_the_cards_are(smoke):
     assert sparsity.replication("vgg16", 0.123, s, progress=False) is None  # not run: nothing
 
 
+@pytest.mark.slow
 def test_the_chapters_give_one_verdict_per_finding_network_and_setting(smoke):
     """Chapters 01, 05, 06, 07 and 09 read ``book.verdicts`` (the card's beta over the trained
     instances); chapter 05c judges its chosen betas with ``sparsity.replication``, and where that
